@@ -1,0 +1,43 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "swift-ttnmqtt",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "TTNMQTT", targets: ["TTNMQTT"]),
+        .library(name: "TTNLua", targets: ["TTNLua"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    ],
+    targets: [
+        // C libraries, found through pkg-config and installed by scripts/setup.
+        .systemLibrary(
+            name: "CMosquitto",
+            pkgConfig: "libmosquitto",
+            providers: [.apt(["libmosquitto-dev"]), .brew(["mosquitto"])]
+        ),
+        .systemLibrary(
+            name: "CLua",
+            pkgConfig: "lua5.4 lua-5.4 lua54",
+            providers: [.apt(["liblua5.4-dev"]), .brew(["lua"])]
+        ),
+        // Everything that may raise a Lua error (longjmp) lives in C, never in a Swift frame.
+        .target(name: "CLuaShim", dependencies: ["CLua"]),
+
+        .target(
+            name: "TTNMQTT",
+            dependencies: ["CMosquitto", .product(name: "Logging", package: "swift-log")]
+        ),
+        .target(
+            name: "TTNLua",
+            dependencies: ["CLua", "CLuaShim", .product(name: "Logging", package: "swift-log")]
+        ),
+
+        .testTarget(name: "TTNMQTTTests", dependencies: ["TTNMQTT"], path: "Tests/TTNMQTTTests"),
+        .testTarget(name: "TTNLuaTests", dependencies: ["TTNLua"], path: "Tests/TTNLuaTests"),
+        .testTarget(name: "IntegrationTests", dependencies: ["TTNMQTT"], path: "Tests/IntegrationTests"),
+    ],
+    swiftLanguageModes: [.v6]
+)

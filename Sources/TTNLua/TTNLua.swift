@@ -1,0 +1,1 @@
+// Placeholder: the Lua runtime is being written (issue 3).
