@@ -1,0 +1,110 @@
+import DequeModule
+import Dispatch
+import Synchronization
+
+/// An ordered, bounded queue whose items are handled one at a time, off the caller's thread.
+///
+/// When the queue is full the **oldest** waiting item is dropped, counted and reported through `onDrop`, so a
+/// slow handler costs memory only up to the limit and never stalls the producer (the MQTT network thread).
+package final class DeliveryQueue<Item: Sendable>: Sendable {
+    private struct State {
+        var items = Deque<Item>()
+        var isDraining = false
+        var isPaused: Bool
+        var dropped = 0
+        var handled = 0
+    }
+
+    private let state: Mutex<State>
+    private let limit: Int
+    private let dispatchQueue: DispatchQueue
+    private let handler: @Sendable (Item) -> Void
+    private let onDrop: @Sendable (_ totalDropped: Int) -> Void
+    private let idle = Mutex<[DispatchSemaphore]>([])
+
+    /// - Parameters:
+    ///   - limit: how many items may wait; one more drops the oldest.
+    ///   - paused: when true nothing is handled until ``resume()``.
+    ///   - onDrop: called (on the producer's thread) with the running total after each drop.
+    package init(
+        label: String, limit: Int, paused: Bool = false,
+        onDrop: @escaping @Sendable (_ totalDropped: Int) -> Void,
+        handler: @escaping @Sendable (Item) -> Void
+    ) {
+        self.state = Mutex(State(isPaused: paused))
+        self.limit = max(1, limit)
+        self.dispatchQueue = DispatchQueue(label: label)
+        self.handler = handler
+        self.onDrop = onDrop
+    }
+
+    package func enqueue(_ item: Item) {
+        let (startDrain, totalDropped) = state.withLock { state -> (Bool, Int?) in
+            state.items.append(item)
+            var dropped: Int?
+            if state.items.count > limit {
+                state.items.removeFirst()
+                state.dropped += 1
+                dropped = state.dropped
+            }
+            guard !state.isDraining, !state.isPaused else { return (false, dropped) }
+            state.isDraining = true
+            return (true, dropped)
+        }
+        if let totalDropped { onDrop(totalDropped) }
+        if startDrain { dispatchQueue.async { self.drain() } }
+    }
+
+    /// Starts handling items (again) after `paused: true`.
+    package func resume() {
+        let startDrain = state.withLock { state -> Bool in
+            state.isPaused = false
+            guard !state.isDraining, !state.items.isEmpty else { return false }
+            state.isDraining = true
+            return true
+        }
+        if startDrain { dispatchQueue.async { self.drain() } }
+    }
+
+    /// Items dropped so far because the queue was full.
+    package var droppedCount: Int { state.withLock { $0.dropped } }
+    /// Items handled so far.
+    package var handledCount: Int { state.withLock { $0.handled } }
+    /// Items waiting.
+    package var count: Int { state.withLock { $0.items.count } }
+
+    /// Waits until every queued item was handled, or the timeout passed; returns how many are still waiting.
+    package func waitUntilIdle(timeout: Duration) -> Int {
+        let semaphore = DispatchSemaphore(value: 0)
+        let busy = state.withLock { state in
+            let busy = state.isDraining || (!state.items.isEmpty && !state.isPaused)
+            if busy { idle.withLock { $0.append(semaphore) } }
+            return busy
+        }
+        if busy {
+            let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
+            _ = semaphore.wait(timeout: .now() + seconds)
+        }
+        return count
+    }
+
+    private func drain() {
+        while true {
+            let next = state.withLock { state -> Item? in
+                guard !state.isPaused, let item = state.items.popFirst() else {
+                    state.isDraining = false
+                    return nil
+                }
+                return item
+            }
+            guard let item = next else { break }
+            handler(item)
+            state.withLock { $0.handled += 1 }
+        }
+        let waiters = idle.withLock { waiters in
+            defer { waiters.removeAll() }
+            return waiters
+        }
+        waiters.forEach { $0.signal() }
+    }
+}

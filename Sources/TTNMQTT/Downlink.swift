@@ -1,0 +1,223 @@
+import Foundation
+
+/// One downlink for The Things Stack v3 (an item of `{"downlinks":[...]}`).
+///
+/// ```swift
+/// try await client.publish(Downlink(fPort: 1, payload: [0x01]), to: "my-device")
+/// ```
+public struct Downlink: Sendable, Hashable, Codable {
+    /// The LoRaWAN port, 1...223.
+    public var fPort: Int
+    /// The payload as base64 (`frm_payload`).
+    public var frmPayload: String?
+    /// Input for the application's downlink formatter, instead of ``frmPayload``.
+    public var decodedPayload: JSONValue?
+    public var confirmed: Bool?
+    public var priority: Priority?
+    /// Your own ids (at most 100 characters each); TTN echoes them in every `down/*` event.
+    public var correlationIDs: [String]?
+    /// Class B/C options (`class_b_c`), passed through as given.
+    public var classBC: JSONValue?
+    /// `confirmed_retry`, e.g. `{"max_attempts": 3}`, passed through as given.
+    public var confirmedRetry: JSONValue?
+
+    /// How much of a gateway's duty-cycle budget the transmission may use. TTN's default when omitted is `LOWEST`.
+    public enum Priority: String, Sendable, Hashable, Codable, CaseIterable {
+        case lowest = "LOWEST", low = "LOW", belowNormal = "BELOW_NORMAL", normal = "NORMAL"
+        case aboveNormal = "ABOVE_NORMAL", high = "HIGH", highest = "HIGHEST"
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case fPort = "f_port", frmPayload = "frm_payload", decodedPayload = "decoded_payload", confirmed, priority
+        case correlationIDs = "correlation_ids", classBC = "class_b_c", confirmedRetry = "confirmed_retry"
+    }
+
+    /// A downlink carrying raw payload bytes.
+    public init(
+        fPort: Int, payload: [UInt8], confirmed: Bool = false, priority: Priority = .normal,
+        correlationIDs: [String]? = nil
+    ) {
+        self.fPort = fPort
+        self.frmPayload = Base64.encode(payload)
+        self.confirmed = confirmed
+        self.priority = priority
+        self.correlationIDs = correlationIDs
+    }
+
+    /// A downlink whose payload the application's downlink formatter builds from `decodedPayload`.
+    public init(
+        fPort: Int, decodedPayload: JSONValue, confirmed: Bool = false, priority: Priority = .normal,
+        correlationIDs: [String]? = nil
+    ) {
+        self.fPort = fPort
+        self.decodedPayload = decodedPayload
+        self.confirmed = confirmed
+        self.priority = priority
+        self.correlationIDs = correlationIDs
+    }
+
+    /// Checks what TTN would otherwise drop silently.
+    /// - Throws: ``TTNError/Kind/invalidDownlink`` saying which rule was broken.
+    public func validate() throws(TTNError) {
+        guard (1...223).contains(fPort) else {
+            throw .invalidDownlink(
+                "f_port \(fPort) is outside 1...223",
+                hint: "Use an application port from 1 to 223 (0 is MAC-only, 224 is the test port)."
+            )
+        }
+        if let frmPayload {
+            guard let bytes = Base64.decode(frmPayload) else {
+                throw .invalidDownlink(
+                    "frm_payload '\(frmPayload.prefix(40))' is not valid base64",
+                    hint: "Encode the payload bytes as standard base64, e.g. 0x01 0x02 is \"AQI=\"."
+                )
+            }
+            guard bytes.count <= 255 else {
+                throw .invalidDownlink(
+                    "the payload is \(bytes.count) bytes, more than 255",
+                    hint: "Keep downlinks small; 51 bytes fit at every EU868 data rate."
+                )
+            }
+        } else if decodedPayload == nil {
+            throw .invalidDownlink(
+                "it has neither frm_payload nor decoded_payload",
+                hint: "Give the payload as base64 frm_payload (v2: payload_raw), or decoded_payload for a downlink formatter."
+            )
+        }
+        if let long = correlationIDs?.first(where: { $0.count > 100 }) {
+            throw .invalidDownlink(
+                "correlation id '\(long.prefix(30))...' is longer than 100 characters",
+                hint: "Shorten it; TTN refuses longer ids."
+            )
+        }
+    }
+}
+
+/// A downlink request parsed from the JSON text given to ``MQTTClient/publish(_:)``.
+struct DownlinkRequest: Sendable, Equatable {
+    /// The body to send: the caller's v3 JSON unchanged, or the v3 translation of a v2 body.
+    var body: String
+    var queue: DownlinkQueue
+    var downlinks: [Downlink]
+    /// The caller's text, when it was in the v2 form (sent unchanged in legacy v2 mode).
+    var v2Text: String?
+
+    /// Parses the v3 form `{"downlinks":[...]}` (sent as it is, to `down/push` unless `queue` says otherwise) or
+    /// the seed's v2 form `{"port":1,"confirmed":false,"payload_raw":"AA=="}` (translated; to `down/replace`, v2's
+    /// default schedule, or to `down/push` for `"schedule":"last"`).
+    /// - Throws: ``TTNError/Kind/invalidDownlink`` for malformed JSON or a downlink TTN would drop.
+    static func parse(_ text: String, queue requestedQueue: DownlinkQueue? = nil) throws(TTNError) -> DownlinkRequest {
+        let object: [String: Any]
+        do {
+            guard let parsed = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
+                throw TTNError.invalidDownlink("the JSON is not an object", hint: Self.formHint)
+            }
+            object = parsed
+        } catch let error as TTNError {
+            throw error
+        } catch {
+            throw .invalidDownlink("the JSON is malformed (\(error.localizedDescription))", hint: Self.formHint)
+        }
+
+        if object["downlinks"] != nil {
+            let downlinks: [Downlink]
+            do {
+                downlinks = try JSONDecoder().decode(V3Body.self, from: Data(text.utf8)).downlinks
+            } catch {
+                throw .invalidDownlink("the downlinks list does not match TTN's schema: \(Uplink.describe(error))", hint: Self.formHint)
+            }
+            let queue = requestedQueue ?? .push
+            if downlinks.isEmpty && queue == .push {
+                throw .invalidDownlink(
+                    "an empty downlinks list on down/push does nothing",
+                    hint: "To clear the queue, publish {\"downlinks\":[]} with queue .replace."
+                )
+            }
+            for downlink in downlinks { try downlink.validate() }
+            return DownlinkRequest(body: text, queue: queue, downlinks: downlinks, v2Text: nil)
+        }
+
+        if object["port"] != nil || object["payload_raw"] != nil || object["payload_fields"] != nil {
+            return try fromV2(object, text: text, requestedQueue: requestedQueue)
+        }
+        throw .invalidDownlink("the JSON has neither \"downlinks\" (v3) nor \"port\" (v2)", hint: Self.formHint)
+    }
+
+    private static func fromV2(_ object: [String: Any], text: String, requestedQueue: DownlinkQueue?) throws(TTNError) -> DownlinkRequest {
+        guard let port = object["port"] as? NSNumber, !(object["port"] is Bool), port.doubleValue == port.doubleValue.rounded()
+        else {
+            throw .invalidDownlink("v2 \"port\" is missing or not an integer", hint: Self.formHint)
+        }
+        var downlink = Downlink(fPort: port.intValue, payload: [])
+        downlink.frmPayload = nil
+        if let raw = object["payload_raw"] {
+            guard let text = raw as? String else {
+                throw .invalidDownlink("v2 \"payload_raw\" is not a base64 string", hint: Self.formHint)
+            }
+            downlink.frmPayload = text
+        }
+        if let fields = object["payload_fields"] {
+            guard let data = try? JSONSerialization.data(withJSONObject: fields, options: [.fragmentsAllowed]),
+                let value = try? JSONDecoder().decode(JSONValue.self, from: data)
+            else {
+                throw .invalidDownlink("v2 \"payload_fields\" is not JSON", hint: Self.formHint)
+            }
+            downlink.decodedPayload = value
+        }
+        if let confirmed = object["confirmed"] {
+            guard let flag = confirmed as? Bool else {
+                throw .invalidDownlink("v2 \"confirmed\" is not true or false", hint: Self.formHint)
+            }
+            downlink.confirmed = flag
+        } else {
+            downlink.confirmed = false
+        }
+        try downlink.validate()
+
+        var queue = DownlinkQueue.replace
+        switch object["schedule"] as? String {
+        case nil, "replace": queue = .replace
+        case "last": queue = .push
+        case let other?:
+            throw .invalidDownlink(
+                "v2 schedule \"\(other)\" has no v3 equivalent",
+                hint: "Use \"replace\" (the default) or \"last\"; TTN v3 cannot insert at the front of the queue."
+            )
+        }
+        let body = DownlinkRequest.encode([downlink])
+        return DownlinkRequest(body: body, queue: requestedQueue ?? queue, downlinks: [downlink], v2Text: text)
+    }
+
+    /// `{"downlinks":[...]}` for typed downlinks, with sorted keys so the output is stable.
+    static func encode(_ downlinks: [Downlink]) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        // Encoding these value types cannot fail: every member is a plain Codable value.
+        let data = try! encoder.encode(V3Body(downlinks: downlinks))
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    /// The body for a legacy v2 stack: the caller's v2 text unchanged, or one typed downlink in the v2 form.
+    func legacyV2Body() throws(TTNError) -> String {
+        if let v2Text { return v2Text }
+        guard downlinks.count == 1, let downlink = downlinks.first else {
+            throw .invalidDownlink("TTN v2 takes exactly one downlink per message", hint: "Publish them one at a time.")
+        }
+        var object: [String: Any] = ["port": downlink.fPort, "confirmed": downlink.confirmed ?? false]
+        object["payload_raw"] = downlink.frmPayload
+        if let fields = downlink.decodedPayload, let data = try? JSONEncoder().encode(fields) {
+            object["payload_fields"] = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+        }
+        object["schedule"] = queue == .push ? "last" : "replace"
+        let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    private struct V3Body: Codable {
+        var downlinks: [Downlink]
+    }
+
+    static let formHint =
+        "Send {\"port\":1,\"confirmed\":false,\"payload_raw\":\"AA==\"} (v2 form) or "
+        + "{\"downlinks\":[{\"f_port\":1,\"frm_payload\":\"AA==\",\"priority\":\"NORMAL\"}]} (v3 form)."
+}

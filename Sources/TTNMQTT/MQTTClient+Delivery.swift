@@ -1,0 +1,131 @@
+import Foundation
+import Logging
+
+/// The receive path: the network thread classifies and queues, the delivery queue runs the user's code.
+extension MQTTClient: ConnectionObserver {
+    /// The uplink whose handler invocation is running on this thread or task, and whose client it belongs to.
+    struct Invocation: Sendable {
+        let client: ObjectIdentifier
+        let uplink: Uplink
+    }
+
+    @TaskLocal static var invocation: Invocation?
+
+    package func connectionDidSubscribe(sessionPresent: Bool) {
+        delivery.enqueue(.connected(ConnectFlags(sessionPresent: sessionPresent)))
+    }
+
+    package func connectionDidPublish(messageID: Int) {
+        let isOwn = state.withLock { $0.ownMessageIDs.remove(messageID) != nil }
+        if isOwn { delivery.enqueue(.published(messageID)) }
+    }
+
+    package func connectionDidDrop(reason: String) {}
+
+    /// Runs on the network thread: sorts the message by topic and hands it on without running user code.
+    package func connectionDidReceive(_ message: ReceivedMessage) {
+        let (topics, legacyV2, wantsUplinks, wantsEvents) = state.withLock { state in
+            (
+                state.connection?.topics, state.configuration.legacyV2, !state.uplinkStreams.isEmpty,
+                !state.eventStreams.isEmpty
+            )
+        }
+        guard let topics, let (deviceID, suffix) = topics.classify(message.topic) else {
+            state.withLock { $0.statistics.unexpectedTopics += 1 }
+            logger.debug("Message on an unexpected topic skipped", metadata: ["mqtt.topic": "\(message.topic)"])
+            return
+        }
+        guard suffix == "up" else {
+            if wantsEvents { publishEvent(TTNEvent(kind: .init(rawValue: String(suffix)), deviceID: deviceID, topic: message.topic, json: String(decoding: message.payload, as: UTF8.self))) }
+            return
+        }
+        // Decoded here only when an `uplinks` consumer waits; otherwise the delivery queue decodes it.
+        let uplink = wantsUplinks ? decodeUplink(message, legacyV2: legacyV2) : nil
+        if let uplink { publishUplink(uplink) }
+        delivery.enqueue(.message(message, uplink))
+    }
+
+    /// Runs on the delivery queue, one item at a time, in arrival order.
+    func deliver(_ item: Delivery) {
+        let (userData, connectBehavior, messageBehavior, publishBehavior) = state.withLock {
+            ($0.userData, $0.connectBehavior, $0.messageBehavior, $0.publishBehavior)
+        }
+        switch item {
+        case .connected(let flags):
+            if let connectBehavior {
+                connectBehavior(self, userData, flags, 0)
+            } else {
+                logger.info("CONNECTED AND SUBSCRIBED")
+            }
+        case .published(let messageID):
+            if let publishBehavior {
+                publishBehavior(self, userData, messageID)
+            } else {
+                logger.info("MSG PUBLISHED", metadata: ["mqtt.mid": "\(messageID)"])
+            }
+        case .message(let message, let decoded):
+            if let messageBehavior {
+                let paho = MQTTMessage(
+                    topic: message.topic, payload: message.payload, qos: message.qos, retain: message.retain,
+                    mid: message.messageID
+                )
+                messageBehavior(self, userData, paho)
+            } else {
+                receiveUplink(message, decoded: decoded)
+            }
+        }
+    }
+
+    /// The default message behaviour: log, keep in the bounded history, run the handler.
+    private func receiveUplink(_ message: ReceivedMessage, decoded: Uplink?) {
+        let legacyV2 = state.withLock { $0.configuration.legacyV2 }
+        guard let uplink = decoded ?? decodeUplink(message, legacyV2: legacyV2) else { return }
+        logger.info("MESSAGE RECEIVED", metadata: ["ttn.device_id": "\(uplink.deviceID ?? "?")"])
+        let handler = state.withLock { state in
+            state.lastMessage = uplink
+            state.history.append(uplink)
+            if state.history.count > state.configuration.historyLimit { state.history.removeFirst() }
+            return state.messageHandler
+        }
+        guard let handler else { return }
+        Self.$invocation.withValue(Invocation(client: ObjectIdentifier(self), uplink: uplink)) {
+            handler()
+        }
+    }
+
+    private func decodeUplink(_ message: ReceivedMessage, legacyV2: Bool) -> Uplink? {
+        do {
+            let uplink = try Uplink(json: message.payload, topic: message.topic, legacyV2: legacyV2)
+            state.withLock { $0.statistics.uplinks += 1 }
+            return uplink
+        } catch {
+            let malformed = state.withLock { state in
+                state.statistics.malformed += 1
+                return state.statistics.malformed
+            }
+            logger.warning(
+                "Malformed uplink skipped",
+                metadata: ["mqtt.topic": "\(message.topic)", "error": "\(error.message)", "malformed.total": "\(malformed)"]
+            )
+            return nil
+        }
+    }
+
+    private func publishUplink(_ uplink: Uplink) {
+        let continuations = state.withLock { Array($0.uplinkStreams.values) }
+        for continuation in continuations {
+            if case .dropped = continuation.yield(uplink) {
+                logger.warning("An uplinks consumer is too slow: oldest buffered uplink dropped")
+            }
+        }
+    }
+
+    private func publishEvent(_ event: TTNEvent) {
+        let continuations = state.withLock { Array($0.eventStreams.values) }
+        for continuation in continuations {
+            if case .dropped = continuation.yield(event) {
+                logger.warning("An events consumer is too slow: oldest buffered event dropped")
+            }
+        }
+    }
+}

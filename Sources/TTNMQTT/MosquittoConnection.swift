@@ -1,0 +1,439 @@
+internal import CMosquitto
+import Foundation
+import Logging
+import Synchronization
+
+/// A message as received, copied out of libmosquitto's buffers.
+package struct ReceivedMessage: Sendable {
+    package let topic: String
+    package let payload: [UInt8]
+    package let qos: Int
+    package let retain: Bool
+    package let messageID: Int
+}
+
+/// What a connection tells the clients that share it. Called on the network thread, so it must return quickly.
+package protocol ConnectionObserver: AnyObject, Sendable {
+    /// The connection is up and every subscription was granted: after the first connect and after each reconnect.
+    func connectionDidSubscribe(sessionPresent: Bool)
+    func connectionDidReceive(_ message: ReceivedMessage)
+    /// A QoS 1 publish was acknowledged by the broker.
+    func connectionDidPublish(messageID: Int)
+    /// The connection broke; it reconnects by itself.
+    func connectionDidDrop(reason: String)
+}
+
+/// Identifies a connection that clients may share: same broker, same credentials, same TLS and topic layout.
+struct ConnectionKey: Hashable, Sendable {
+    let server: MQTTClient.Server
+    let username: String
+    let password: String
+    let tls: MQTTClient.TLS
+    let legacyV2: Bool
+}
+
+/// One MQTT connection to a TTN application server, driven by libmosquitto on a dedicated network thread.
+///
+/// The network thread runs `mosquitto_loop` itself (rather than `mosquitto_loop_forever`) so that it sees every
+/// error, including the fatal TLS failures that `loop_forever` ends on silently, and can back off with jitter
+/// and stop at once when closed. After the first successful connection it reconnects forever, subscribing
+/// again every time: TTN keeps no sessions.
+final class MosquittoConnection: Sendable {
+    let key: ConnectionKey
+    let topics: TopicLayout
+    private let handle: MosquittoHandle
+    private let settings: Settings
+    private let logger: Logger
+    private let state = Mutex(State())
+    /// Signalled to cut a reconnect delay short when the connection closes.
+    private let wakeUp = DispatchSemaphore(value: 0)
+    /// Signalled once by the network thread when it exits.
+    private let networkThreadExited = DispatchSemaphore(value: 0)
+    /// The result of the first connection attempt.
+    private let firstConnection = OneShot<Result<Void, TTNError>>()
+
+    struct Settings: Sendable {
+        var keepAlive: Int32
+        var connectTimeout: Duration
+        var minimumReconnectDelay: Duration
+        var maximumReconnectDelay: Duration
+        var clientID: String
+    }
+
+    private struct State {
+        enum Phase { case connecting, subscribing, connected, reconnecting, closing }
+        var phase = Phase.connecting
+        var hasConnectedOnce = false
+        var observers: [ObjectIdentifier: WeakObserver] = [:]
+        /// Topic filters, subscribed after every (re)connect.
+        var filters = Set<String>()
+        var pendingSubscriptions: [Int32: [String]] = [:]
+        var reconnectAttempt = 0
+        var lastLoggedError: String?
+    }
+
+    private struct WeakObserver {
+        weak var value: (any ConnectionObserver)?
+    }
+
+    /// Connects and subscribes to `filters`, returning once the first SUBACK arrived.
+    /// Blocks the calling thread (name resolution and the handshake); call it off the cooperative pool.
+    /// - Throws: ``TTNError`` saying why the first connection failed.
+    init(key: ConnectionKey, settings: Settings, filters: [String], logger: Logger) throws(TTNError) {
+        self.key = key
+        self.topics = TopicLayout(username: key.username, legacyV2: key.legacyV2)
+        self.settings = settings
+        self.logger = logger
+        _ = MosquittoCode.libraryInitialized
+        guard let raw = mosquitto_new(settings.clientID, true, nil) else {
+            throw .mosquitto(MOSQ_ERR_NOMEM.rawValue, "Creating the MQTT client")
+        }
+        self.handle = MosquittoHandle(raw: raw)
+        state.withLock { state in
+            state.filters.formUnion(filters)
+        }
+        do {
+            try configure()
+            try startFirstConnection()
+        } catch {
+            mosquitto_destroy(raw)
+            throw error
+        }
+        // From here on the network thread runs and holds a reference to self.
+        let outcome = firstConnection.wait(timeout: settings.connectTimeout)
+        switch outcome {
+        case .success?:
+            return
+        case .failure(let error)?:
+            close()
+            throw error
+        case nil:
+            close()
+            throw .timeout(key.server.host, key.server.port, after: settings.connectTimeout)
+        }
+    }
+
+    deinit {
+        mosquitto_destroy(handle.raw)
+    }
+
+    private func configure() throws(TTNError) {
+        let raw = handle.raw
+        mosquitto_user_data_set(raw, Unmanaged.passUnretained(self).toOpaque())
+        try check(mosquitto_int_option(raw, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311), "Selecting MQTT 3.1.1")
+        try check(mosquitto_int_option(raw, MOSQ_OPT_TCP_NODELAY, 1), "Setting TCP_NODELAY")
+        try check(mosquitto_threaded_set(raw, true), "Selecting threaded mode")
+        try check(mosquitto_username_pw_set(raw, key.username, key.password), "Setting the credentials")
+        if key.tls.isEnabled(port: key.server.port) {
+            if let caFile = key.tls.caFile {
+                try check(mosquitto_tls_set(raw, caFile, nil, nil, nil, nil), "Loading the CA file '\(caFile)'")
+            } else {
+                try check(mosquitto_int_option(raw, MOSQ_OPT_TLS_USE_OS_CERTS, 1), "Using the system CA store")
+            }
+            if key.tls.allowUnverifiedCertificates {
+                logger.warning(
+                    "TLS certificate and host name verification are OFF: anyone on the path can read the API key",
+                    metadata: ["mqtt.server": "\(key.server)"]
+                )
+                try check(mosquitto_tls_opts_set(raw, 0, nil, nil), "Turning off certificate verification")
+                try check(mosquitto_tls_insecure_set(raw, true), "Turning off host name verification")
+            }
+        }
+        mosquitto_connect_with_flags_callback_set(raw) { _, context, code, flags in
+            MosquittoConnection.from(context).didConnect(code: code, flags: flags)
+        }
+        mosquitto_subscribe_callback_set(raw) { _, context, messageID, count, granted in
+            let grantedQoS = (0..<Int(count)).map { granted![$0] }
+            MosquittoConnection.from(context).didSubscribe(messageID: messageID, granted: grantedQoS)
+        }
+        mosquitto_message_callback_set(raw) { _, context, message in
+            guard let message = message?.pointee else { return }
+            let payload = message.payloadlen > 0
+                ? [UInt8](UnsafeRawBufferPointer(start: message.payload, count: Int(message.payloadlen)))
+                : []
+            let received = ReceivedMessage(
+                topic: String(cString: message.topic), payload: payload, qos: Int(message.qos),
+                retain: message.retain, messageID: Int(message.mid)
+            )
+            MosquittoConnection.from(context).didReceive(received)
+        }
+        mosquitto_publish_callback_set(raw) { _, context, messageID in
+            MosquittoConnection.from(context).forEachObserver { $0.connectionDidPublish(messageID: Int(messageID)) }
+        }
+        mosquitto_disconnect_callback_set(raw) { _, context, code in
+            MosquittoConnection.from(context).didDisconnect(code: code)
+        }
+        mosquitto_log_callback_set(raw) { _, context, level, text in
+            guard let text else { return }
+            MosquittoConnection.from(context).didLog(level: level, String(cString: text))
+        }
+    }
+
+    private func startFirstConnection() throws(TTNError) {
+        let server = key.server
+        let rc = mosquitto_connect_async(handle.raw, server.host, Int32(server.port), settings.keepAlive)
+        if rc != MOSQ_ERR_SUCCESS.rawValue {
+            throw connectError(rc)
+        }
+        let thread = Thread { [self] in runNetworkLoop() }
+        thread.name = "ttn-mqtt \(server.host)"
+        thread.start()
+    }
+
+    // MARK: Network thread
+
+    private func runNetworkLoop() {
+        defer { networkThreadExited.signal() }
+        let raw = handle.raw
+        while true {
+            let rc = mosquitto_loop(raw, 1000, 1)
+            if rc == MOSQ_ERR_SUCCESS.rawValue { continue }
+            guard !isClosing else { return }
+            if !state.withLock({ $0.hasConnectedOnce }) {
+                firstConnection.fulfill(.failure(loopError(rc)))
+                return
+            }
+            let delay = nextReconnectDelay()
+            logger.info(
+                "MQTT connection down; reconnecting",
+                metadata: ["mosquitto.rc": "\(rc)", "mosquitto.error": "\(loopErrorText(rc))", "retry.in": "\(delay)"]
+            )
+            if wakeUp.wait(timeout: .now() + .nanoseconds(Int(delay.components.seconds * 1_000_000_000 + delay.components.attoseconds / 1_000_000_000))) == .success || isClosing {
+                return
+            }
+            state.withLock { $0.phase = .reconnecting }
+            let reconnect = mosquitto_reconnect_async(raw)
+            if reconnect != MOSQ_ERR_SUCCESS.rawValue {
+                logger.info("MQTT reconnect attempt failed", metadata: ["mosquitto.error": "\(loopErrorText(reconnect))"])
+            }
+        }
+    }
+
+    private var isClosing: Bool { state.withLock { $0.phase == .closing } }
+
+    /// Capped exponential backoff with jitter: a random delay in [d/2, d], d doubling from the minimum to the cap.
+    private func nextReconnectDelay() -> Duration {
+        let attempt = state.withLock { state in
+            defer { state.reconnectAttempt += 1 }
+            return state.reconnectAttempt
+        }
+        let minimum = settings.minimumReconnectDelay, maximum = settings.maximumReconnectDelay
+        let ceiling = min(maximum, minimum * (1 << min(attempt, 20)))
+        return ceiling / 2 + ceiling / 2 * Double.random(in: 0...1)
+    }
+
+    private func didConnect(code: Int32, flags: Int32) {
+        guard code == 0 else {
+            let error: TTNError =
+                code == 5 || code == 4
+                ? .notAuthorized(username: key.username, code: Int(code))
+                : .connectionRefused(code: Int(code), reason: MosquittoCode.connack(code))
+            if !firstConnection.fulfill(.failure(error)) {
+                logger.error("MQTT server refused the reconnection", metadata: ["error": "\(error)"])
+            }
+            return
+        }
+        let filters = state.withLock { state in
+            state.reconnectAttempt = 0
+            state.phase = .subscribing
+            return state.filters.sorted()
+        }
+        if filters.isEmpty {
+            didSubscribe(messageID: -1, granted: [])
+        } else {
+            subscribe(filters)
+        }
+        _ = flags
+    }
+
+    private func subscribe(_ filters: [String]) {
+        var messageID: Int32 = 0
+        let cStrings = filters.map { strdup($0) }
+        defer { cStrings.forEach { free($0) } }
+        let rc = cStrings.withUnsafeBufferPointer { buffer in
+            mosquitto_subscribe_multiple(handle.raw, &messageID, Int32(filters.count), buffer.baseAddress, 0, 0, nil)
+        }
+        if rc == MOSQ_ERR_SUCCESS.rawValue {
+            state.withLock { $0.pendingSubscriptions[messageID] = filters }
+        } else {
+            logger.info("MQTT subscribe failed; it is retried on the next reconnect", metadata: ["mosquitto.error": "\(loopErrorText(rc))"])
+        }
+    }
+
+    private func didSubscribe(messageID: Int32, granted: [Int32]) {
+        let (filters, wasSubscribing) = state.withLock { state in
+            (state.pendingSubscriptions.removeValue(forKey: messageID) ?? [], state.phase == .subscribing)
+        }
+        if let refused = zip(filters, granted).first(where: { $0.1 == 0x80 })?.0 {
+            let error = TTNError.subscriptionRefused(refused)
+            if !firstConnection.fulfill(.failure(error)) {
+                logger.error("MQTT subscription refused", metadata: ["mqtt.topic": "\(refused)"])
+            }
+            return
+        }
+        guard wasSubscribing else { return }
+        state.withLock { state in
+            state.phase = .connected
+            state.hasConnectedOnce = true
+        }
+        logger.debug("MQTT connected and subscribed", metadata: ["mqtt.filters": "\(filters)"])
+        firstConnection.fulfill(.success(()))
+        forEachObserver { $0.connectionDidSubscribe(sessionPresent: false) }
+    }
+
+    private func didReceive(_ message: ReceivedMessage) {
+        forEachObserver { $0.connectionDidReceive(message) }
+    }
+
+    private func didDisconnect(code: Int32) {
+        guard code != 0 else { return }
+        let (wasConnected, lastError) = state.withLock { state in
+            defer { if state.phase != .closing { state.phase = .reconnecting } }
+            return (state.phase == .connected, state.lastLoggedError)
+        }
+        let reason = lastError ?? loopErrorText(code)
+        if !wasConnected {
+            firstConnection.fulfill(.failure(loopError(code)))
+            return
+        }
+        logger.warning("MQTT connection lost", metadata: ["reason": "\(reason)", "mqtt.server": "\(key.server)"])
+        forEachObserver { $0.connectionDidDrop(reason: reason) }
+    }
+
+    private func didLog(level: Int32, _ text: String) {
+        if level == MOSQ_LOG_ERR {
+            state.withLock { $0.lastLoggedError = text }
+            logger.debug("libmosquitto error", metadata: ["mosquitto.log": "\(text)"])
+        } else {
+            logger.trace("libmosquitto", metadata: ["mosquitto.log": "\(text)"])
+        }
+    }
+
+    private func connectError(_ rc: Int32) -> TTNError {
+        let server = key.server
+        switch rc {
+        case MOSQ_ERR_EAI.rawValue: return .unknownHost(server.host)
+        case MOSQ_ERR_ERRNO.rawValue: return .unreachable(server.host, server.port, reason: String(cString: strerror(errno)))
+        case MOSQ_ERR_TLS.rawValue: return .tls(server.host, server.port, detail: lastTLSDetail())
+        default: return .mosquitto(rc, "Connecting to \(server)")
+        }
+    }
+
+    /// The error that ended a first connection attempt inside the network loop.
+    private func loopError(_ rc: Int32) -> TTNError {
+        let server = key.server
+        let logged = state.withLock { $0.lastLoggedError }
+        if rc == MOSQ_ERR_TLS.rawValue || logged?.contains("SSL") == true || logged?.contains("certificate") == true {
+            return .tls(server.host, server.port, detail: lastTLSDetail())
+        }
+        switch rc {
+        case MOSQ_ERR_CONN_LOST.rawValue, MOSQ_ERR_NO_CONN.rawValue:
+            return .unreachable(server.host, server.port, reason: "the server closed the connection before accepting it")
+        default:
+            return connectError(rc)
+        }
+    }
+
+    private func lastTLSDetail() -> String {
+        state.withLock { $0.lastLoggedError } ?? "the handshake failed"
+    }
+
+    private func loopErrorText(_ rc: Int32) -> String {
+        MosquittoCode.describe(rc)
+    }
+
+    private func check(_ rc: Int32, _ operation: String) throws(TTNError) {
+        guard rc == MOSQ_ERR_SUCCESS.rawValue else { throw .mosquitto(rc, operation) }
+    }
+
+    private static func from(_ context: UnsafeMutableRawPointer?) -> MosquittoConnection {
+        Unmanaged<MosquittoConnection>.fromOpaque(context!).takeUnretainedValue()
+    }
+
+    private func forEachObserver(_ body: (any ConnectionObserver) -> Void) {
+        let observers = state.withLock { $0.observers.values.compactMap(\.value) }
+        for observer in observers { body(observer) }
+    }
+
+    // MARK: Used by clients
+
+    var isConnected: Bool { state.withLock { $0.phase == .connected } }
+
+    func addObserver(_ observer: any ConnectionObserver) {
+        state.withLock { $0.observers[ObjectIdentifier(observer)] = WeakObserver(value: observer) }
+    }
+
+    /// Removes an observer; returns how many remain.
+    func removeObserver(_ observer: any ConnectionObserver) -> Int {
+        state.withLock { state in
+            state.observers[ObjectIdentifier(observer)] = nil
+            return state.observers.count
+        }
+    }
+
+    /// Adds topic filters; new ones are subscribed now if connected, and after every reconnect.
+    func addFilters(_ filters: [String]) {
+        let (new, connected) = state.withLock { state in
+            let new = filters.filter { state.filters.insert($0).inserted }
+            return (new, state.phase == .connected)
+        }
+        if connected && !new.isEmpty { subscribe(new) }
+    }
+
+    /// Queues a publish. QoS 1 messages published while the connection is down are sent after it reconnects.
+    @discardableResult
+    func publish(topic: String, payload: [UInt8], qos: Int32 = 1) throws(TTNError) -> Int {
+        guard !isClosing else { throw TTNError.notConnected }
+        var messageID: Int32 = 0
+        let rc = payload.withUnsafeBytes { bytes in
+            mosquitto_publish(handle.raw, &messageID, topic, Int32(bytes.count), bytes.baseAddress, qos, false)
+        }
+        guard rc == MOSQ_ERR_SUCCESS.rawValue else {
+            if rc == MOSQ_ERR_NO_CONN.rawValue { throw TTNError.notConnected }
+            throw .mosquitto(rc, "Publishing to '\(topic)'")
+        }
+        return Int(messageID)
+    }
+
+    /// Sends DISCONNECT after what is already queued, stops the network thread and waits for it.
+    /// Must not be called on the network thread.
+    func close() {
+        let alreadyClosing = state.withLock { state in
+            defer { state.phase = .closing }
+            return state.phase == .closing
+        }
+        guard !alreadyClosing else {
+            networkThreadExited.wait()
+            networkThreadExited.signal()
+            return
+        }
+        mosquitto_disconnect(handle.raw)
+        wakeUp.signal()
+        networkThreadExited.wait()
+        networkThreadExited.signal()
+    }
+}
+
+/// A value set once and awaited by blocking threads.
+final class OneShot<Value: Sendable>: Sendable {
+    private let value = Mutex<Value?>(nil)
+    private let ready = DispatchSemaphore(value: 0)
+
+    /// Sets the value if none was set yet; returns whether this call set it.
+    @discardableResult
+    func fulfill(_ newValue: Value) -> Bool {
+        let didSet = value.withLock { value in
+            guard value == nil else { return false }
+            value = newValue
+            return true
+        }
+        if didSet { ready.signal() }
+        return didSet
+    }
+
+    func wait(timeout: Duration) -> Value? {
+        let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
+        if ready.wait(timeout: .now() + seconds) == .success { ready.signal() }
+        return value.withLock { $0 }
+    }
+}
