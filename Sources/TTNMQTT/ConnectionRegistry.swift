@@ -14,9 +14,10 @@ enum ConnectionRegistry {
     private static let slots = Mutex<[ConnectionKey: Slot]>([:])
 
     /// The connection for `configuration`, opened if needed; `observer` is attached to it and `filters` added.
+    /// - Returns: the connection, and whether this call opened it (rather than joining an existing one).
     static func acquire(
         configuration: MQTTClient.Configuration, filters: [String], observer: any ConnectionObserver
-    ) throws(TTNError) -> MosquittoConnection {
+    ) throws(TTNError) -> (connection: MosquittoConnection, opened: Bool) {
         let key = ConnectionKey(
             server: configuration.server, username: configuration.username, password: configuration.apiKey,
             tls: configuration.tls, legacyV2: configuration.legacyV2
@@ -42,6 +43,7 @@ enum ConnectionRegistry {
         }
 
         let connection: MosquittoConnection
+        var opened = false
         switch step {
         case .use(let existing):
             connection = existing
@@ -57,12 +59,13 @@ enum ConnectionRegistry {
                 clientID: "\(configuration.clientIDPrefix)-\(String(UInt64.random(in: 0...0xFFFF_FFFF_FFFF), radix: 16))"
             )
             do {
-                let opened = try MosquittoConnection(key: key, settings: settings, filters: filters, logger: configuration.logger)
+                let newConnection = try MosquittoConnection(key: key, settings: settings, filters: filters, logger: configuration.logger)
                 slots.withLock { slots in
-                    if case .opening(_, let waiting)? = slots[key] { slots[key] = .open(opened, clients: waiting) }
+                    if case .opening(_, let waiting)? = slots[key] { slots[key] = .open(newConnection, clients: waiting) }
                 }
-                pending.fulfill(.success(opened))
-                connection = opened
+                pending.fulfill(.success(newConnection))
+                connection = newConnection
+                opened = true
             } catch {
                 slots.withLock { $0[key] = nil }
                 pending.fulfill(.failure(error))
@@ -71,7 +74,7 @@ enum ConnectionRegistry {
         }
         connection.addObserver(observer)
         connection.addFilters(filters)
-        return connection
+        return (connection, opened)
     }
 
     /// Detaches `observer`; closes the connection when no client uses it any more.

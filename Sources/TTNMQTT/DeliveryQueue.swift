@@ -82,8 +82,7 @@ package final class DeliveryQueue<Item: Sendable>: Sendable {
             return busy
         }
         if busy {
-            let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
-            _ = semaphore.wait(timeout: .now() + seconds)
+            _ = semaphore.wait(timeout: .now() + timeout.timeInterval)
         }
         return count
     }

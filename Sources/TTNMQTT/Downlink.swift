@@ -107,16 +107,14 @@ struct DownlinkRequest: Sendable, Equatable {
     /// default schedule, or to `down/push` for `"schedule":"last"`).
     /// - Throws: ``TTNError/Kind/invalidDownlink`` for malformed JSON or a downlink TTN would drop.
     static func parse(_ text: String, queue requestedQueue: DownlinkQueue? = nil) throws(TTNError) -> DownlinkRequest {
-        let object: [String: Any]
+        let parsed: JSONValue
         do {
-            guard let parsed = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
-                throw TTNError.invalidDownlink("the JSON is not an object", hint: Self.formHint)
-            }
-            object = parsed
-        } catch let error as TTNError {
-            throw error
+            parsed = try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
         } catch {
-            throw .invalidDownlink("the JSON is malformed (\(error.localizedDescription))", hint: Self.formHint)
+            throw .invalidDownlink("the JSON is malformed (\(Uplink.describe(error)))", hint: Self.formHint)
+        }
+        guard case .object(let object) = parsed else {
+            throw .invalidDownlink("the JSON is not an object", hint: Self.formHint)
         }
 
         if object["downlinks"] != nil {
@@ -143,44 +141,34 @@ struct DownlinkRequest: Sendable, Equatable {
         throw .invalidDownlink("the JSON has neither \"downlinks\" (v3) nor \"port\" (v2)", hint: Self.formHint)
     }
 
-    private static func fromV2(_ object: [String: Any], text: String, requestedQueue: DownlinkQueue?) throws(TTNError) -> DownlinkRequest {
-        guard let port = object["port"] as? NSNumber, !(object["port"] is Bool), port.doubleValue == port.doubleValue.rounded()
-        else {
+    private static func fromV2(
+        _ object: [String: JSONValue], text: String, requestedQueue: DownlinkQueue?
+    ) throws(TTNError) -> DownlinkRequest {
+        guard case .number(let port)? = object["port"], port.rounded() == port, abs(port) < 1e9 else {
             throw .invalidDownlink("v2 \"port\" is missing or not an integer", hint: Self.formHint)
         }
-        var downlink = Downlink(fPort: port.intValue, payload: [])
+        var downlink = Downlink(fPort: Int(port), payload: [])
         downlink.frmPayload = nil
-        if let raw = object["payload_raw"] {
-            guard let text = raw as? String else {
-                throw .invalidDownlink("v2 \"payload_raw\" is not a base64 string", hint: Self.formHint)
-            }
-            downlink.frmPayload = text
+        switch object["payload_raw"] {
+        case nil, .null?: break
+        case .string(let base64)?: downlink.frmPayload = base64
+        default: throw .invalidDownlink("v2 \"payload_raw\" is not a base64 string", hint: Self.formHint)
         }
-        if let fields = object["payload_fields"] {
-            guard let data = try? JSONSerialization.data(withJSONObject: fields, options: [.fragmentsAllowed]),
-                let value = try? JSONDecoder().decode(JSONValue.self, from: data)
-            else {
-                throw .invalidDownlink("v2 \"payload_fields\" is not JSON", hint: Self.formHint)
-            }
-            downlink.decodedPayload = value
-        }
-        if let confirmed = object["confirmed"] {
-            guard let flag = confirmed as? Bool else {
-                throw .invalidDownlink("v2 \"confirmed\" is not true or false", hint: Self.formHint)
-            }
-            downlink.confirmed = flag
-        } else {
-            downlink.confirmed = false
+        downlink.decodedPayload = object["payload_fields"]
+        switch object["confirmed"] {
+        case nil: downlink.confirmed = false
+        case .bool(let flag)?: downlink.confirmed = flag
+        default: throw .invalidDownlink("v2 \"confirmed\" is not true or false", hint: Self.formHint)
         }
         try downlink.validate()
 
-        var queue = DownlinkQueue.replace
-        switch object["schedule"] as? String {
-        case nil, "replace": queue = .replace
-        case "last": queue = .push
+        let queue: DownlinkQueue
+        switch object["schedule"] {
+        case nil, .string("replace")?: queue = .replace
+        case .string("last")?: queue = .push
         case let other?:
             throw .invalidDownlink(
-                "v2 schedule \"\(other)\" has no v3 equivalent",
+                "v2 schedule \(other) has no v3 equivalent",
                 hint: "Use \"replace\" (the default) or \"last\"; TTN v3 cannot insert at the front of the queue."
             )
         }
@@ -203,14 +191,16 @@ struct DownlinkRequest: Sendable, Equatable {
         guard downlinks.count == 1, let downlink = downlinks.first else {
             throw .invalidDownlink("TTN v2 takes exactly one downlink per message", hint: "Publish them one at a time.")
         }
-        var object: [String: Any] = ["port": downlink.fPort, "confirmed": downlink.confirmed ?? false]
-        object["payload_raw"] = downlink.frmPayload
-        if let fields = downlink.decodedPayload, let data = try? JSONEncoder().encode(fields) {
-            object["payload_fields"] = try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
-        }
-        object["schedule"] = queue == .push ? "last" : "replace"
-        let data = try! JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])
-        return String(decoding: data, as: UTF8.self)
+        var object: [String: JSONValue] = [
+            "port": .number(Double(downlink.fPort)), "confirmed": .bool(downlink.confirmed ?? false),
+            "schedule": .string(queue == .push ? "last" : "replace"),
+        ]
+        if let payload = downlink.frmPayload { object["payload_raw"] = .string(payload) }
+        if let fields = downlink.decodedPayload { object["payload_fields"] = fields }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        // A JSONValue always encodes.
+        return String(decoding: try! encoder.encode(JSONValue.object(object)), as: UTF8.self)
     }
 
     private struct V3Body: Codable {

@@ -137,7 +137,9 @@ public final class MQTTClient: Sendable {
         let topics = TopicLayout(username: configuration.username, legacyV2: configuration.legacyV2)
         var filters = [topics.uplinkFilter]
         if state.withLock({ !$0.eventStreams.isEmpty }) { filters += topics.eventFilters }
-        let connection = try ConnectionRegistry.acquire(configuration: configuration, filters: filters, observer: self)
+        let (connection, opened) = try ConnectionRegistry.acquire(
+            configuration: configuration, filters: filters, observer: self
+        )
         let alreadyDisconnected = state.withLock { state in
             if state.connection != nil { return true }
             state.connection = connection
@@ -147,6 +149,8 @@ public final class MQTTClient: Sendable {
             ConnectionRegistry.release(connection, observer: self)
             return
         }
+        // As in the seed, a client that joins an existing connection sees no connection message.
+        if opened { delivery.enqueue(.connected(ConnectFlags(sessionPresent: false))) }
         logger.info(
             "Connected",
             metadata: [

@@ -92,13 +92,9 @@ final class MosquittoConnection: Sendable {
         state.withLock { state in
             state.filters.formUnion(filters)
         }
-        do {
-            try configure()
-            try startFirstConnection()
-        } catch {
-            mosquitto_destroy(raw)
-            throw error
-        }
+        // On a throw from here on, deinit runs (every stored property is set) and destroys the handle.
+        try configure()
+        try startFirstConnection()
         // From here on the network thread runs and holds a reference to self.
         let outcome = firstConnection.wait(timeout: settings.connectTimeout)
         switch outcome {
@@ -193,15 +189,15 @@ final class MosquittoConnection: Sendable {
                 firstConnection.fulfill(.failure(loopError(rc)))
                 return
             }
+            state.withLock { $0.phase = .reconnecting }
             let delay = nextReconnectDelay()
             logger.info(
                 "MQTT connection down; reconnecting",
                 metadata: ["mosquitto.rc": "\(rc)", "mosquitto.error": "\(loopErrorText(rc))", "retry.in": "\(delay)"]
             )
-            if wakeUp.wait(timeout: .now() + .nanoseconds(Int(delay.components.seconds * 1_000_000_000 + delay.components.attoseconds / 1_000_000_000))) == .success || isClosing {
+            if wakeUp.wait(timeout: .now() + delay.timeInterval) == .success || isClosing {
                 return
             }
-            state.withLock { $0.phase = .reconnecting }
             let reconnect = mosquitto_reconnect_async(raw)
             if reconnect != MOSQ_ERR_SUCCESS.rawValue {
                 logger.info("MQTT reconnect attempt failed", metadata: ["mosquitto.error": "\(loopErrorText(reconnect))"])
@@ -432,8 +428,14 @@ final class OneShot<Value: Sendable>: Sendable {
     }
 
     func wait(timeout: Duration) -> Value? {
-        let seconds = Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18
-        if ready.wait(timeout: .now() + seconds) == .success { ready.signal() }
+        if ready.wait(timeout: .now() + timeout.timeInterval) == .success { ready.signal() }
         return value.withLock { $0 }
+    }
+}
+
+extension Duration {
+    /// Seconds, for Dispatch timeouts.
+    var timeInterval: Double {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
     }
 }

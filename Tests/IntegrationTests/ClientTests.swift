@@ -1,0 +1,151 @@
+import Foundation
+import Testing
+
+@testable import TTNMQTT
+
+@Suite("Swift API and robustness against the broker", .enabled(if: Broker.shouldRun), .timeLimit(.minutes(1)))
+struct ClientIntegrationTests {
+    @Test("connect() async and the uplinks sequence deliver typed uplinks in order")
+    func asyncUplinks() async throws {
+        let port = try Broker.requirePort()
+        let app = Broker.application()
+        let network = try NetworkSide(port: port)
+        defer { network.close() }
+        var configuration = MQTTClient.Configuration(applicationID: app, apiKey: Broker.apiKey)
+        configuration.server = .init(host: "127.0.0.1", port: port)
+        let client = MQTTClient(configuration: configuration)
+        try await client.connect()
+        defer { client.disconnect() }
+        let uplinks = client.uplinks
+        for counter in 0..<20 {
+            try network.publishUplink(
+                application: app, device: "dev",
+                json: Array(#"{"end_device_ids":{"device_id":"dev"},"uplink_message":{"f_cnt":\#(counter)}}"#.utf8)
+            )
+        }
+        var counters: [Int] = []
+        for await uplink in uplinks {
+            counters.append(uplink.uplinkMessage?.fCnt ?? -1)
+            if counters.count == 20 { break }
+        }
+        #expect(counters == Array(0..<20))
+    }
+
+    @Test("malformed uplinks are counted and skipped; the next good one arrives")
+    func malformedSkipped() async throws {
+        let port = try Broker.requirePort()
+        let app = Broker.application()
+        let network = try NetworkSide(port: port)
+        defer { network.close() }
+        let client = Broker.client(app)
+        try client.connect(to: port)
+        defer { client.disconnect() }
+        client.startBackground()
+        for bad in ["{", "[]", "\u{FF}", #"{"uplink_message": {"f_cnt": "x"}}"#] {
+            try network.publishUplink(application: app, device: "dev", json: Array(bad.utf8))
+        }
+        try network.publishUplink(application: app, device: "dev", json: Fixtures.bytes("v3-up-decoded.json"))
+        #expect(await eventually { client.getAllMessages().count == 1 })
+        #expect(client.statistics.malformed == 4)
+        #expect(client.statistics.uplinks == 1)
+    }
+
+    @Test("events: downlink outcomes and joins arrive typed by topic")
+    func events() async throws {
+        let port = try Broker.requirePort()
+        let app = Broker.application()
+        let network = try NetworkSide(port: port)
+        defer { network.close() }
+        let client = Broker.client(app)
+        try client.connect(to: port)
+        defer { client.disconnect() }
+        let events = client.events
+        let received = Recorder<TTNEvent>()
+        let collector = Task {
+            for await event in events { received.append(event) }
+        }
+        defer { collector.cancel() }
+        // The events subscription is made in the background; publish until it is in place.
+        let queued = try Fixtures.bytes("v3-down-queued.json")
+        for _ in 0..<100 where received.count == 0 {
+            try network.publish(topic: "v3/\(app)@ttn/devices/dev1/down/queued", payload: queued)
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let event = try #require(received.all.first)
+        #expect(event.kind == .downlinkQueued)
+        #expect(event.deviceID == "dev1")
+        #expect(event.correlationIDs.contains("my-correlation-id"))
+    }
+
+    @Test("after the broker restarts the client reconnects, subscribes again and receives")
+    func resubscribeAfterRestart() async throws {
+        let runDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("broker-\(UUID().uuidString)")
+        let port = try PrivateBroker.start(in: runDirectory)
+        defer { PrivateBroker.stop(in: runDirectory) }
+
+        var configuration = MQTTClient.Configuration(applicationID: "my-app", apiKey: Broker.apiKey)
+        configuration.server = .init(host: "127.0.0.1", port: port)
+        configuration.minimumReconnectDelay = .milliseconds(100)
+        configuration.maximumReconnectDelay = .milliseconds(500)
+        let client = MQTTClient(configuration: configuration)
+        let connects = Recorder<Int>()
+        client.setConnectBehavior { _, _, _, rc in connects.append(rc) }
+        try await client.connect()
+        defer { client.disconnect() }
+        client.startBackground()
+        #expect(await eventually { connects.count == 1 })
+
+        PrivateBroker.stop(in: runDirectory)
+        #expect(await eventually { !client.isConnected })
+        _ = try PrivateBroker.start(in: runDirectory, port: port)
+        #expect(await eventually(timeout: .seconds(20)) { client.isConnected && connects.count == 2 })
+
+        let network = try NetworkSide(port: port)
+        defer { network.close() }
+        try network.publishUplink(application: "my-app", device: "dev", json: Fixtures.bytes("v3-up-decoded.json"))
+        #expect(await eventually { client.getAllMessages().count == 1 }, "the subscription must be back")
+    }
+}
+
+/// A broker of the test's own, for tests that stop and restart it (scripts/start-broker in another folder).
+enum PrivateBroker {
+    static func start(in directory: URL, port: Int? = nil) throws -> Int {
+        let status = run("scripts/start-broker", directory.path, environment: ["TTN_BROKER_PORT": port.map(String.init) ?? ""])
+        try #require(status == 0, "scripts/start-broker failed")
+        let text = try String(contentsOf: directory.appendingPathComponent("env"), encoding: .utf8)
+        let line = try #require(text.split(separator: "\n").first { $0.hasPrefix("TTN_BROKER_PORT=") })
+        return try #require(Int(line.dropFirst("TTN_BROKER_PORT=".count)))
+    }
+
+    static func stop(in directory: URL) {
+        _ = run("scripts/stop-broker", directory.path)
+    }
+
+    /// Runs a script of the repository and waits for it. (Foundation's `Process.waitUntilExit` can hang here
+    /// when the script leaves a daemon running, so this uses posix_spawn and waitpid.)
+    private static func run(_ script: String, _ argument: String, environment extra: [String: String] = [:]) -> Int32 {
+        let path = Broker.repository.appendingPathComponent(script).path
+        var environment = ProcessInfo.processInfo.environment
+        for (name, value) in extra { environment[name] = value.isEmpty ? nil : value }
+        let arguments: [UnsafeMutablePointer<CChar>?] = [strdup(path), strdup(argument), nil]
+        let variables: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer { (arguments + variables).forEach { free($0) } }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        // The test thread may block signals; the broker must not inherit that mask, or SIGTERM cannot stop it.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var noSignals = sigset_t()
+        sigemptyset(&noSignals)
+        posix_spawnattr_setsigmask(&attributes, &noSignals)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
+        var pid: pid_t = 0
+        guard posix_spawn(&pid, path, &actions, &attributes, arguments, variables) == 0 else { return -1 }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+        return (status >> 8) & 0xFF
+    }
+}

@@ -1,0 +1,104 @@
+import Foundation
+import Synchronization
+import Testing
+
+@testable import TTNMQTT
+
+/// The TTN-like mosquitto broker started by scripts/test (scripts/start-broker).
+enum Broker {
+    static let environment = ProcessInfo.processInfo.environment
+    static let port = environment["TTN_BROKER_PORT"].flatMap(Int.init)
+    static let apiKey = environment["TTN_BROKER_API_KEY"] ?? ""
+    static let networkUser = environment["TTN_BROKER_NETWORK_USER"] ?? "ttn-network"
+    static let networkPassword = environment["TTN_BROKER_NETWORK_PASSWORD"] ?? ""
+    /// Integration tests run when a broker is configured, and always in CI, where a missing broker must fail.
+    static let shouldRun = port != nil || environment["CI"] != nil
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent()
+
+    private static let nextApplication = Atomic(0)
+
+    /// A fresh application id (`test-app-NN`) so tests running in parallel never see each other's traffic.
+    static func application() -> String {
+        let number = nextApplication.add(1, ordering: .relaxed).newValue
+        precondition(number <= 24, "scripts/start-broker creates test-app-01...24; add more users there")
+        return String(format: "test-app-%02d", number)
+    }
+
+    static func requirePort() throws -> Int {
+        try #require(port, "No broker: run the tests through scripts/test, which starts one (TTN_BROKER_PORT).")
+    }
+
+    /// A client for `application` on the test broker, through the seed's constructor.
+    static func client(_ application: String, device: String? = nil, key: String = apiKey) -> MQTTClient {
+        MQTTClient(application, "70B3D57ED0000000", key, device)
+    }
+}
+
+/// The network's side of the broker: publishes uplinks as TTN would and records what applications send.
+final class NetworkSide: ConnectionObserver {
+    let connection: MosquittoConnection
+    private let received = Mutex<[ReceivedMessage]>([])
+
+    init(port: Int, watching filters: [String] = []) throws {
+        let key = ConnectionKey(
+            server: .init(host: "127.0.0.1", port: port), username: Broker.networkUser,
+            password: Broker.networkPassword, tls: .disabled, legacyV2: false
+        )
+        let settings = MosquittoConnection.Settings(
+            keepAlive: 30, connectTimeout: .seconds(10), minimumReconnectDelay: .milliseconds(100),
+            maximumReconnectDelay: .seconds(1), clientID: "network-\(UUID().uuidString.prefix(8))"
+        )
+        connection = try MosquittoConnection(key: key, settings: settings, filters: filters, logger: .init(label: "network"))
+        connection.addObserver(self)
+    }
+
+    func publishUplink(application: String, device: String, json: [UInt8]) throws {
+        try connection.publish(topic: "v3/\(application)@ttn/devices/\(device)/up", payload: json, qos: 1)
+    }
+
+    func publish(topic: String, payload: [UInt8]) throws {
+        try connection.publish(topic: topic, payload: payload, qos: 1)
+    }
+
+    var messages: [ReceivedMessage] { received.withLock { $0 } }
+
+    /// Waits until `count` messages arrived (or 10 s passed) and returns what arrived.
+    func waitForMessages(_ count: Int) async -> [ReceivedMessage] {
+        _ = await eventually { self.messages.count >= count }
+        return messages
+    }
+
+    func close() { connection.close() }
+
+    func connectionDidReceive(_ message: ReceivedMessage) { received.withLock { $0.append(message) } }
+    func connectionDidSubscribe(sessionPresent: Bool) {}
+    func connectionDidPublish(messageID: Int) {}
+    func connectionDidDrop(reason: String) {}
+}
+
+/// Polls `condition` until it holds or `timeout` passes; returns whether it held. Not a timing assertion:
+/// the timeout only bounds how long a failing test waits.
+func eventually(timeout: Duration = .seconds(10), _ condition: @Sendable () -> Bool) async -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if condition() { return true }
+        try? await Task.sleep(for: .milliseconds(10))
+    }
+    return condition()
+}
+
+/// The sample TTN messages in Tests/Fixtures/ttn.
+enum Fixtures {
+    static func bytes(_ name: String) throws -> [UInt8] {
+        [UInt8](try Data(contentsOf: Broker.repository.appendingPathComponent("Tests/Fixtures/ttn/\(name)")))
+    }
+}
+
+/// Collects values from any thread.
+final class Recorder<Value: Sendable>: Sendable {
+    private let values = Mutex<[Value]>([])
+    func append(_ value: Value) { values.withLock { $0.append(value) } }
+    var all: [Value] { values.withLock { $0 } }
+    var count: Int { values.withLock { $0.count } }
+}
