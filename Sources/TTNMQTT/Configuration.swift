@@ -38,6 +38,9 @@ extension MQTTClient {
         /// How many received messages may wait for the message handler or an `uplinks` consumer before the
         /// oldest is dropped (counted and logged). Default 4096.
         public var deliveryQueueLimit: Int = 4096
+        /// Larger message bodies are skipped (counted and logged) without being parsed. Default 64 KiB;
+        /// TTN uplinks are a few kilobytes.
+        public var maximumMessageSize: Int = 64 * 1024
         /// Prefix of the MQTT client id; a random suffix is always added.
         public var clientIDPrefix: String = "ttnmqtt-swift"
         /// Where the client logs. Nothing is logged above `.info` except connection failures and drops.
@@ -64,7 +67,7 @@ extension MQTTClient {
         public var usesTLS: Bool { tls.isEnabled(port: server.port) }
 
         /// Checks the settings that would otherwise fail later and less clearly.
-        func validate() throws(TTNError) {
+        public func validate() throws(TTNError) {
             let idPattern = legacyV2 ? "^[0-9a-z](?:[_-]?[0-9a-z]){1,35}$" : "^[a-z0-9](?:-?[a-z0-9]){2,35}$"
             if applicationID.wholeMatch(of: try! Regex(idPattern)) == nil {
                 throw .invalidConfiguration(

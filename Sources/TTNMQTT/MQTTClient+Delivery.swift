@@ -24,11 +24,22 @@ extension MQTTClient: ConnectionObserver {
 
     /// Runs on the network thread: sorts the message by topic and hands it on without running user code.
     package func connectionDidReceive(_ message: ReceivedMessage) {
-        let (topics, legacyV2, wantsUplinks, wantsEvents) = state.withLock { state in
+        let (topics, legacyV2, wantsUplinks, wantsEvents, sink, sizeLimit) = state.withLock { state in
             (
                 state.connection?.topics, state.configuration.legacyV2, !state.uplinkStreams.isEmpty,
-                !state.eventStreams.isEmpty
+                !state.eventStreams.isEmpty, state.uplinkSink, state.configuration.maximumMessageSize
             )
+        }
+        guard message.payload.count <= sizeLimit else {
+            let total = state.withLock { state in
+                state.statistics.oversized += 1
+                return state.statistics.oversized
+            }
+            logger.warning(
+                "Oversized message skipped",
+                metadata: ["mqtt.topic": "\(message.topic)", "bytes": "\(message.payload.count)", "oversized.total": "\(total)"]
+            )
+            return
         }
         guard let topics, let (deviceID, suffix) = topics.classify(message.topic) else {
             state.withLock { $0.statistics.unexpectedTopics += 1 }
@@ -37,6 +48,13 @@ extension MQTTClient: ConnectionObserver {
         }
         guard suffix == "up" else {
             if wantsEvents { publishEvent(TTNEvent(kind: .init(rawValue: String(suffix)), deviceID: deviceID, topic: message.topic, json: String(decoding: message.payload, as: UTF8.self))) }
+            return
+        }
+        if let sink {
+            guard let uplink = decodeUplink(message, legacyV2: legacyV2) else { return }
+            if wantsUplinks { publishUplink(uplink) }
+            remember(uplink)
+            sink(uplink)
             return
         }
         // Decoded here only when an `uplinks` consumer waits; otherwise the delivery queue decodes it.
@@ -81,16 +99,30 @@ extension MQTTClient: ConnectionObserver {
         let legacyV2 = state.withLock { $0.configuration.legacyV2 }
         guard let uplink = decoded ?? decodeUplink(message, legacyV2: legacyV2) else { return }
         logger.info("MESSAGE RECEIVED", metadata: ["ttn.device_id": "\(uplink.deviceID ?? "?")"])
-        let handler = state.withLock { state in
+        remember(uplink)
+        guard let handler = state.withLock({ $0.messageHandler }) else { return }
+        withInvocation(of: uplink, handler)
+    }
+
+    /// Keeps `uplink` as the last message and in the bounded history.
+    private func remember(_ uplink: Uplink) {
+        state.withLock { state in
             state.lastMessage = uplink
             state.history.append(uplink)
             if state.history.count > state.configuration.historyLimit { state.history.removeFirst() }
-            return state.messageHandler
         }
-        guard let handler else { return }
-        Self.$invocation.withValue(Invocation(client: ObjectIdentifier(self), uplink: uplink)) {
-            handler()
-        }
+    }
+
+    /// Runs `body` as a handler invocation for `uplink`: inside it, ``getLastMessage()`` is `uplink` and
+    /// ``publish(_:)`` defaults to its device, however many invocations run at once on other threads.
+    package func withInvocation<Result>(of uplink: Uplink, _ body: () throws -> Result) rethrows -> Result {
+        try Self.$invocation.withValue(Invocation(client: ObjectIdentifier(self), uplink: uplink), operation: body)
+    }
+
+    /// Hands every decoded uplink to `sink` on the network thread, instead of to the seed's handler and
+    /// behaviours; history and ``getLastMessage()`` are kept as usual. For a host that runs its own queues.
+    package func setUplinkSink(_ sink: @escaping @Sendable (Uplink) -> Void) {
+        state.withLock { $0.uplinkSink = sink }
     }
 
     private func decodeUplink(_ message: ReceivedMessage, legacyV2: Bool) -> Uplink? {

@@ -40,6 +40,8 @@ public final class MQTTClient: Sendable {
         var uplinkStreams: [UUID: AsyncStream<Uplink>.Continuation] = [:]
         var eventStreams: [UUID: AsyncStream<TTNEvent>.Continuation] = [:]
         var blockedStarts: [DispatchSemaphore] = []
+        /// Set by a host: takes every decoded uplink on the network thread instead of the delivery queue.
+        var uplinkSink: (@Sendable (Uplink) -> Void)?
         var statistics = Statistics()
     }
 
@@ -53,6 +55,8 @@ public final class MQTTClient: Sendable {
         public var dropped = 0
         /// Messages on topics that are not this application's device topics.
         public var unexpectedTopics = 0
+        /// Messages skipped because they were larger than ``Configuration/maximumMessageSize``.
+        public var oversized = 0
     }
 
     /// What the serial delivery queue hands to the user's callbacks, in arrival order.
@@ -186,7 +190,10 @@ public final class MQTTClient: Sendable {
 
     // MARK: Publishing
 
-    /// Sends downlink JSON to the current device (see ``setDeviceID(_:)``), as the seed's `publish(message)` does.
+    /// Sends downlink JSON to the current device, as the seed's `publish(message)` does.
+    ///
+    /// The device is the one set with ``setDeviceID(_:)`` or the constructor; inside a message handler without
+    /// one, it is the device of the uplink that triggered the handler.
     ///
     /// Takes the seed's v2 form `{"port":1,"confirmed":false,"payload_raw":"AA=="}`, translated to v3 and sent to
     /// `down/replace` (v2's default schedule; `"schedule":"last"` goes to `down/push`), or the v3 form
@@ -226,7 +233,10 @@ public final class MQTTClient: Sendable {
 
     private func send(_ request: DownlinkRequest, to explicitDevice: String?) throws(TTNError) -> Int {
         let (configuration, connection) = state.withLock { ($0.configuration, $0.connection) }
-        guard let device = explicitDevice ?? configuration.deviceID, !device.isEmpty else { throw TTNError.noDevice }
+        let triggering = Self.invocation.flatMap { $0.client == ObjectIdentifier(self) ? $0.uplink.deviceID : nil }
+        guard let device = explicitDevice ?? configuration.deviceID ?? triggering, !device.isEmpty else {
+            throw TTNError.noDevice
+        }
         guard device.wholeMatch(of: /[a-z0-9](?:[-_]?[a-z0-9]){1,35}/) != nil else {
             throw .invalidDownlink(
                 "'\(device)' is not a valid device id",
