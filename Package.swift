@@ -11,6 +11,8 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
     ],
     targets: [
         // C libraries, found through pkg-config and installed by scripts/setup.
@@ -39,6 +41,9 @@ let package = Package(
             name: "TTNLua",
             dependencies: ["CLua", "CLuaShim", .product(name: "Logging", package: "swift-log")]
         ),
+
+        // Examples are built with the package so they never rot.
+        .executableTarget(name: "seed-client", dependencies: ["TTNMQTT"], path: "examples/seed-client"),
 
         .testTarget(name: "TTNMQTTTests", dependencies: ["TTNMQTT"], path: "Tests/TTNMQTTTests"),
         .testTarget(name: "TTNLuaTests", dependencies: ["TTNLua"], path: "Tests/TTNLuaTests"),

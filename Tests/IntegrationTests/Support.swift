@@ -8,6 +8,9 @@ import Testing
 enum Broker {
     static let environment = ProcessInfo.processInfo.environment
     static let port = environment["TTN_BROKER_PORT"].flatMap(Int.init)
+    static let tlsPort = environment["TTN_BROKER_TLS_PORT"].flatMap(Int.init)
+    static let caFile = environment["TTN_BROKER_CA_FILE"]
+    static let wrongCAFile = environment["TTN_BROKER_WRONG_CA_FILE"]
     static let apiKey = environment["TTN_BROKER_API_KEY"] ?? ""
     static let networkUser = environment["TTN_BROKER_NETWORK_USER"] ?? "ttn-network"
     static let networkPassword = environment["TTN_BROKER_NETWORK_PASSWORD"] ?? ""
