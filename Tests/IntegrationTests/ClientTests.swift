@@ -110,7 +110,7 @@ struct ClientIntegrationTests {
 /// A broker of the test's own, for tests that stop and restart it (scripts/start-broker in another folder).
 enum PrivateBroker {
     static func start(in directory: URL, port: Int? = nil) throws -> Int {
-        let status = run("scripts/start-broker", directory.path, environment: ["TTN_BROKER_PORT": port.map(String.init) ?? ""])
+        let status = run("scripts/start-broker", directory.path, port: port)
         try #require(status == 0, "scripts/start-broker failed")
         let text = try String(contentsOf: directory.appendingPathComponent("env"), encoding: .utf8)
         let line = try #require(text.split(separator: "\n").first { $0.hasPrefix("TTN_BROKER_PORT=") })
@@ -123,10 +123,12 @@ enum PrivateBroker {
 
     /// Runs a script of the repository and waits for it. (Foundation's `Process.waitUntilExit` can hang here
     /// when the script leaves a daemon running, so this uses posix_spawn and waitpid.)
-    private static func run(_ script: String, _ argument: String, environment extra: [String: String] = [:]) -> Int32 {
+    /// - Parameter port: the port to listen on; nil keeps the folder's previous ports, or picks free ones.
+    private static func run(_ script: String, _ argument: String, port: Int? = nil) -> Int32 {
         let path = Broker.repository.appendingPathComponent(script).path
-        var environment = ProcessInfo.processInfo.environment
-        for (name, value) in extra { environment[name] = value.isEmpty ? nil : value }
+        // Not the shared test broker's settings, which scripts/test exported.
+        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("TTN_BROKER_") }
+        environment["TTN_BROKER_PORT"] = port.map(String.init)
         let arguments: [UnsafeMutablePointer<CChar>?] = [strdup(path), strdup(argument), nil]
         let variables: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
         defer { (arguments + variables).forEach { free($0) } }
