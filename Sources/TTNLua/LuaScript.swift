@@ -1,0 +1,232 @@
+internal import CLua
+internal import CLuaShim
+import Logging
+import Synchronization
+
+/// Aborts the running invocation of a script from any thread (and every later one: it stays raised).
+public final class LuaInterrupter: Sendable {
+    /// `@unchecked Sendable` is safe: the flag is a C11 atomic, written with `atomic_store` by
+    /// ``interrupt()`` and read with `atomic_load` by the Lua hook; it is freed only in `deinit`.
+    fileprivate struct Flag: @unchecked Sendable { let pointer: UnsafeMutableRawPointer }
+    fileprivate let flag: Flag
+
+    public init() {
+        guard let pointer = ttn_flag_new() else { fatalError("TTNLua: out of memory allocating an interrupt flag") }
+        flag = Flag(pointer: pointer)
+    }
+
+    deinit { ttn_flag_free(flag.pointer) }
+
+    /// Aborts the running invocation with ``LuaError/Kind/interrupted``, and every invocation after it.
+    public func interrupt() { ttn_flag_raise(flag.pointer) }
+}
+
+/// One script file compiled into its own sandboxed Lua state.
+///
+/// Not `Sendable`: use it from one thread at a time. Lua is entered only through `lua_pcall`, and every
+/// Lua operation that can raise an error runs in C (`CLuaShim`), so no error unwinds through Swift.
+public final class LuaScript {
+    public let name: String
+    private let state: OpaquePointer
+    private let context: OpaquePointer
+    private let limits: LuaLimits
+    private let environment: ScriptEnvironment
+    /// Keeps the interrupt flag alive as long as the state that reads it.
+    public let interrupter: LuaInterrupter
+
+    /// Compiles `source` (text only; binary chunks are refused) and runs its top level under `limits`.
+    /// - Throws: ``LuaError`` when it does not compile, or its top level fails or hits a limit.
+    public init(
+        name: String, source: [UInt8], limits: LuaLimits, bridge: any LuaHostBridge, logger: Logger,
+        interrupter: LuaInterrupter = LuaInterrupter()
+    ) throws(LuaError) {
+        self.name = name
+        self.limits = limits
+        self.interrupter = interrupter
+        var logger = logger
+        logger[metadataKey: "lua.script"] = "\(name)"
+        self.environment = ScriptEnvironment(name: name, bridge: bridge, logger: logger)
+        guard let context = ttn_context_new(limits.memoryLimit, interrupter.flag.pointer) else {
+            throw LuaError(.memoryLimit, script: name, message: "\(name): out of memory creating the Lua state")
+        }
+        guard let state = ttn_state_new(context) else {
+            ttn_context_free(context)
+            throw LuaError(.memoryLimit, script: name, message: "\(name): out of memory creating the Lua state")
+        }
+        self.context = context
+        self.state = state
+        // From here on deinit closes the state, whatever is thrown.
+        try check(ttn_state_open(state), while: "opening the sandbox")
+        for function in environment.hostFunctions() {
+            let box = Unmanaged.passRetained(function).toOpaque()
+            try check(ttn_register(state, function.globalName, HostFunction.entry, HostFunction.release, box), while: "registering")
+        }
+        try check(ttn_run_prelude(state), while: "running the API prelude")
+        try run { source.withUnsafeBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) { ttn_load(state, $0.baseAddress, $0.count, "=\(name)") }
+        } }
+    }
+
+    deinit {
+        lua_close(state)
+        ttn_context_free(context)
+    }
+
+    /// Whether the script called `setMessageHandler`.
+    public var hasMessageHandler: Bool { ttn_has_handler(state) != 0 }
+
+    /// Bytes the script's Lua state uses.
+    public var memoryInUse: Int { ttn_context_used(context) }
+
+    /// Runs the script's message handler once; inside it `getLastMessage()` returns `message` as a table.
+    /// - Throws: ``LuaError``: the handler failed, hit a limit, or there is none. The state stays usable.
+    public func handle(_ message: LuaMessage) throws(LuaError) {
+        guard hasMessageHandler else {
+            throw LuaError(
+                .noHandler, script: name,
+                message: "\(name): no message handler; call setMessageHandler(function() ... end) at the top level"
+            )
+        }
+        environment.currentDeviceID = message.deviceID
+        defer { environment.currentDeviceID = nil }
+        try run { message.json.withUnsafeBufferPointer { buffer in
+            buffer.withMemoryRebound(to: CChar.self) { ttn_handle(state, $0.baseAddress, $0.count) }
+        } }
+    }
+
+    /// Runs `body` (a protected call into Lua) under the limits, and turns a failure into a ``LuaError``.
+    private func run(_ body: () -> Int32) throws(LuaError) {
+        let top = lua_gettop(state)
+        ttn_arm(state, Int64(limits.instructionLimit), Int64(limits.timeLimit.components.seconds) * 1_000_000_000
+            + limits.timeLimit.components.attoseconds / 1_000_000_000)
+        let status = body()
+        ttn_disarm(state)
+        guard status != LUA_OK else { return }
+        let error = error(status: status)
+        lua_settop(state, top)
+        if error.kind == .memoryLimit { ttn_collect_garbage(state) }
+        throw error
+    }
+
+    private func check(_ status: Int32, while step: String) throws(LuaError) {
+        guard status != LUA_OK else { return }
+        let error = error(status: status)
+        throw LuaError(error.kind, script: name, message: "\(name): \(step): \(error.message)")
+    }
+
+    /// The error of a failed protected call, from the message on top of the stack and the hook's abort reason.
+    private func error(status: Int32) -> LuaError {
+        var length = 0
+        let text = clua_tolstring(state, -1, &length).map {
+            String(decoding: UnsafeRawBufferPointer(start: $0, count: length), as: UTF8.self)
+        } ?? "(error object is not a string)"
+        let parts = text.split(separator: "\nstack traceback:", maxSplits: 1)
+        let message = parts.first.map(String.init) ?? text
+        let traceback = parts.count > 1 ? "stack traceback:" + parts[1] : nil
+        let kind: LuaError.Kind
+        switch (status, Int32(ttn_context_abort_reason(context))) {
+        case (LUA_ERRSYNTAX, _): kind = .syntax
+        case (LUA_ERRMEM, _): kind = .memoryLimit
+        case (_, Int32(TTN_ABORT_TIME.rawValue)): kind = .timeLimit
+        case (_, Int32(TTN_ABORT_INSTRUCTIONS.rawValue)): kind = .instructionLimit
+        case (_, Int32(TTN_ABORT_INTERRUPT.rawValue)): kind = .interrupted
+        default: kind = text.contains("not enough memory") ? .memoryLimit : .runtime
+        }
+        if kind == .memoryLimit && !message.hasPrefix(name) {
+            return LuaError(kind, script: name, message: "\(name): \(message) (memory limit \(limits.memoryLimit / 1024) KiB)", traceback: traceback)
+        }
+        return LuaError(kind, script: name, message: message, traceback: traceback)
+    }
+}
+
+/// What a script's Swift functions work with. It does not reference the Lua state, so the functions the
+/// state owns do not keep their state alive.
+final class ScriptEnvironment {
+    let name: String
+    let bridge: any LuaHostBridge
+    let logger: Logger
+    var currentDeviceID: String?
+    var deviceOverride: String?
+
+    init(name: String, bridge: any LuaHostBridge, logger: Logger) {
+        self.name = name
+        self.bridge = bridge
+        self.logger = logger
+    }
+
+    /// The Swift side of the script API; the Lua prelude wraps these into the public functions.
+    func hostFunctions() -> [HostFunction] {
+        [
+            HostFunction("__ttn_log") { [unowned self] L in
+                logger.info("\(LuaStack.string(L, 1) ?? "")")
+                return 0
+            },
+            HostFunction("__ttn_set_device") { [unowned self] L in
+                deviceOverride = LuaStack.string(L, 1)
+                return 0
+            },
+            HostFunction("__ttn_all") { [unowned self] L in
+                let messages = bridge.allMessages()
+                lua_createtable(L, Int32(clamping: messages.count), 0)
+                for (index, json) in messages.enumerated() {
+                    json.withUnsafeBufferPointer { buffer in
+                        buffer.withMemoryRebound(to: CChar.self) { _ = lua_pushlstring(L, $0.baseAddress, $0.count) }
+                    }
+                    lua_rawseti(L, -2, lua_Integer(index + 1))
+                }
+                return 1
+            },
+            HostFunction("__ttn_publish") { [unowned self] L in
+                guard let downlink = LuaStack.string(L, 1) else { return LuaStack.raise(L, "publish: expected a JSON string") }
+                guard let device = LuaStack.string(L, 2) ?? deviceOverride ?? currentDeviceID else {
+                    return LuaStack.raise(
+                        L, "publish: no device to send to; pass one (publish(msg, \"my-device\")) or call setDeviceID first"
+                    )
+                }
+                let queue = LuaStack.string(L, 3).flatMap(LuaDownlinkQueue.init(rawValue:))
+                do {
+                    try bridge.publish(downlink, deviceID: device, queue: queue)
+                } catch {
+                    return LuaStack.raise(L, "publish: \(error)")
+                }
+                return 0
+            },
+        ]
+    }
+}
+
+/// A Swift function the Lua state owns; `body` returns its result count, or -1 after pushing an error.
+final class HostFunction {
+    let globalName: String
+    let body: (OpaquePointer) -> Int32
+
+    init(_ globalName: String, _ body: @escaping (OpaquePointer) -> Int32) {
+        self.globalName = globalName
+        self.body = body
+    }
+
+    static let entry: ttn_host_fn = { state, box in
+        Unmanaged<HostFunction>.fromOpaque(box!).takeUnretainedValue().body(state!)
+    }
+
+    static let release: ttn_release_fn = { box in
+        Unmanaged<HostFunction>.fromOpaque(box!).release()
+    }
+}
+
+/// Stack access that cannot raise a Lua error.
+enum LuaStack {
+    /// The string at `index`, or nil for anything that is not a string.
+    static func string(_ L: OpaquePointer, _ index: Int32) -> String? {
+        guard lua_type(L, index) == LUA_TSTRING else { return nil }
+        var length = 0
+        guard let pointer = clua_tolstring(L, index, &length) else { return nil }
+        return String(decoding: UnsafeRawBufferPointer(start: pointer, count: length), as: UTF8.self)
+    }
+
+    /// Pushes `message` and returns the code that makes the C trampoline raise it as a Lua error.
+    static func raise(_ L: OpaquePointer, _ message: String) -> Int32 {
+        _ = message.withCString { lua_pushstring(L, $0) }
+        return -1
+    }
+}

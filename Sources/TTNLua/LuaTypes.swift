@@ -1,0 +1,85 @@
+/// The triggering uplink of one handler invocation.
+public struct LuaMessage: Sendable {
+    /// The uplink's JSON, as received; scripts see it as a table through `getLastMessage()`.
+    public var json: [UInt8]
+    /// The device it came from: where `publish` sends by default.
+    public var deviceID: String?
+
+    public init(json: [UInt8], deviceID: String?) {
+        self.json = json
+        self.deviceID = deviceID
+    }
+}
+
+/// Which end of the device's downlink queue a table-built downlink goes to.
+public enum LuaDownlinkQueue: String, Sendable {
+    case push, replace
+}
+
+/// What scripts reach through `getAllMessages()` and `publish()`; the host implements it.
+public protocol LuaHostBridge: Sendable {
+    /// Uplinks kept by the host, oldest first, as raw JSON.
+    func allMessages() -> [[UInt8]]
+    /// Sends a downlink to `deviceID`. `downlink` is JSON: the script's string as given (v2 or v3 form), or
+    /// the v3 `{"downlinks":[...]}` built from a table. `queue` is nil for a string (the host decides from the
+    /// form) and set for a table. A thrown error reaches the script as a Lua error with its description.
+    func publish(_ downlink: String, deviceID: String, queue: LuaDownlinkQueue?) throws
+}
+
+/// Limits for one script: per invocation (time, instructions) and per state (memory).
+public struct LuaLimits: Sendable, Hashable {
+    /// Wall-clock budget of one invocation (the top level when loading, or one handler run). Default 200 ms.
+    public var timeLimit: Duration = .milliseconds(200)
+    /// Lua VM instructions per invocation, counted in steps of 1000. Default 50 million.
+    public var instructionLimit: Int = 50_000_000
+    /// Memory of the script's Lua state, in bytes. Default 64 MiB.
+    public var memoryLimit: Int = 64 * 1024 * 1024
+
+    public init() {}
+
+    public init(timeLimit: Duration, instructionLimit: Int, memoryLimit: Int) {
+        self.timeLimit = timeLimit
+        self.instructionLimit = instructionLimit
+        self.memoryLimit = memoryLimit
+    }
+}
+
+/// Why a script could not be loaded or did not finish an invocation.
+public struct LuaError: Error, Sendable, Hashable, CustomStringConvertible {
+    public struct Kind: Sendable, Hashable, CustomStringConvertible {
+        fileprivate let name: String
+        public var description: String { name }
+
+        /// The source does not compile.
+        public static let syntax = Kind(name: "syntax")
+        /// The script raised an error.
+        public static let runtime = Kind(name: "runtime")
+        /// The invocation ran past ``LuaLimits/timeLimit``.
+        public static let timeLimit = Kind(name: "timeLimit")
+        /// The invocation ran past ``LuaLimits/instructionLimit``.
+        public static let instructionLimit = Kind(name: "instructionLimit")
+        /// The state would have grown past ``LuaLimits/memoryLimit``.
+        public static let memoryLimit = Kind(name: "memoryLimit")
+        /// ``LuaInterrupter/interrupt()`` was called.
+        public static let interrupted = Kind(name: "interrupted")
+        /// The script never called `setMessageHandler`.
+        public static let noHandler = Kind(name: "noHandler")
+    }
+
+    public let kind: Kind
+    /// The script's name, e.g. `alert.lua`.
+    public let script: String
+    /// The error, with file and line where Lua knows them: `alert.lua:12: attempt to index a nil value`.
+    public let message: String
+    /// Lua's stack traceback, when there is one.
+    public let traceback: String?
+
+    public var description: String { message }
+
+    init(_ kind: Kind, script: String, message: String, traceback: String? = nil) {
+        self.kind = kind
+        self.script = script
+        self.message = message
+        self.traceback = traceback
+    }
+}

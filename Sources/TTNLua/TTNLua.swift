@@ -1,1 +1,0 @@
-// Placeholder: the Lua runtime is being written (issue 3).

@@ -1,0 +1,324 @@
+import Foundation
+import Logging
+import Testing
+
+@testable import TTNLua
+
+@Suite("Lua scripts: API, sandbox and limits")
+struct ScriptTests {
+    @Test("a Swift closure is called from Lua: publish reaches the host with the device and queue")
+    func publishFromTable() throws {
+        let bridge = MemoryBridge()
+        let script = try makeScript("""
+            setMessageHandler(function()
+              publish({f_port = 2, bytes = {1, 2, 255}, confirmed = true, schedule = "replace"})
+              publish('{"port": 1, "payload_raw": "AA=="}')
+              publish({f_port = 3, frm_payload = "AQ==", priority = "HIGH"}, "other-device")
+            end)
+            """, bridge: bridge)
+        try script.handle(emptyUplink)
+        let sent = bridge.published
+        try #require(sent.count == 3)
+        #expect(sent[0].deviceID == "dev1" && sent[0].queue == .replace)
+        let body = try JSONSerialization.jsonObject(with: Data(sent[0].downlink.utf8)) as? [String: Any]
+        let item = try #require((body?["downlinks"] as? [[String: Any]])?.first)
+        #expect(item["f_port"] as? Int == 2)
+        #expect(item["frm_payload"] as? String == "AQL/")
+        #expect(item["confirmed"] as? Bool == true)
+        #expect(item["priority"] as? String == "NORMAL")
+        #expect(sent[1] == .init(downlink: #"{"port": 1, "payload_raw": "AA=="}"#, deviceID: "dev1", queue: nil))
+        #expect(sent[2].deviceID == "other-device" && sent[2].queue == .push)
+    }
+
+    @Test("setDeviceID overrides the triggering device; no device at all is a clear error")
+    func deviceSelection() throws {
+        let bridge = MemoryBridge()
+        let script = try makeScript("""
+            setMessageHandler(function() publish('{"port":1,"payload_raw":"AA=="}') end)
+            """, bridge: bridge)
+        let error = #expect(throws: LuaError.self) { try script.handle(LuaMessage(json: Array("{}".utf8), deviceID: nil)) }
+        #expect(error?.message.contains("no device") == true)
+        let overriding = try makeScript("""
+            setDeviceID("fixed-device")
+            setMessageHandler(function() publish('{"port":1,"payload_raw":"AA=="}') end)
+            """, bridge: bridge)
+        try overriding.handle(emptyUplink)
+        #expect(bridge.published.last?.deviceID == "fixed-device")
+    }
+
+    @Test("a host refusal and bad tables become Lua errors the script can catch", arguments: [
+        "publish({bytes = {1}})", "publish({f_port = 1, bytes = {256}})", "publish({f_port = 1})", "publish(42)",
+        "publish({f_port = 1, bytes = 'x', schedule = 'first'})",
+    ])
+    func publishErrors(call: String) throws {
+        let bridge = MemoryBridge()
+        let script = try makeScript("""
+            setMessageHandler(function()
+              local ok, err = pcall(function() \(call) end)
+              assert(not ok)
+              ttn.log(err)
+              error(err, 0)
+            end)
+            """, bridge: bridge)
+        let error = #expect(throws: LuaError.self) { try script.handle(emptyUplink) }
+        #expect(error?.message.contains("publish") == true)
+        #expect(bridge.published.isEmpty)
+    }
+
+    @Test("an error thrown by the host reaches the script")
+    func hostRefusal() throws {
+        let script = try makeScript("""
+            setMessageHandler(function() publish('{"port":0}') end)
+            """, bridge: MemoryBridge(refusing: "Downlink refused: f_port 0 is outside 1...223."))
+        let error = #expect(throws: LuaError.self) { try script.handle(emptyUplink) }
+        #expect(error?.message.contains("f_port 0 is outside") == true)
+        #expect(error?.kind == .runtime)
+    }
+
+    @Test("fixture uplinks become tables with the right types")
+    func fixtureTypes() throws {
+        let bridge = MemoryBridge()
+        let script = try makeScript("""
+            setMessageHandler(function()
+              local m = getLastMessage()
+              local up = m.uplink_message
+              assert(m == getLastMessage(), "decoded once per invocation")
+              assert(math.type(up.f_cnt) == "integer", "f_cnt " .. math.type(up.f_cnt))
+              assert(math.type(up.f_port) == "integer")
+              assert(type(up.settings.frequency) == "string", "frequency stays a string")
+              assert(math.type(up.decoded_payload.sensorTemperature) == "float")
+              assert(up.decoded_payload.thermistorProperlyConnected == true)
+              assert(#up.rx_metadata == 1 and up.rx_metadata[1].rssi == -31)
+              assert(#m.correlation_ids == 1)
+              local bytes = ttn.payloadBytes(m)
+              assert(#bytes == 9 and bytes[1] == 0xB1, "payload bytes")
+              assert(ttn.hex.encode(ttn.base64.decode(up.frm_payload)) == "B100001001E500D701")
+              publish({f_port = 1, bytes = bytes})
+            end)
+            """, bridge: bridge)
+        try script.handle(LuaMessage(json: try Fixtures.bytes("v3-up-decoded.json"), deviceID: "eui-70b3d52dd600035a"))
+        #expect(bridge.published.first?.downlink.contains("\"frm_payload\":\"sQAAEAHlANcB\"") == true)
+    }
+
+    @Test("every uplink fixture converts", arguments: [
+        "v3-up-decoded.json", "v3-up-legacy-shape.json", "v3-up-no-decoder.json", "v3-up-multi-gateway.json",
+        "v3-up-mac-only.json", "v3-up-normalized.json", "v2-up.json",
+    ])
+    func allFixtures(name: String) throws {
+        let script = try makeScript("""
+            setMessageHandler(function()
+              local m = getLastMessage()
+              assert(type(m) == "table")
+              local function same(a, b)
+                if type(a) ~= type(b) then return false end
+                if type(a) ~= "table" then return a == b and math.type(a) == math.type(b) end
+                for k, v in pairs(a) do if not same(v, b[k]) then return false end end
+                for k in pairs(b) do if a[k] == nil then return false end end
+                return true
+              end
+              assert(same(ttn.json.decode(ttn.json.encode(m)), m), "round trip")
+            end)
+            """)
+        try script.handle(LuaMessage(json: try Fixtures.bytes(name), deviceID: "d"))
+    }
+
+    @Test("JSON conventions: null sentinel, empty arrays, escapes, integers and floats")
+    func jsonConventions() throws {
+        let script = try makeScript(#"""
+            local t = ttn.json.decode([[{"a":null,"b":[],"c":{},"d":"\u00e9\ud83d\ude00\n","e":3,"f":3.0,"g":-1e3,"h":9007199254740993}]])
+            assert(t.a == ttn.null and t.a ~= nil)
+            assert(ttn.json.encode(t.b) == "[]" and ttn.json.encode(t.c) == "{}")
+            assert(t.d == "é😀\n")
+            assert(math.type(t.e) == "integer" and math.type(t.f) == "float" and t.g == -1000)
+            assert(t.h == 9007199254740993, "int64 precision kept")
+            assert(ttn.json.encode({1, 2, 3}) == "[1,2,3]")
+            assert(ttn.json.encode({x = ttn.null}) == '{"x":null}')
+            assert(ttn.json.encode("a\"b") == '"a\\"b"')
+            assert(not pcall(ttn.json.decode, '{"a":'))
+            assert(not pcall(ttn.json.decode, '[1,]'))
+            assert(not pcall(ttn.json.decode, [["\ud800"]]))
+            local cyclic = {} cyclic.self = cyclic
+            assert(not pcall(ttn.json.encode, cyclic))
+            setMessageHandler(function() end)
+            """#)
+        #expect(script.hasMessageHandler)
+    }
+
+    @Test("getAllMessages returns the host's history as tables")
+    func allMessages() throws {
+        let bridge = MemoryBridge(messages: [Array(#"{"n":1}"#.utf8), Array(#"{"n":2}"#.utf8)])
+        let script = try makeScript("""
+            setMessageHandler(function()
+              local all = getAllMessages()
+              assert(#all == 2 and all[1].n == 1 and all[2].n == 2)
+              assert(ttn.getAllMessages == getAllMessages)
+              publish({f_port = 1, bytes = {#all}})
+            end)
+            """, bridge: bridge)
+        try script.handle(emptyUplink)
+        #expect(bridge.published.count == 1)
+    }
+
+    @Test("print and ttn.log go to the logger")
+    func logging() throws {
+        let capture = LogCapture()
+        let logger = Logger(label: "t") { _ in capture }
+        let script = try makeScript("print('hello', 42) ttn.log('from', 'ttn') setMessageHandler(function() end)", logger: logger)
+        #expect(capture.messages == ["hello 42", "from ttn"])
+        _ = script
+    }
+
+    @Test("globals persist between invocations")
+    func persistentGlobals() throws {
+        let bridge = MemoryBridge()
+        let script = try makeScript("""
+            count = 0
+            setMessageHandler(function() count = count + 1; publish({f_port = 1, bytes = {count}}) end)
+            """, bridge: bridge)
+        for _ in 0..<3 { try script.handle(emptyUplink) }
+        #expect(bridge.published.last?.downlink.contains("\"frm_payload\":\"Aw==\"") == true)
+    }
+
+    @Test("sandbox escapes are refused", arguments: [
+        "io.open('/etc/passwd')", "os.execute('true')", "os.exit(1)", "require('os')", "package.loadlib('x', 'y')",
+        "dofile('/etc/passwd')", "loadfile('/etc/passwd')", "load('return 1')", "debug.getregistry()",
+        "string.dump(print)", "collectgarbage('count')", "os.getenv('HOME')", "os.remove('/tmp/x')",
+    ])
+    func sandbox(escape: String) throws {
+        let error = #expect(throws: LuaError.self) { try makeScript("\(escape)\nsetMessageHandler(function() end)") }
+        #expect(error?.kind == .runtime)
+        #expect(error?.message.contains("test.lua:1:") == true, "\(error?.message ?? "")")
+    }
+
+    @Test("binary chunks are refused")
+    func binaryChunk() {
+        let chunk: [UInt8] = [0x1B] + Array("LuaT".utf8) + [0, 0x19, 0x93, 0x0D, 0x0A, 0x1A, 0x0A]
+        let error = #expect(throws: LuaError.self) {
+            try LuaScript(name: "bin.lua", source: chunk, limits: LuaLimits(), bridge: MemoryBridge(), logger: quietLogger)
+        }
+        #expect(error?.kind == .syntax)
+        #expect(error?.message.contains("binary chunk") == true)
+    }
+
+    @Test("os keeps only time, clock, date and difftime")
+    func osSubset() throws {
+        _ = try makeScript("""
+            assert(type(os.time()) == "number" and type(os.clock()) == "number" and os.date("%Y") and os.difftime(2, 1) == 1)
+            assert(os.execute == nil and io == nil and debug == nil and package == nil)
+            setMessageHandler(function() end)
+            """)
+    }
+
+    @Test("each limit aborts the invocation with file and line; the same state handles the next message", arguments: [
+        ("while true do end", [LuaError.Kind.timeLimit]),
+        ("while true do pcall(function() while true do end end) end", [.timeLimit]),
+        ("local t = {} for i = 1, 1e9 do t[i] = ('x'):rep(100) .. i end", [.memoryLimit]),
+        // Deep recursion ends in "stack overflow", or in the memory cap when that is smaller than Lua's stack limit.
+        ("local function f() return f() + 1 end f()", [.runtime, .memoryLimit]),
+        ("local x = nil; x.field = 1", [.runtime]),
+    ])
+    func limits(body: String, kinds: [LuaError.Kind]) throws {
+        let bridge = MemoryBridge()
+        let script = try makeScript("""
+            calls = 0
+            setMessageHandler(function()
+              calls = calls + 1
+              if calls == 1 then
+                \(body)
+              end
+              publish({f_port = 1, bytes = {calls}})
+            end)
+            """, name: "bad.lua", bridge: bridge, limits: tightLimits)
+        let error = #expect(throws: LuaError.self) { try script.handle(emptyUplink) }
+        let kind = try #require(error?.kind)
+        #expect(kinds.contains(kind), "\(error?.message ?? "")")
+        if kind != .memoryLimit { #expect(error?.message.hasPrefix("bad.lua:") == true, "\(error?.message ?? "")") }
+        try script.handle(emptyUplink)
+        #expect(bridge.published.count == 1, "the next message is handled")
+    }
+
+    @Test("an instruction budget stops a loop that the clock would not")
+    func instructionBudget() throws {
+        var limits = tightLimits
+        limits.timeLimit = .seconds(60)
+        limits.instructionLimit = 100_000
+        let script = try makeScript("setMessageHandler(function() for i = 1, 1e9 do end end)", limits: limits)
+        let error = #expect(throws: LuaError.self) { try script.handle(emptyUplink) }
+        #expect(error?.kind == .instructionLimit)
+    }
+
+    @Test("an endless top level fails the load, also inside pcall")
+    func endlessTopLevel() {
+        let error = #expect(throws: LuaError.self) { try makeScript("pcall(function() while true do end end)", limits: tightLimits) }
+        #expect(error?.kind == .timeLimit)
+    }
+
+    @Test("interrupt() from another thread aborts a running invocation")
+    func interrupt() throws {
+        var limits = tightLimits
+        limits.timeLimit = .seconds(60)
+        limits.instructionLimit = Int.max
+        let script = try makeScript("setMessageHandler(function() while true do end end)", limits: limits)
+        let interrupter = script.interrupter
+        Thread.detachNewThread {
+            Thread.sleep(forTimeInterval: 0.05)
+            interrupter.interrupt()
+        }
+        let error = #expect(throws: LuaError.self) { try script.handle(emptyUplink) }
+        #expect(error?.kind == .interrupted)
+    }
+
+    @Test("a script without a handler says so")
+    func noHandler() throws {
+        let script = try makeScript("x = 1")
+        let error = #expect(throws: LuaError.self) { try script.handle(emptyUplink) }
+        #expect(error?.kind == .noHandler)
+        #expect(error?.message.contains("setMessageHandler") == true)
+    }
+
+    @Test("a malformed uplink is a runtime error of that invocation only")
+    func malformedUplink() throws {
+        let script = try makeScript("setMessageHandler(function() local m = getLastMessage() end)")
+        let error = #expect(throws: LuaError.self) { try script.handle(LuaMessage(json: Array("{\"a\":".utf8), deviceID: "d")) }
+        #expect(error?.message.contains("invalid JSON") == true)
+        try script.handle(emptyUplink)
+    }
+}
+
+@Suite("Reloading a script")
+struct SlotTests {
+    @Test("a syntax error on reload keeps the old version; a good one replaces it")
+    func reloadRule() throws {
+        let bridge = MemoryBridge()
+        let slot = try LuaScriptSlot(
+            name: "r.lua", source: Array("setMessageHandler(function() publish({f_port = 1, bytes = {1}}) end)".utf8),
+            limits: LuaLimits(), bridge: bridge, logger: quietLogger
+        )
+        let syntax = #expect(throws: LuaError.self) { try slot.load(source: Array("setMessageHandler(function( end".utf8)) }
+        #expect(syntax?.kind == .syntax)
+        #expect(syntax?.message.hasPrefix("r.lua:1:") == true)
+        let failing = #expect(throws: LuaError.self) { try slot.load(source: Array("error('top level fails')".utf8)) }
+        #expect(failing?.kind == .runtime)
+        try slot.handle(emptyUplink)
+        #expect(bridge.published.last?.downlink.contains("AQ==") == true, "old version still runs")
+        try slot.load(source: Array("setMessageHandler(function() publish({f_port = 1, bytes = {2}}) end)".utf8))
+        try slot.handle(emptyUplink)
+        #expect(bridge.published.last?.downlink.contains("Ag==") == true, "new version runs")
+    }
+
+    @Test("a state left full by a memory bomb is rebuilt and keeps working")
+    func rebuildAfterMemoryBomb() throws {
+        let bridge = MemoryBridge()
+        let slot = try LuaScriptSlot(name: "m.lua", source: Array("""
+            hoard = {}
+            setMessageHandler(function()
+              if #hoard == 0 then for i = 1, 1e9 do hoard[i] = ('x'):rep(64) .. i end end
+              publish({f_port = 1, bytes = {7}})
+            end)
+            """.utf8), limits: tightLimits, bridge: bridge, logger: quietLogger)
+        let error = #expect(throws: LuaError.self) { try slot.handle(emptyUplink) }
+        #expect(error?.kind == .memoryLimit)
+        #expect(slot.memoryInUse < tightLimits.memoryLimit / 2, "rebuilt: the hoard is gone")
+        #expect(throws: LuaError.self) { try slot.handle(emptyUplink) }  // the fresh state fills up again
+    }
+}

@@ -1,0 +1,77 @@
+import Foundation
+import Logging
+import Synchronization
+
+@testable import TTNLua
+
+/// An in-memory host: keeps given messages and records published downlinks.
+final class MemoryBridge: LuaHostBridge {
+    struct Published: Sendable, Equatable {
+        var downlink: String
+        var deviceID: String
+        var queue: LuaDownlinkQueue?
+    }
+
+    let messages: [[UInt8]]
+    private let sent = Mutex<[Published]>([])
+    private let refusal: String?
+
+    init(messages: [[UInt8]] = [], refusing refusal: String? = nil) {
+        self.messages = messages
+        self.refusal = refusal
+    }
+
+    var published: [Published] { sent.withLock { $0 } }
+
+    func allMessages() -> [[UInt8]] { messages }
+
+    func publish(_ downlink: String, deviceID: String, queue: LuaDownlinkQueue?) throws {
+        struct Refused: Error, CustomStringConvertible { let description: String }
+        if let refusal { throw Refused(description: refusal) }
+        sent.withLock { $0.append(Published(downlink: downlink, deviceID: deviceID, queue: queue)) }
+    }
+}
+
+/// A log handler that keeps what scripts print.
+final class LogCapture: LogHandler, @unchecked Sendable {
+    // @unchecked Sendable: the only mutable state, `lines`, sits behind a Mutex; the LogHandler
+    // properties are set once when the test builds its Logger.
+    private let lines = Mutex<[String]>([])
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .trace
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        lines.withLock { $0.append("\(event.message)") }
+    }
+
+    var messages: [String] { lines.withLock { $0 } }
+}
+
+enum Fixtures {
+    static let directory = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures/ttn")
+
+    static func bytes(_ name: String) throws -> [UInt8] {
+        [UInt8](try Data(contentsOf: directory.appendingPathComponent(name)))
+    }
+}
+
+let quietLogger = Logger(label: "lua-test") { _ in SwiftLogNoOpLogHandler() }
+
+func makeScript(
+    _ source: String, name: String = "test.lua", bridge: MemoryBridge = MemoryBridge(), limits: LuaLimits = LuaLimits(),
+    logger: Logger = quietLogger
+) throws -> LuaScript {
+    try LuaScript(name: name, source: Array(source.utf8), limits: limits, bridge: bridge, logger: logger)
+}
+
+let emptyUplink = LuaMessage(json: Array(#"{"end_device_ids":{"device_id":"dev1"},"uplink_message":{"f_cnt":1}}"#.utf8), deviceID: "dev1")
+
+/// Small limits, so the limit tests run fast.
+/// The instruction budget is large so that the time limit is what stops an endless loop.
+let tightLimits = LuaLimits(timeLimit: .milliseconds(50), instructionLimit: 1_000_000_000_000, memoryLimit: 4 * 1024 * 1024)
