@@ -7,6 +7,8 @@ let package = Package(
     products: [
         .library(name: "TTNMQTT", targets: ["TTNMQTT"]),
         .library(name: "TTNLua", targets: ["TTNLua"]),
+        .library(name: "TTNHost", targets: ["TTNHost"]),
+        .executable(name: "ttn-host", targets: ["ttn-host"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
@@ -42,12 +44,34 @@ let package = Package(
             dependencies: ["CLua", "CLuaShim", .product(name: "Logging", package: "swift-log")]
         ),
 
+        .target(
+            name: "TTNHost",
+            dependencies: [
+                "TTNMQTT", "TTNLua",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "ttn-host",
+            dependencies: [
+                "TTNHost",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // Examples are built with the package so they never rot.
         .executableTarget(name: "seed-client", dependencies: ["TTNMQTT"], path: "examples/seed-client"),
+        .executableTarget(
+            name: "closure-host",
+            dependencies: ["TTNHost", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+            path: "examples/closure-host"
+        ),
 
         .testTarget(name: "TTNMQTTTests", dependencies: ["TTNMQTT"], path: "Tests/TTNMQTTTests"),
         .testTarget(name: "TTNLuaTests", dependencies: ["TTNLua"], path: "Tests/TTNLuaTests"),
-        .testTarget(name: "IntegrationTests", dependencies: ["TTNMQTT"], path: "Tests/IntegrationTests"),
+        .testTarget(name: "IntegrationTests", dependencies: ["TTNMQTT", "TTNHost", "TTNLua"], path: "Tests/IntegrationTests"),
     ],
     swiftLanguageModes: [.v6]
 )

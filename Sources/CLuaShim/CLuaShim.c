@@ -496,7 +496,11 @@ static void json_encode_value(lua_State *L, json_buffer *b, int index, int depth
         } else {
             double value = lua_tonumber(L, index);
             if (!isfinite(value)) luaL_error(L, "json.encode: cannot encode NaN or infinity");
-            snprintf(text, sizeof text, "%.17g", value);
+            /* The shortest form that reads back as the same double: 3.4, not 3.3999999999999999. */
+            for (int precision = 15; precision <= 17; precision++) {
+                snprintf(text, sizeof text, "%.*g", precision, value);
+                if (strtod(text, NULL) == value) break;
+            }
         }
         put_text(L, b, text);
         break;

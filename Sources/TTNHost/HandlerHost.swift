@@ -1,0 +1,215 @@
+import Dispatch
+import Logging
+import ServiceLifecycle
+import Synchronization
+import TTNLua
+import TTNMQTT
+import UnixSignals
+
+/// Connects to one TTN application and routes every uplink to no-argument message handlers: Swift closures
+/// registered with ``register(name:handler:)`` and Lua scripts from a directory, reloaded when they change.
+///
+/// ```swift
+/// let host = HandlerHost(configuration: .init(client: clientConfiguration, scriptDirectory: "handlers"))
+/// host.register(name: "print") { print(host.getLastMessage()?.decodedPayload ?? "-") }
+/// try await ServiceGroup(services: [host], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger).run()
+/// ```
+///
+/// Every handler has its own ordered queue and runs off the MQTT network thread, so a slow or stuck handler
+/// never stalls the connection or the other handlers. When a handler's queue is full (``Configuration/handlerQueueLimit``),
+/// its **oldest** waiting uplink is dropped, counted and logged.
+public final class HandlerHost: Service, Sendable {
+    public struct Configuration: Sendable {
+        /// The TTN application to connect to.
+        public var client: MQTTClient.Configuration
+        /// A directory of `*.lua` handler scripts, watched for changes. Nil: Swift closures only.
+        public var scriptDirectory: String?
+        /// Limits for every script invocation and state.
+        public var luaLimits = LuaLimits()
+        /// Uplinks that may wait per handler before the oldest is dropped. Default 1024.
+        public var handlerQueueLimit = 1024
+        /// How long SIGTERM/SIGINT waits for queued uplinks to be handled before it reports the rest. Default 10 s.
+        public var shutdownDeadline: Duration = .seconds(10)
+
+        public init(client: MQTTClient.Configuration, scriptDirectory: String? = nil) {
+            self.client = client
+            self.scriptDirectory = scriptDirectory
+        }
+    }
+
+    /// What the host has handled and skipped so far.
+    public struct Statistics: Sendable, Hashable {
+        /// Uplinks received, decoded and routed to the handlers.
+        public var uplinks = 0
+        /// Uplinks skipped because their JSON was malformed, or because they were oversized.
+        public var malformed = 0
+        public var oversized = 0
+        /// Per handler, by name.
+        public var handlers: [String: HandlerStatistics] = [:]
+    }
+
+    public struct HandlerStatistics: Sendable, Hashable {
+        public var handled = 0
+        /// Uplinks dropped because this handler's queue was full.
+        public var dropped = 0
+        /// Invocations that failed (a Lua error, a limit hit).
+        public var failed = 0
+        public var waiting = 0
+    }
+
+    public let configuration: Configuration
+    /// The client: ``MQTTClient/getLastMessage()`` and ``MQTTClient/publish(_:)`` work inside handlers.
+    public let client: MQTTClient
+    let logger: Logger
+    let handlers = Mutex<[HandlerRunner]>([])
+
+    public init(configuration: Configuration) {
+        self.configuration = configuration
+        self.client = MQTTClient(configuration: configuration.client)
+        var logger = configuration.client.logger
+        logger[metadataKey: "ttn.app_id"] = "\(configuration.client.applicationID)"
+        self.logger = logger
+    }
+
+    /// Registers a Swift closure, run for every uplink in order. Inside it, ``getLastMessage()`` is the uplink
+    /// that triggered it, and ``publish(_:)`` goes to that uplink's device. A second closure with the same name
+    /// replaces the first.
+    public func register(name: String, handler: @escaping @Sendable () -> Void) {
+        let client = self.client
+        add(HandlerRunner(name: name, kind: "swift", queueLimit: configuration.handlerQueueLimit, logger: logger) { uplink in
+            client.withInvocation(of: uplink, handler)
+            return true
+        })
+    }
+
+    /// The uplink that triggered the running handler; outside a handler, the last uplink received.
+    public func getLastMessage() -> Uplink? { client.getLastMessage() }
+
+    /// Uplinks kept so far, oldest first (bounded by the client's `historyLimit`).
+    public func getAllMessages() -> [Uplink] { client.getAllMessages() }
+
+    /// Sends downlink JSON (v2 or v3 form) to the device of the triggering uplink, or to the configured device.
+    @discardableResult
+    public func publish(_ message: String) throws(TTNError) -> Int { try client.publish(message) }
+
+    /// The names of the running handlers, in registration order.
+    public var handlerNames: [String] { handlers.withLock { $0.map(\.name) } }
+
+    public var statistics: Statistics {
+        let clientStatistics = client.statistics
+        var statistics = Statistics(
+            uplinks: clientStatistics.uplinks, malformed: clientStatistics.malformed, oversized: clientStatistics.oversized
+        )
+        for runner in handlers.withLock({ $0 }) { statistics.handlers[runner.name] = runner.statistics }
+        return statistics
+    }
+
+    func add(_ runner: HandlerRunner) {
+        let replaced = handlers.withLock { handlers -> Bool in
+            if let index = handlers.firstIndex(where: { $0.name == runner.name }) {
+                handlers[index] = runner
+                return true
+            }
+            handlers.append(runner)
+            return false
+        }
+        logger.info(replaced ? "Handler replaced" : "Handler added", metadata: ["handler": "\(runner.name)", "kind": "\(runner.kind)"])
+    }
+
+    func remove(name: String) {
+        let removed = handlers.withLock { handlers in
+            handlers.firstIndex { $0.name == name }.map { handlers.remove(at: $0) }
+        }
+        if removed != nil { logger.info("Handler removed", metadata: ["handler": "\(name)"]) }
+    }
+
+    /// Connects, loads the scripts, routes uplinks until graceful shutdown (SIGTERM/SIGINT through a
+    /// `ServiceGroup`), then drains the queues within ``Configuration/shutdownDeadline`` and disconnects.
+    /// SIGHUP reloads every script.
+    /// - Throws: ``TTNError`` when the first connection fails.
+    public func run() async throws {
+        let scripts = try startScripts()
+        client.setUplinkSink { [weak self] uplink in
+            guard let self else { return }
+            for runner in handlers.withLock({ $0 }) { runner.enqueue(uplink) }
+        }
+        try await client.connect()
+        logger.info("Host running", metadata: ["handlers": "\(handlerNames)"])
+
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await _ in hangups {
+                    self.logger.info("SIGHUP: reloading every script")
+                    scripts?.reloadAll()
+                }
+            }
+            await withGracefulShutdownHandler {
+                try? await gracefulShutdown()
+            } onGracefulShutdown: {}
+            group.cancelAll()
+        }
+        scripts?.stop()
+        shutDown()
+    }
+
+    /// Stops receiving, gives queued uplinks until the deadline, reports what is left, disconnects.
+    func shutDown() {
+        client.disconnect()
+        let deadline = ContinuousClock.now + configuration.shutdownDeadline
+        var unhandled: [String: Int] = [:]
+        for runner in handlers.withLock({ $0 }) {
+            let left = runner.waitUntilIdle(timeout: max(.zero, deadline - .now))
+            if left > 0 { unhandled[runner.name] = left }
+        }
+        if unhandled.isEmpty {
+            logger.info("Host stopped; every queued uplink was handled")
+        } else {
+            logger.warning("Host stopped before the deadline let these uplinks be handled", metadata: ["unhandled": "\(unhandled)"])
+        }
+    }
+}
+
+/// One handler with its ordered, bounded queue.
+final class HandlerRunner: Sendable {
+    let name: String
+    let kind: String
+    private let queue: DeliveryQueue<Uplink>
+    private let failures = Counter()
+
+    /// - Parameter body: runs one invocation; returns false when it failed (and has logged why).
+    init(name: String, kind: String, queueLimit: Int, logger: Logger, body: @escaping @Sendable (Uplink) -> Bool) {
+        self.name = name
+        self.kind = kind
+        let failures = self.failures
+        self.queue = DeliveryQueue(
+            label: "ttn.host.\(name)", limit: queueLimit,
+            onDrop: { total in
+                if total == 1 || total.isMultiple(of: 1000) {
+                    logger.warning(
+                        "Handler too slow: its oldest waiting uplink was dropped",
+                        metadata: ["handler": "\(name)", "dropped.total": "\(total)"]
+                    )
+                }
+            },
+            handler: { uplink in
+                if !body(uplink) { failures.increment() }
+            }
+        )
+    }
+
+    func enqueue(_ uplink: Uplink) { queue.enqueue(uplink) }
+
+    func waitUntilIdle(timeout: Duration) -> Int { queue.waitUntilIdle(timeout: timeout) }
+
+    var statistics: HandlerHost.HandlerStatistics {
+        .init(handled: queue.handledCount, dropped: queue.droppedCount, failed: failures.value, waiting: queue.count)
+    }
+}
+
+/// A counter shared between threads.
+final class Counter: Sendable {
+    private let atomic = Atomic(0)
+    func increment() { atomic.add(1, ordering: .relaxed) }
+    var value: Int { atomic.load(ordering: .relaxed) }
+}

@@ -1,0 +1,194 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+import Testing
+
+@testable import TTNHost
+@testable import TTNMQTT
+
+/// Runs a host against the test broker for the duration of `body`, then shuts it down gracefully.
+func withRunningHost(
+    application: String, scripts: URL? = nil, queueLimit: Int = 1024,
+    register: (HandlerHost) -> Void = { _ in }, _ body: (HandlerHost) async throws -> Void
+) async throws {
+    var client = MQTTClient.Configuration(applicationID: application, apiKey: Broker.apiKey)
+    client.server = .init(host: "127.0.0.1", port: try Broker.requirePort())
+    var configuration = HandlerHost.Configuration(client: client, scriptDirectory: scripts?.path)
+    configuration.handlerQueueLimit = queueLimit
+    configuration.shutdownDeadline = .seconds(2)
+    let host = HandlerHost(configuration: configuration)
+    register(host)
+    let group = ServiceGroup(services: [host], logger: Logger(label: "test-host"))
+    try await withThrowingTaskGroup(of: Void.self) { tasks in
+        tasks.addTask { try await group.run() }
+        #expect(await eventually { host.client.isConnected })
+        do {
+            try await body(host)
+        } catch {
+            await group.triggerGracefulShutdown()
+            throw error
+        }
+        await group.triggerGracefulShutdown()
+        try await tasks.waitForAll()
+    }
+}
+
+func scriptDirectory(_ files: [String: String]) throws -> URL {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("scripts-\(UUID().uuidString)")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    for (name, text) in files { try text.write(to: directory.appendingPathComponent(name), atomically: true, encoding: .utf8) }
+    return directory
+}
+
+func uplinkJSON(device: String = "dev", counter: Int, temperature: Double = 20) -> [UInt8] {
+    Array(#"{"end_device_ids":{"device_id":"\#(device)"},"uplink_message":{"f_cnt":\#(counter),"f_port":1,"frm_payload":"AQ==","decoded_payload":{"temperature":\#(temperature)}}}"#.utf8)
+}
+
+/// A script that answers every uplink with a downlink carrying its f_cnt as a correlation id.
+let echoScript = """
+    setMessageHandler(function()
+      local m = getLastMessage()
+      publish({f_port = 7, bytes = {1}, correlation_ids = {"fcnt:" .. m.uplink_message.f_cnt}})
+    end)
+    """
+
+@Suite("ttn-host against the broker", .enabled(if: Broker.shouldRun), .timeLimit(.minutes(2)))
+struct HostTests {
+    @Test("closures and a script see every uplink in order; the script's downlink arrives in v3 form")
+    func everyHandlerInOrder() async throws {
+        let app = Broker.application()
+        let network = try NetworkSide(port: try Broker.requirePort(), watching: ["v3/\(app)@ttn/devices/+/down/#"])
+        defer { network.close() }
+        let first = Recorder<Int>(), second = Recorder<Int>()
+        try await withRunningHost(application: app, scripts: try scriptDirectory(["echo.lua": echoScript])) { host in
+            host.register(name: "first") { first.append(host.getLastMessage()?.uplinkMessage?.fCnt ?? -1) }
+            host.register(name: "second") { second.append(host.getLastMessage()?.uplinkMessage?.fCnt ?? -1) }
+        } _: { host in
+            #expect(await eventually { host.handlerNames.contains("echo.lua") })
+            for counter in 0..<50 { try network.publishUplink(application: app, device: "dev", json: uplinkJSON(counter: counter)) }
+            #expect(await eventually { first.count == 50 && second.count == 50 && network.messages.count == 50 })
+        }
+        #expect(first.all == Array(0..<50))
+        #expect(second.all == Array(0..<50))
+        let downlinks = network.messages
+        #expect(downlinks.allSatisfy { $0.topic == "v3/\(app)@ttn/devices/dev/down/push" })
+        let ids = try downlinks.map { message -> String in
+            let body = try JSONDecoder().decode(JSONValue.self, from: Data(message.payload))
+            #expect(body["downlinks"]?[0]?["f_port"] == .number(7))
+            #expect(body["downlinks"]?[0]?["frm_payload"] == .string("AQ=="))
+            return body["downlinks"]?[0]?["correlation_ids"]?[0]?.stringValue ?? ""
+        }
+        #expect(ids == (0..<50).map { "fcnt:\($0)" })
+    }
+
+    @Test("getLastMessage() is the triggering uplink while two handlers run at once")
+    func triggeringUplink() async throws {
+        let app = Broker.application()
+        let network = try NetworkSide(port: try Broker.requirePort())
+        defer { network.close() }
+        let mismatches = Recorder<String>(), runs = Recorder<Int>()
+        try await withRunningHost(application: app) { host in
+            for name in ["slow-a", "slow-b"] {
+                host.register(name: name) {
+                    let before = host.getLastMessage()?.uplinkMessage?.fCnt
+                    usleep(3_000)  // more uplinks arrive meanwhile
+                    let after = host.getLastMessage()?.uplinkMessage?.fCnt
+                    if before != after { mismatches.append("\(name): \(String(describing: before)) then \(String(describing: after))") }
+                    runs.append(after ?? -1)
+                }
+            }
+        } _: { _ in
+            for counter in 0..<40 { try network.publishUplink(application: app, device: "dev", json: uplinkJSON(counter: counter)) }
+            #expect(await eventually { runs.count == 80 })
+        }
+        #expect(mismatches.all.isEmpty, "\(mismatches.all)")
+    }
+
+    @Test("a script edited, broken, fixed and deleted while uplinks flow; the other handlers lose nothing")
+    func scriptLifecycle() async throws {
+        let app = Broker.application()
+        let network = try NetworkSide(port: try Broker.requirePort(), watching: ["v3/\(app)@ttn/devices/+/down/#"])
+        defer { network.close() }
+        let directory = try scriptDirectory(["echo.lua": echoScript])
+        let file = directory.appendingPathComponent("echo.lua")
+        let counted = Recorder<Int>()
+        try await withRunningHost(application: app, scripts: directory) { host in
+            host.register(name: "counter") { counted.append(host.getLastMessage()?.uplinkMessage?.fCnt ?? -1) }
+        } _: { host in
+            #expect(await eventually { host.handlerNames.contains("echo.lua") })
+            var counter = 0
+            func send(_ count: Int) throws {
+                for _ in 0..<count {
+                    try network.publishUplink(application: app, device: "dev", json: uplinkJSON(counter: counter))
+                    counter += 1
+                }
+            }
+            try send(10)
+            // Edited: now answers on port 8.
+            try echoScript.replacingOccurrences(of: "f_port = 7", with: "f_port = 8").write(to: file, atomically: true, encoding: .utf8)
+            #expect(await eventually {
+                try? network.publishUplink(application: app, device: "dev", json: uplinkJSON(counter: 1000))
+                return network.messages.contains { String(decoding: $0.payload, as: UTF8.self).contains("\"f_port\":8") }
+            })
+            // Broken: a syntax error keeps the port-8 version running.
+            try "setMessageHandler(function( end".write(to: file, atomically: true, encoding: .utf8)
+            try await Task.sleep(for: .seconds(1))
+            let before = network.messages.count
+            try send(5)
+            #expect(await eventually { network.messages.count >= before + 5 })
+            #expect(network.messages.suffix(5).allSatisfy { String(decoding: $0.payload, as: UTF8.self).contains("\"f_port\":8") })
+            // Deleted: no more downlinks.
+            try FileManager.default.removeItem(at: file)
+            #expect(await eventually { !host.handlerNames.contains("echo.lua") })
+            let afterDelete = network.messages.count
+            try send(5)
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(network.messages.count == afterDelete)
+            let sent = counter
+            #expect(await eventually { counted.all.filter { $0 < 1000 }.count == sent })
+        }
+        #expect(counted.all.filter { $0 < 1000 } == Array(0..<20))
+    }
+
+    @Test("a stuck handler stalls neither the connection nor the others; its drops are counted")
+    func stuckHandler() async throws {
+        let app = Broker.application()
+        let network = try NetworkSide(port: try Broker.requirePort())
+        defer { network.close() }
+        let healthy = Recorder<Int>()
+        let release = DispatchSemaphore(value: 0)
+        try await withRunningHost(application: app, queueLimit: 10) { host in
+            host.register(name: "stuck") { release.wait() }
+            host.register(name: "healthy") { healthy.append(1) }
+        } _: { host in
+            for counter in 0..<100 { try network.publishUplink(application: app, device: "dev", json: uplinkJSON(counter: counter)) }
+            #expect(await eventually { healthy.count == 100 })
+            #expect(host.client.isConnected)
+            #expect(host.statistics.handlers["stuck"]?.dropped == 89, "1 running, 10 waiting, 89 dropped")
+            release.signal()
+            for _ in 0..<20 { release.signal() }
+        }
+    }
+
+    @Test("malformed and oversized uplinks are skipped and counted")
+    func badInput() async throws {
+        let app = Broker.application()
+        let network = try NetworkSide(port: try Broker.requirePort())
+        defer { network.close() }
+        let seen = Recorder<Int>()
+        try await withRunningHost(application: app) { host in
+            host.register(name: "seen") { seen.append(host.getLastMessage()?.uplinkMessage?.fCnt ?? -1) }
+        } _: { host in
+            for bad in ["{", "[1]", "\u{FF}\u{FE}", #"{"uplink_message":{"f_cnt":"x"}}"#] {
+                try network.publishUplink(application: app, device: "dev", json: Array(bad.utf8))
+            }
+            try network.publishUplink(application: app, device: "dev", json: Array(repeating: UInt8(ascii: " "), count: 1_000_000))
+            try network.publishUplink(application: app, device: "dev", json: uplinkJSON(counter: 1))
+            #expect(await eventually { seen.count == 1 })
+            #expect(host.statistics.malformed == 4)
+            #expect(host.statistics.oversized == 1)
+        }
+        #expect(seen.all == [1])
+    }
+}
