@@ -69,6 +69,13 @@ let package = Package(
             path: "examples/closure-host"
         ),
 
+        // The measuring side of scripts/bench.
+        .executableTarget(
+            name: "ttn-bench",
+            dependencies: ["TTNHost", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+            path: "Benchmarks/ttn-bench"
+        ),
+
         .testTarget(name: "TTNMQTTTests", dependencies: ["TTNMQTT"], path: "Tests/TTNMQTTTests"),
         .testTarget(name: "TTNLuaTests", dependencies: ["TTNLua"], path: "Tests/TTNLuaTests"),
         .testTarget(name: "IntegrationTests", dependencies: ["TTNMQTT", "TTNHost", "TTNLua"], path: "Tests/IntegrationTests"),

@@ -121,33 +121,13 @@ enum PrivateBroker {
         _ = run("scripts/stop-broker", directory.path)
     }
 
-    /// Runs a script of the repository and waits for it. (Foundation's `Process.waitUntilExit` can hang here
-    /// when the script leaves a daemon running, so this uses posix_spawn and waitpid.)
-    /// - Parameter port: the port to listen on; nil keeps the folder's previous ports, or picks free ones.
+    /// Runs a script of the repository and waits for it.
     private static func run(_ script: String, _ argument: String, port: Int? = nil) -> Int32 {
-        let path = Broker.repository.appendingPathComponent(script).path
         // Not the shared test broker's settings, which scripts/test exported.
         var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("TTN_BROKER_") }
         environment["TTN_BROKER_PORT"] = port.map(String.init)
-        let arguments: [UnsafeMutablePointer<CChar>?] = [strdup(path), strdup(argument), nil]
-        let variables: [UnsafeMutablePointer<CChar>?] = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer { (arguments + variables).forEach { free($0) } }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        // The test thread may block signals; the broker must not inherit that mask, or SIGTERM cannot stop it.
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var noSignals = sigset_t()
-        sigemptyset(&noSignals)
-        posix_spawnattr_setsigmask(&attributes, &noSignals)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
-        var pid: pid_t = 0
-        guard posix_spawn(&pid, path, &actions, &attributes, arguments, variables) == 0 else { return -1 }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
-        return (status >> 8) & 0xFF
+        let path = Broker.repository.appendingPathComponent(script).path
+        guard let child = try? ChildProcess(path, [argument], environment: environment) else { return -1 }
+        return child.wait()
     }
 }

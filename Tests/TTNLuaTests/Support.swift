@@ -75,3 +75,6 @@ let emptyUplink = LuaMessage(json: Array(#"{"end_device_ids":{"device_id":"dev1"
 /// Small limits, so the limit tests run fast.
 /// The instruction budget is large so that the time limit is what stops an endless loop.
 let tightLimits = LuaLimits(timeLimit: .milliseconds(50), instructionLimit: 1_000_000_000_000, memoryLimit: 4 * 1024 * 1024)
+
+/// A small memory cap with time to reach it even on a loaded machine.
+let memoryOnlyLimits = LuaLimits(timeLimit: .seconds(30), instructionLimit: 1_000_000_000_000, memoryLimit: 4 * 1024 * 1024)
