@@ -4,9 +4,14 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
-/* Lua macros and constants that Swift cannot import, as functions. None of these can raise an error. */
+/* What Swift cannot import from the Lua headers (function-like macros, LUA_REGISTRYINDEX, the variadic
+ * lua_gc), as functions with a `clua_` prefix. None of them can raise an error:
+ * everything that can (lua_call, luaL_error, luaL_check*, ...) is deliberately absent and lives in CLuaShim. */
+
 static inline int clua_registryindex(void) { return LUA_REGISTRYINDEX; }
-static inline void clua_pop(lua_State *L, int n) { lua_settop(L, -(n) - 1); }
-static inline const char *clua_tolstring(lua_State *L, int i, size_t *len) { return lua_tolstring(L, i, len); }
-static inline int clua_isnoneornil(lua_State *L, int i) { return lua_type(L, i) <= 0; }
+
+
+/* lua_gc with a fixed arity (it is variadic in 5.4), for the options that take no argument. Script code
+ * cannot set __gc metamethods, so a collection runs only TTNLua's own C finalizers, which never raise. */
+static inline int clua_gc(lua_State *L, int what) { return lua_gc(L, what); }
 #endif

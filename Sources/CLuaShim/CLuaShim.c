@@ -1,29 +1,33 @@
-#define _GNU_SOURCE
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include "CLuaShim.h"
 
 #include <lauxlib.h>
 #include <lualib.h>
-#include <errno.h>
+#include <locale.h>
 #include <math.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <stdatomic.h>
 #include <time.h>
 
 struct ttn_context {
-    size_t used, peak, limit;
+    size_t used, limit;
     int enforce_limit;              /* the memory cap applies only while script code runs */
-    long long budget;               /* instructions left, in units of TTN_HOOK_STEP */
+    int memory_refused;             /* the cap refused an allocation during this run */
+    long long budget;               /* hook firings left: instructions / TTN_HOOK_STEP */
     long long deadline_ns;          /* CLOCK_MONOTONIC deadline; 0 = none */
     atomic_int *interrupt;          /* raised from any thread to abort */
-    int abort_reason;               /* enum ttn_abort of the last abort */
+    int abort_reason;               /* enum ttn_abort of this run */
     const char *message;            /* the current invocation's uplink JSON (not owned) */
     size_t message_length;
 };
 
+/* The count hook fires every TTN_HOOK_STEP instructions: the budget's granularity. */
 #define TTN_HOOK_STEP 1000
+/* JSON nesting accepted by the decoder and produced by the encoder (which also stops cycles with it). */
+#define TTN_JSON_MAX_DEPTH 200
 
 void *ttn_flag_new(void) {
     atomic_int *flag = malloc(sizeof(atomic_int));
@@ -50,10 +54,15 @@ size_t ttn_context_used(const ttn_context *context) { return context->used; }
 
 int ttn_context_abort_reason(const ttn_context *context) { return context->abort_reason; }
 
+int ttn_context_memory_refused(const ttn_context *context) { return context->memory_refused; }
+
 /* Registry keys: their addresses are unique. */
-static const char handler_key = 'h';
-static const char message_key = 'm';
-static const char array_key = 'a';
+static const char handler_key = 'h';   /* the message handler */
+static const char message_key = 'm';   /* this invocation's decoded uplink */
+static const char array_key = 'a';     /* the metatable that marks JSON arrays */
+static const char null_key = 'n';      /* ttn.null */
+static const char env_key = 'e';       /* the script's _ENV */
+static const char buffer_key = 'b';    /* the metatable of json.encode's buffer */
 
 static ttn_context *context_of(lua_State *L) {
     void *ud = NULL;
@@ -77,11 +86,13 @@ static void *ttn_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
         c->used -= old;
         return NULL;
     }
-    if (c->enforce_limit && nsize > old && c->used + (nsize - old) > c->limit) return NULL;
+    if (c->enforce_limit && nsize > old && c->used + (nsize - old) > c->limit) {
+        c->memory_refused = 1;
+        return NULL;
+    }
     void *p = realloc(ptr, nsize);
     if (!p) return NULL;
     c->used = c->used - old + nsize;
-    if (c->used > c->peak) c->peak = c->used;
     return p;
 }
 
@@ -107,17 +118,21 @@ static void ttn_hook(lua_State *L, lua_Debug *ar) {
         else if (--c->budget < 0) c->abort_reason = TTN_ABORT_INSTRUCTIONS;
         else if (c->deadline_ns && now_ns() > c->deadline_ns) c->abort_reason = TTN_ABORT_TIME;
         else return;
-        /* From now on fire at every instruction, so a script's own pcall cannot swallow the abort. */
-        lua_sethook(L, ttn_hook, LUA_MASKCOUNT, 1);
     }
-    /* Level 0 is the running Lua function, so the message names the script line the limit caught. */
-    luaL_where(L, 0);
+    /* Once fired, fire at every instruction of whichever coroutine runs (hooks are per thread), so a
+     * script's own pcall or coroutine.resume cannot swallow the abort: the next instruction raises again. */
+    lua_sethook(L, ttn_hook, LUA_MASKCOUNT, 1);
+    /* The message is tiny; let it past a full cap so the abort says what happened, not "not enough memory". */
+    int enforced = c->enforce_limit;
+    c->enforce_limit = 0;
+    luaL_where(L, 0); /* level 0 is the running Lua function: the message names the line the limit caught */
     switch (c->abort_reason) {
     case TTN_ABORT_TIME: lua_pushliteral(L, "time limit exceeded"); break;
     case TTN_ABORT_INSTRUCTIONS: lua_pushliteral(L, "instruction limit exceeded"); break;
     default: lua_pushliteral(L, "interrupted by the host"); break;
     }
     lua_concat(L, 2);
+    c->enforce_limit = enforced;
     lua_error(L);
 }
 
@@ -126,6 +141,7 @@ void ttn_arm(lua_State *L, long long instructions, long long timeout_ns) {
     c->budget = instructions / TTN_HOOK_STEP;
     c->deadline_ns = timeout_ns > 0 ? now_ns() + timeout_ns : 0;
     c->abort_reason = TTN_ABORT_NONE;
+    c->memory_refused = 0;
     c->enforce_limit = 1;
     lua_sethook(L, ttn_hook, LUA_MASKCOUNT, TTN_HOOK_STEP);
 }
@@ -144,7 +160,8 @@ static int ttn_traceback(lua_State *L) {
     return 1;
 }
 
-/* Calls f with the `nargs` values on top of the stack, under a traceback handler. */
+/* Calls f with the `nargs` values on top of the stack, under a traceback handler. Pushing light C functions
+ * and rotating the stack do not allocate, so nothing here can raise outside the pcall. */
 static int protected_call(lua_State *L, lua_CFunction f, int nargs, int nresults) {
     int base = lua_gettop(L) - nargs;
     lua_pushcfunction(L, ttn_traceback);
@@ -164,7 +181,7 @@ static int host_trampoline(lua_State *L) {
     host_box *hb = lua_touserdata(L, lua_upvalueindex(1));
     ttn_context *c = context_of(L);
     int enforced = c->enforce_limit;
-    c->enforce_limit = 0; /* Swift code may allocate (push strings, tables) without hitting the cap. */
+    c->enforce_limit = 0; /* Swift code may allocate (push strings, tables) without hitting the cap */
     int results = hb->fn(L, hb->box);
     c->enforce_limit = enforced;
     if (results < 0) return lua_error(L); /* the longjmp starts here, in C, after the Swift frame returned */
@@ -206,7 +223,10 @@ int ttn_register(lua_State *L, const char *name, ttn_host_fn fn, ttn_release_fn 
     return status;
 }
 
-/* ---- JSON -> Lua. Objects become tables, arrays sequences (marked), integers Lua integers, null ttn.null. ---- */
+/* ---- JSON -> Lua, in one pass straight onto the Lua stack. ----
+ * Objects become tables, arrays sequences marked with a shared metatable (so [] encodes back as []),
+ * numbers without fraction or exponent that fit 64 bits Lua integers and other numbers floats, null the
+ * ttn.null sentinel. (lua-cjson decodes every number as a float, which is why this decoder exists.) */
 
 typedef struct { const char *start, *p, *end; int depth; } json_reader;
 
@@ -218,7 +238,7 @@ static void skip_space(json_reader *r) {
     while (r->p < r->end && (*r->p == ' ' || *r->p == '\t' || *r->p == '\n' || *r->p == '\r')) r->p++;
 }
 
-static void json_value(lua_State *L, json_reader *r);
+static int is_digit(json_reader *r) { return r->p < r->end && *r->p >= '0' && *r->p <= '9'; }
 
 static unsigned hex4(lua_State *L, json_reader *r) {
     unsigned value = 0;
@@ -232,6 +252,21 @@ static unsigned hex4(lua_State *L, json_reader *r) {
         else json_fail(L, r, "bad \\u escape");
     }
     return value;
+}
+
+static void add_utf8(luaL_Buffer *b, unsigned code) {
+    char utf8[4];
+    size_t n;
+    if (code < 0x80) { utf8[0] = (char)code; n = 1; }
+    else if (code < 0x800) { utf8[0] = (char)(0xC0 | (code >> 6)); utf8[1] = (char)(0x80 | (code & 0x3F)); n = 2; }
+    else if (code < 0x10000) {
+        utf8[0] = (char)(0xE0 | (code >> 12)); utf8[1] = (char)(0x80 | ((code >> 6) & 0x3F));
+        utf8[2] = (char)(0x80 | (code & 0x3F)); n = 3;
+    } else {
+        utf8[0] = (char)(0xF0 | (code >> 18)); utf8[1] = (char)(0x80 | ((code >> 12) & 0x3F));
+        utf8[2] = (char)(0x80 | ((code >> 6) & 0x3F)); utf8[3] = (char)(0x80 | (code & 0x3F)); n = 4;
+    }
+    luaL_addlstring(b, utf8, n);
 }
 
 static void json_string(lua_State *L, json_reader *r) {
@@ -251,8 +286,7 @@ static void json_string(lua_State *L, json_reader *r) {
         if (ch < 0x20) json_fail(L, r, "control character in string");
         if (ch != '\\') { luaL_addchar(&b, (char)ch); continue; }
         if (r->p >= r->end) break;
-        char e = *r->p++;
-        switch (e) {
+        switch (*r->p++) {
         case '"': luaL_addchar(&b, '"'); break;
         case '\\': luaL_addchar(&b, '\\'); break;
         case '/': luaL_addchar(&b, '/'); break;
@@ -272,18 +306,7 @@ static void json_string(lua_State *L, json_reader *r) {
             } else if (code >= 0xDC00 && code <= 0xDFFF) {
                 json_fail(L, r, "lone surrogate");
             }
-            char utf8[4];
-            int n;
-            if (code < 0x80) { utf8[0] = (char)code; n = 1; }
-            else if (code < 0x800) { utf8[0] = (char)(0xC0 | (code >> 6)); utf8[1] = (char)(0x80 | (code & 0x3F)); n = 2; }
-            else if (code < 0x10000) {
-                utf8[0] = (char)(0xE0 | (code >> 12)); utf8[1] = (char)(0x80 | ((code >> 6) & 0x3F));
-                utf8[2] = (char)(0x80 | (code & 0x3F)); n = 3;
-            } else {
-                utf8[0] = (char)(0xF0 | (code >> 18)); utf8[1] = (char)(0x80 | ((code >> 12) & 0x3F));
-                utf8[2] = (char)(0x80 | ((code >> 6) & 0x3F)); utf8[3] = (char)(0x80 | (code & 0x3F)); n = 4;
-            }
-            luaL_addlstring(&b, utf8, (size_t)n);
+            add_utf8(&b, code);
             break;
         }
         default: json_fail(L, r, "bad escape");
@@ -294,90 +317,116 @@ static void json_string(lua_State *L, json_reader *r) {
     luaL_pushresult(&b);
 }
 
+/* A number, by the JSON grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
 static void json_number(lua_State *L, json_reader *r) {
     const char *start = r->p;
-    int integral = 1;
-    if (r->p < r->end && *r->p == '-') r->p++;
-    if (r->p >= r->end || *r->p < '0' || *r->p > '9') json_fail(L, r, "bad number");
-    while (r->p < r->end) {
-        char ch = *r->p;
-        if (ch >= '0' && ch <= '9') r->p++;
-        else if (ch == '.' || ch == 'e' || ch == 'E' || ch == '+' || (ch == '-' && r->p > start)) { integral = 0; r->p++; }
-        else break;
+    int negative = 0, integral = 1, overflow = 0;
+    uint64_t magnitude = 0;
+    if (*r->p == '-') { negative = 1; r->p++; }
+    if (!is_digit(r)) json_fail(L, r, "bad number");
+    if (*r->p == '0') {
+        r->p++;
+        if (is_digit(r)) json_fail(L, r, "leading zero in number");
+    } else {
+        while (is_digit(r)) {
+            unsigned digit = (unsigned)(*r->p++ - '0');
+            if (magnitude > (UINT64_MAX - digit) / 10) overflow = 1;
+            else magnitude = magnitude * 10 + digit;
+        }
     }
-    char text[64];
+    if (r->p < r->end && *r->p == '.') {
+        integral = 0;
+        r->p++;
+        if (!is_digit(r)) json_fail(L, r, "digit expected after '.'");
+        while (is_digit(r)) r->p++;
+    }
+    if (r->p < r->end && (*r->p == 'e' || *r->p == 'E')) {
+        integral = 0;
+        r->p++;
+        if (r->p < r->end && (*r->p == '+' || *r->p == '-')) r->p++;
+        if (!is_digit(r)) json_fail(L, r, "digit expected in exponent");
+        while (is_digit(r)) r->p++;
+    }
+    if (integral && !overflow) {
+        if (!negative && magnitude <= (uint64_t)LUA_MAXINTEGER) { lua_pushinteger(L, (lua_Integer)magnitude); return; }
+        if (negative && magnitude <= (uint64_t)LUA_MAXINTEGER) { lua_pushinteger(L, -(lua_Integer)magnitude); return; }
+        if (negative && magnitude == (uint64_t)LUA_MAXINTEGER + 1) { lua_pushinteger(L, LUA_MININTEGER); return; }
+    }
+    /* A float (or an integer beyond 64 bits): Lua's own conversion, which is locale-independent. The text
+     * matched the JSON grammar, which Lua reads the same way. */
     size_t length = (size_t)(r->p - start);
-    if (length >= sizeof text) { integral = 0; length = sizeof text - 1; }
-    memcpy(text, start, length);
-    text[length] = 0;
-    char *end;
-    if (integral) {
-        errno = 0;
-        long long value = strtoll(text, &end, 10);
-        if (errno == 0 && *end == 0) { lua_pushinteger(L, (lua_Integer)value); return; }
+    char text[64];
+    if (length < sizeof text) {
+        memcpy(text, start, length);
+        text[length] = 0;
+        if (lua_stringtonumber(L, text) == 0) json_fail(L, r, "bad number");
+    } else {
+        lua_pushlstring(L, start, length);
+        if (lua_stringtonumber(L, lua_tostring(L, -1)) == 0) json_fail(L, r, "bad number");
+        lua_remove(L, -2);
     }
-    double value = strtod(text, &end);
-    if (*end != 0) json_fail(L, r, "bad number");
-    lua_pushnumber(L, value);
 }
 
-static void mark_array(lua_State *L) {
+static void json_value(lua_State *L, json_reader *r);
+
+static void json_object(lua_State *L, json_reader *r) {
+    r->p++;
+    lua_newtable(L);
+    skip_space(r);
+    if (r->p < r->end && *r->p == '}') { r->p++; return; }
+    for (;;) {
+        skip_space(r);
+        if (r->p >= r->end || *r->p != '"') json_fail(L, r, "expected a string key");
+        json_string(L, r);
+        skip_space(r);
+        if (r->p >= r->end || *r->p != ':') json_fail(L, r, "expected ':'");
+        r->p++;
+        json_value(L, r);
+        lua_rawset(L, -3);
+        skip_space(r);
+        if (r->p < r->end && *r->p == ',') { r->p++; continue; }
+        if (r->p < r->end && *r->p == '}') { r->p++; return; }
+        json_fail(L, r, "expected ',' or '}'");
+    }
+}
+
+static void json_array(lua_State *L, json_reader *r) {
+    r->p++;
+    lua_newtable(L);
     lua_rawgetp(L, LUA_REGISTRYINDEX, &array_key);
     lua_setmetatable(L, -2);
+    skip_space(r);
+    if (r->p < r->end && *r->p == ']') { r->p++; return; }
+    for (lua_Integer i = 1;; i++) {
+        json_value(L, r);
+        lua_rawseti(L, -2, i);
+        skip_space(r);
+        if (r->p < r->end && *r->p == ',') { r->p++; continue; }
+        if (r->p < r->end && *r->p == ']') { r->p++; return; }
+        json_fail(L, r, "expected ',' or ']'");
+    }
+}
+
+static int literal(json_reader *r, const char *word, size_t length) {
+    if ((size_t)(r->end - r->p) < length || memcmp(r->p, word, length) != 0) return 0;
+    r->p += length;
+    return 1;
 }
 
 static void json_value(lua_State *L, json_reader *r) {
     skip_space(r);
     if (r->p >= r->end) json_fail(L, r, "unexpected end");
-    if (++r->depth > 200) luaL_error(L, "invalid JSON: nested more than 200 levels");
+    if (++r->depth > TTN_JSON_MAX_DEPTH) json_fail(L, r, "nested too deeply");
     luaL_checkstack(L, 4, "JSON nesting");
     char ch = *r->p;
-    if (ch == '{') {
-        r->p++;
-        lua_newtable(L);
-        skip_space(r);
-        if (r->p < r->end && *r->p == '}') { r->p++; r->depth--; return; }
-        for (;;) {
-            skip_space(r);
-            if (r->p >= r->end || *r->p != '"') json_fail(L, r, "expected a string key");
-            json_string(L, r);
-            skip_space(r);
-            if (r->p >= r->end || *r->p != ':') json_fail(L, r, "expected ':'");
-            r->p++;
-            json_value(L, r);
-            lua_rawset(L, -3);
-            skip_space(r);
-            if (r->p < r->end && *r->p == ',') { r->p++; continue; }
-            if (r->p < r->end && *r->p == '}') { r->p++; break; }
-            json_fail(L, r, "expected ',' or '}'");
-        }
-    } else if (ch == '[') {
-        r->p++;
-        lua_newtable(L);
-        mark_array(L);
-        skip_space(r);
-        if (r->p < r->end && *r->p == ']') { r->p++; r->depth--; return; }
-        for (lua_Integer i = 1;; i++) {
-            json_value(L, r);
-            lua_rawseti(L, -2, i);
-            skip_space(r);
-            if (r->p < r->end && *r->p == ',') { r->p++; continue; }
-            if (r->p < r->end && *r->p == ']') { r->p++; break; }
-            json_fail(L, r, "expected ',' or ']'");
-        }
-    } else if (ch == '"') {
-        json_string(L, r);
-    } else if (ch == '-' || (ch >= '0' && ch <= '9')) {
-        json_number(L, r);
-    } else if (r->end - r->p >= 4 && memcmp(r->p, "true", 4) == 0) {
-        r->p += 4; lua_pushboolean(L, 1);
-    } else if (r->end - r->p >= 5 && memcmp(r->p, "false", 5) == 0) {
-        r->p += 5; lua_pushboolean(L, 0);
-    } else if (r->end - r->p >= 4 && memcmp(r->p, "null", 4) == 0) {
-        r->p += 4; lua_pushlightuserdata(L, NULL);
-    } else {
-        json_fail(L, r, "unexpected character");
-    }
+    if (ch == '{') json_object(L, r);
+    else if (ch == '[') json_array(L, r);
+    else if (ch == '"') json_string(L, r);
+    else if (ch == '-' || (ch >= '0' && ch <= '9')) json_number(L, r);
+    else if (literal(r, "true", 4)) lua_pushboolean(L, 1);
+    else if (literal(r, "false", 5)) lua_pushboolean(L, 0);
+    else if (literal(r, "null", 4)) lua_rawgetp(L, LUA_REGISTRYINDEX, &null_key);
+    else json_fail(L, r, "unexpected character");
     r->depth--;
 }
 
@@ -385,7 +434,7 @@ static void json_decode_into(lua_State *L, const char *json, size_t length) {
     json_reader r = { json, json, json + length, 0 };
     json_value(L, &r);
     skip_space(&r);
-    if (r.p != r.end) luaL_error(L, "invalid JSON: trailing characters");
+    if (r.p != r.end) json_fail(L, &r, "trailing characters");
 }
 
 /* ttn.json.decode(text) */
@@ -396,29 +445,40 @@ static int lua_json_decode(lua_State *L) {
     return 1;
 }
 
-static int json_push_protected(lua_State *L) {
-    const char *json = lua_touserdata(L, 1);
-    size_t length = (size_t)lua_tointeger(L, 2);
-    json_decode_into(L, json, length);
+/* ttn.json.array([t]): marks `t` (or a new table) as a JSON array, so that it encodes as [] when empty. */
+static int lua_json_array(lua_State *L) {
+    if (lua_isnoneornil(L, 1)) {
+        lua_settop(L, 0);
+        lua_newtable(L);
+    } else {
+        luaL_checktype(L, 1, LUA_TTABLE);
+        lua_settop(L, 1);
+        if (lua_getmetatable(L, 1)) {
+            lua_rawgetp(L, LUA_REGISTRYINDEX, &array_key);
+            if (!lua_rawequal(L, -1, -2)) luaL_argerror(L, 1, "the table already has a metatable");
+            lua_pop(L, 2);
+        }
+    }
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &array_key);
+    lua_setmetatable(L, 1);
     return 1;
 }
 
-int ttn_json_push(lua_State *L, const char *json, size_t length) {
-    lua_pushlightuserdata(L, (void *)json);
-    lua_pushinteger(L, (lua_Integer)length);
-    return protected_call(L, json_push_protected, 2, 1);
-}
+/* ---- Lua -> JSON. Marked tables and sequences become arrays; nesting (and so cycles) is bounded. ---- */
 
-/* ---- Lua -> JSON. Sequences and marked tables become arrays; cycles stop at a depth limit. ---- */
-
-/* A growable byte buffer in a userdata, freed by __gc even when encoding raises an error. Unlike
- * luaL_Buffer it never moves values on the stack, so the encoder can push and pop freely. */
+/* A growable byte buffer in a userdata, allocated through the state's allocator so the memory cap covers it,
+ * and freed by __gc even when encoding raises an error. Unlike luaL_Buffer it never moves values on the
+ * stack, so the encoder can push and pop freely. */
 typedef struct { char *data; size_t length, capacity; } json_buffer;
 
 static int json_buffer_gc(lua_State *L) {
     json_buffer *buffer = lua_touserdata(L, 1);
-    free(buffer->data);
-    buffer->data = NULL;
+    if (buffer->data) {
+        void *ud;
+        lua_Alloc alloc = lua_getallocf(L, &ud);
+        alloc(ud, buffer->data, buffer->capacity, 0);
+        buffer->data = NULL;
+    }
     return 0;
 }
 
@@ -426,8 +486,10 @@ static void put(lua_State *L, json_buffer *buffer, const char *bytes, size_t len
     if (buffer->length + length > buffer->capacity) {
         size_t capacity = buffer->capacity ? buffer->capacity : 256;
         while (capacity < buffer->length + length) capacity *= 2;
-        char *data = realloc(buffer->data, capacity);
-        if (!data) luaL_error(L, "json.encode: out of memory");
+        void *ud;
+        lua_Alloc alloc = lua_getallocf(L, &ud);
+        char *data = alloc(ud, buffer->data, buffer->data ? buffer->capacity : 0, capacity);
+        if (!data) luaL_error(L, "json.encode: not enough memory");
         buffer->data = data;
         buffer->capacity = capacity;
     }
@@ -459,6 +521,20 @@ static void json_encode_string(lua_State *L, json_buffer *b, const char *s, size
     put(L, b, "\"", 1);
 }
 
+/* The shortest text that reads back as the same double, always with a fraction or exponent so that it
+ * decodes as a float again (3.0, not 3), and with '.' whatever the C locale says. */
+static void format_float(lua_State *L, double value, char *text, size_t size) {
+    if (!isfinite(value)) luaL_error(L, "json.encode: cannot encode NaN or infinity");
+    for (int precision = 15; precision <= 17; precision++) {
+        snprintf(text, size, "%.*g", precision, value);
+        if (strtod(text, NULL) == value) break;
+    }
+    char point = localeconv()->decimal_point[0];
+    char *mark = strchr(text, point);
+    if (mark) *mark = '.';
+    if (!strpbrk(text, ".e")) strncat(text, ".0", size - strlen(text) - 1);
+}
+
 /* Whether the table at `index` is a JSON array: marked as one, or a non-empty sequence 1..n. */
 static int is_array(lua_State *L, int index, lua_Integer *count) {
     *count = (lua_Integer)lua_rawlen(L, index);
@@ -479,29 +555,56 @@ static int is_array(lua_State *L, int index, lua_Integer *count) {
     return keys == *count;
 }
 
+static void json_encode_value(lua_State *L, json_buffer *b, int index, int depth);
+
+static void json_encode_table(lua_State *L, json_buffer *b, int index, int depth) {
+    char text[32];
+    luaL_checkstack(L, 6, "json.encode nesting");
+    lua_Integer count;
+    if (is_array(L, index, &count)) {
+        put(L, b, "[", 1);
+        for (lua_Integer i = 1; i <= count; i++) {
+            if (i > 1) put(L, b, ",", 1);
+            lua_rawgeti(L, index, i);
+            json_encode_value(L, b, -1, depth + 1);
+            lua_pop(L, 1);
+        }
+        put(L, b, "]", 1);
+        return;
+    }
+    put(L, b, "{", 1);
+    int first = 1;
+    lua_pushnil(L);
+    while (lua_next(L, index)) {
+        if (!first) put(L, b, ",", 1);
+        first = 0;
+        if (lua_type(L, -2) == LUA_TSTRING) {
+            size_t length;
+            const char *key = lua_tolstring(L, -2, &length);
+            json_encode_string(L, b, key, length);
+        } else if (lua_isinteger(L, -2)) {
+            snprintf(text, sizeof text, "\"%lld\"", (long long)lua_tointeger(L, -2));
+            put_text(L, b, text);
+        } else {
+            luaL_error(L, "json.encode: object keys must be strings or integers, not %s", luaL_typename(L, -2));
+        }
+        put(L, b, ":", 1);
+        json_encode_value(L, b, -1, depth + 1);
+        lua_pop(L, 1);
+    }
+    put(L, b, "}", 1);
+}
+
 static void json_encode_value(lua_State *L, json_buffer *b, int index, int depth) {
-    if (depth > 100) luaL_error(L, "json.encode: nested more than 100 levels (a cycle?)");
+    if (depth > TTN_JSON_MAX_DEPTH) luaL_error(L, "json.encode: nested too deeply (is there a cycle?)");
     index = lua_absindex(L, index);
     char text[64];
     switch (lua_type(L, index)) {
     case LUA_TNIL: put_text(L, b, "null"); break;
-    case LUA_TLIGHTUSERDATA:
-        if (lua_touserdata(L, index) != NULL) luaL_error(L, "json.encode: cannot encode a userdata");
-        put_text(L, b, "null");
-        break;
     case LUA_TBOOLEAN: put_text(L, b, lua_toboolean(L, index) ? "true" : "false"); break;
     case LUA_TNUMBER:
-        if (lua_isinteger(L, index)) {
-            snprintf(text, sizeof text, "%lld", (long long)lua_tointeger(L, index));
-        } else {
-            double value = lua_tonumber(L, index);
-            if (!isfinite(value)) luaL_error(L, "json.encode: cannot encode NaN or infinity");
-            /* The shortest form that reads back as the same double: 3.4, not 3.3999999999999999. */
-            for (int precision = 15; precision <= 17; precision++) {
-                snprintf(text, sizeof text, "%.*g", precision, value);
-                if (strtod(text, NULL) == value) break;
-            }
-        }
+        if (lua_isinteger(L, index)) snprintf(text, sizeof text, "%lld", (long long)lua_tointeger(L, index));
+        else format_float(L, lua_tonumber(L, index), text, sizeof text);
         put_text(L, b, text);
         break;
     case LUA_TSTRING: {
@@ -510,43 +613,16 @@ static void json_encode_value(lua_State *L, json_buffer *b, int index, int depth
         json_encode_string(L, b, s, length);
         break;
     }
-    case LUA_TTABLE: {
-        luaL_checkstack(L, 6, "json.encode nesting");
-        lua_Integer count;
-        if (is_array(L, index, &count)) {
-            put(L, b, "[", 1);
-            for (lua_Integer i = 1; i <= count; i++) {
-                if (i > 1) put(L, b, ",", 1);
-                lua_rawgeti(L, index, i);
-                json_encode_value(L, b, -1, depth + 1);
-                lua_pop(L, 1);
-            }
-            put(L, b, "]", 1);
-        } else {
-            put(L, b, "{", 1);
-            int first = 1;
-            lua_pushnil(L);
-            while (lua_next(L, index)) {
-                if (!first) put(L, b, ",", 1);
-                first = 0;
-                if (lua_type(L, -2) == LUA_TSTRING) {
-                    size_t length;
-                    const char *key = lua_tolstring(L, -2, &length);
-                    json_encode_string(L, b, key, length);
-                } else if (lua_isinteger(L, -2)) {
-                    snprintf(text, sizeof text, "\"%lld\"", (long long)lua_tointeger(L, -2));
-                    put_text(L, b, text);
-                } else {
-                    luaL_error(L, "json.encode: object keys must be strings or integers");
-                }
-                put(L, b, ":", 1);
-                json_encode_value(L, b, -1, depth + 1);
-                lua_pop(L, 1);
-            }
-            put(L, b, "}", 1);
+    case LUA_TTABLE: json_encode_table(L, b, index, depth); break;
+    case LUA_TUSERDATA: {
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &null_key);
+        int null = lua_rawequal(L, -1, index);
+        lua_pop(L, 1);
+        if (null) {
+            put_text(L, b, "null");
+            break;
         }
-        break;
-    }
+    } /* fall through */
     default: luaL_error(L, "json.encode: cannot encode a %s", luaL_typename(L, index));
     }
 }
@@ -557,9 +633,7 @@ static int lua_json_encode(lua_State *L) {
     lua_settop(L, 1);
     json_buffer *buffer = lua_newuserdatauv(L, sizeof(json_buffer), 0);
     *buffer = (json_buffer){ NULL, 0, 0 };
-    lua_createtable(L, 0, 1);
-    lua_pushcfunction(L, json_buffer_gc);
-    lua_setfield(L, -2, "__gc");
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &buffer_key);
     lua_setmetatable(L, -2);
     json_encode_value(L, buffer, 1, 0);
     lua_pushlstring(L, buffer->data ? buffer->data : "", buffer->length);
@@ -587,9 +661,111 @@ static int lua_get_last_message(lua_State *L) {
     return 1;
 }
 
-static const char *const removed_globals[] = {
-    "dofile", "loadfile", "load", "require", "collectgarbage", "module", NULL
-};
+static int null_tostring(lua_State *L) {
+    lua_pushliteral(L, "null");
+    return 1;
+}
+
+/* ---- The sandbox. ---- */
+
+/* load(chunk [, chunkname [, mode [, env]]]): text chunks only; env defaults to the script's _ENV. */
+static int sandbox_load(lua_State *L) {
+    size_t length;
+    const char *chunk = luaL_checklstring(L, 1, &length);
+    const char *name = luaL_optstring(L, 2, chunk);
+    const char *mode = luaL_optstring(L, 3, "t");
+    luaL_argcheck(L, strchr(mode, 't') != NULL, 3, "only text chunks can be loaded (mode \"t\")");
+    int has_env = !lua_isnone(L, 4);
+    lua_settop(L, 4);
+    if (luaL_loadbufferx(L, chunk, length, name, "t") != LUA_OK) {
+        luaL_pushfail(L);
+        lua_insert(L, -2);
+        return 2; /* nil plus the message, as the standard load */
+    }
+    if (has_env) lua_pushvalue(L, 4);
+    else lua_rawgetp(L, LUA_REGISTRYINDEX, &env_key);
+    if (!lua_setupvalue(L, -2, 1)) lua_pop(L, 1);
+    return 1;
+}
+
+/* setmetatable without __gc: a finalizer would run Lua code outside any invocation (during a collection
+ * started by the host, or when the state closes), where no time limit applies. */
+static int sandbox_setmetatable(lua_State *L) {
+    if (lua_type(L, 2) == LUA_TTABLE) {
+        lua_pushliteral(L, "__gc");
+        if (lua_rawget(L, 2) != LUA_TNIL) luaL_argerror(L, 2, "__gc metamethods are not available to scripts");
+    }
+    lua_settop(L, 2);
+    lua_pushvalue(L, lua_upvalueindex(1)); /* the standard setmetatable */
+    lua_insert(L, 1);
+    lua_call(L, 2, 1);
+    return 1;
+}
+
+static int readonly_newindex(lua_State *L) {
+    if (lua_type(L, 2) == LUA_TSTRING) {
+        return luaL_error(L, "cannot set '%s': the standard libraries and the ttn API are read-only", lua_tostring(L, 2));
+    }
+    return luaL_error(L, "the standard libraries and the ttn API are read-only");
+}
+
+/* The iterator of pairs() over a read-only proxy: walks its view (upvalue 1) without handing it out. */
+static int readonly_next(lua_State *L) {
+    lua_settop(L, 2);
+    return lua_next(L, lua_upvalueindex(1)) ? 2 : 0;
+}
+
+static int readonly_pairs(lua_State *L) {
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_pushvalue(L, 1);
+    lua_pushnil(L);
+    return 3;
+}
+
+/* Pushes a view of the table at `index`: a copy whose table values are read-only proxies. Tables that
+ * refer back to an enclosing one (such as _G) are left out. */
+static void push_view(lua_State *L, int index, int depth);
+
+/* Pushes a read-only proxy of the table at `index`: reads go to its view, writes raise, pairs works. */
+static void push_readonly(lua_State *L, int index, int depth) {
+    index = lua_absindex(L, index);
+    luaL_checkstack(L, 8, "read-only view");
+    lua_newtable(L);                         /* the proxy */
+    lua_createtable(L, 0, 4);                /* its metatable */
+    push_view(L, index, depth);
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, readonly_next, 1);
+    lua_pushcclosure(L, readonly_pairs, 1);
+    lua_setfield(L, -3, "__pairs");
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, readonly_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_setmetatable(L, -2);
+}
+
+static void push_view(lua_State *L, int index, int depth) {
+    index = lua_absindex(L, index);
+    lua_newtable(L);
+    int view = lua_gettop(L);
+    lua_pushnil(L);
+    while (lua_next(L, index)) {
+        if (lua_type(L, -1) == LUA_TTABLE) {
+            if (depth >= 3 || lua_rawequal(L, -1, index)) {
+                lua_pop(L, 1);
+                continue;
+            }
+            push_readonly(L, -1, depth + 1);
+            lua_replace(L, -2);
+        }
+        lua_pushvalue(L, -2);
+        lua_insert(L, -2);
+        lua_rawset(L, view);
+    }
+}
+
+static const char *const removed_globals[] = { "dofile", "loadfile", "require", "collectgarbage", "warn", NULL };
 
 static int open_protected(lua_State *L) {
     static const luaL_Reg libraries[] = {
@@ -605,11 +781,22 @@ static int open_protected(lua_State *L) {
         lua_pushnil(L);
         lua_setglobal(L, *name);
     }
-    /* string.dump makes bytecode; binary chunks are never loaded anyway. */
-    lua_getglobal(L, "string");
+    lua_pushcfunction(L, sandbox_load);
+    lua_setglobal(L, "load");
+    lua_getglobal(L, "setmetatable");
+    lua_pushcclosure(L, sandbox_setmetatable, 1);
+    lua_setglobal(L, "setmetatable");
+
+    /* string.dump makes bytecode; the string metatable (whose __index is the real string table) is hidden. */
+    lua_getglobal(L, LUA_STRLIBNAME);
     lua_pushnil(L);
     lua_setfield(L, -2, "dump");
     lua_pop(L, 1);
+    lua_pushliteral(L, "");
+    lua_getmetatable(L, -1);
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 2);
 
     /* os: only the clock and date functions. */
     luaL_requiref(L, LUA_OSLIBNAME, luaopen_os, 0);
@@ -619,31 +806,49 @@ static int open_protected(lua_State *L) {
         lua_getfield(L, -2, *name);
         lua_setfield(L, -2, *name);
     }
-    lua_setglobal(L, "os");
+    lua_setglobal(L, LUA_OSLIBNAME);
     lua_pop(L, 1);
-    /* luaL_requiref left the full os in package.loaded; there is no package library, drop the table. */
+    /* The loaded-modules table holds the full os library; nothing needs it without require. */
     lua_pushnil(L);
     lua_setfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
 
-    /* The marker metatable of decoded arrays. */
-    lua_createtable(L, 0, 1);
-    lua_pushliteral(L, "array");
+    /* Metatables of JSON arrays and of json.encode's buffer, and the null sentinel. */
+    lua_createtable(L, 0, 2);
+    lua_pushliteral(L, "json.array");
     lua_setfield(L, -2, "__name");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
     lua_rawsetp(L, LUA_REGISTRYINDEX, &array_key);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, json_buffer_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &buffer_key);
+    lua_newuserdatauv(L, 0, 0);
+    lua_createtable(L, 0, 3);
+    lua_pushcfunction(L, null_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushliteral(L, "ttn.null");
+    lua_setfield(L, -2, "__name");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &null_key);
 
     lua_pushcfunction(L, lua_set_message_handler);
     lua_setglobal(L, "setMessageHandler");
     lua_pushcfunction(L, lua_get_last_message);
     lua_setglobal(L, "getLastMessage");
 
-    lua_createtable(L, 0, 8);                      /* ttn */
-    lua_createtable(L, 0, 2);                      /* ttn.json */
+    lua_createtable(L, 0, 16);                     /* ttn */
+    lua_createtable(L, 0, 3);                      /* ttn.json */
     lua_pushcfunction(L, lua_json_decode);
     lua_setfield(L, -2, "decode");
     lua_pushcfunction(L, lua_json_encode);
     lua_setfield(L, -2, "encode");
+    lua_pushcfunction(L, lua_json_array);
+    lua_setfield(L, -2, "array");
     lua_setfield(L, -2, "json");
-    lua_pushlightuserdata(L, NULL);
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &null_key);
     lua_setfield(L, -2, "null");
     lua_setglobal(L, "ttn");
     return 0;
@@ -653,11 +858,12 @@ int ttn_state_open(lua_State *L) {
     return protected_call(L, open_protected, 0, 0);
 }
 
-/* Lua code run once per state after the host functions exist (they are consumed into locals here). */
+/* The Lua half of the API. It runs with the real globals as its environment, and keeps the host functions
+ * registered as __ttn_* in locals, removing the globals. */
 static const char prelude[] =
     "local host_publish, host_log, host_set_device, host_all = __ttn_publish, __ttn_log, __ttn_set_device, __ttn_all\n"
     "__ttn_publish, __ttn_log, __ttn_set_device, __ttn_all = nil, nil, nil, nil\n"
-    "local json, null = ttn.json, ttn.null\n"
+    "local json = ttn.json\n"
     "local b64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/'\n"
     "local b64index = {}\n"
     "for i = 1, 64 do b64index[b64:byte(i)] = i - 1 end\n"
@@ -729,8 +935,8 @@ static const char prelude[] =
     "  if device ~= nil and type(device) ~= 'string' then error('publish: the device id must be a string', 2) end\n"
     "  if type(message) == 'string' then return host_publish(message, device, nil) end\n"
     "  if type(message) ~= 'table' then error('publish: expected a JSON string or a table {f_port=, bytes= | frm_payload= | decoded_payload=}', 2) end\n"
-    "  local port = message.f_port or message.port\n"
-    "  if math.type(port) ~= 'integer' then error('publish: f_port must be an integer from 1 to 223', 2) end\n"
+    "  local port = message.f_port\n"
+    "  if math.type(port) ~= 'integer' or port < 1 or port > 223 then error('publish: f_port must be an integer from 1 to 223', 2) end\n"
     "  local item = { f_port = port, confirmed = message.confirmed == true, priority = message.priority or 'NORMAL' }\n"
     "  if not priorities[item.priority] then error('publish: priority must be one of LOWEST, LOW, BELOW_NORMAL, NORMAL, ABOVE_NORMAL, HIGH, HIGHEST', 2) end\n"
     "  if message.bytes ~= nil then item.frm_payload = b64encode(bytes_to_string(message.bytes, 'publish'))\n"
@@ -745,19 +951,36 @@ static const char prelude[] =
     "ttn.setMessageHandler, ttn.getLastMessage, ttn.getAllMessages = setMessageHandler, getLastMessage, getAllMessages\n"
     "ttn.publish, ttn.setDeviceID = publish, setDeviceID\n";
 
-int ttn_run_prelude(lua_State *L) {
-    int status = luaL_loadbufferx(L, prelude, sizeof prelude - 1, "=ttn", "t");
-    if (status != LUA_OK) return status;
-    lua_pushcfunction(L, ttn_traceback);
-    lua_insert(L, -2);
-    status = lua_pcall(L, 0, 0, -2);
-    lua_remove(L, status == LUA_OK ? -1 : -2);
-    return status;
+
+/* Runs the prelude, then gives the script its own _ENV: writes land in it, reads fall through to a read-only
+ * view of the globals, so a script cannot break the API (or the libraries it uses) by assigning a global. */
+static int finish_protected(lua_State *L) {
+    if (luaL_loadbufferx(L, prelude, sizeof prelude - 1, "=ttn", "t") != LUA_OK) return lua_error(L);
+    lua_call(L, 0, 0);
+    lua_newtable(L);                               /* the script's _ENV */
+    lua_createtable(L, 0, 2);
+    lua_pushglobaltable(L);
+    push_view(L, -1, 0);
+    lua_remove(L, -2);
+    lua_pushvalue(L, -3);
+    lua_setfield(L, -2, "_G");                     /* _G is the script's own environment */
+    lua_setfield(L, -2, "__index");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    lua_setmetatable(L, -2);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &env_key);
+    return 0;
+}
+
+int ttn_state_finish(lua_State *L) {
+    return protected_call(L, finish_protected, 0, 0);
 }
 
 int ttn_load(lua_State *L, const char *source, size_t length, const char *chunkname) {
     int status = luaL_loadbufferx(L, source, length, chunkname, "t");
     if (status != LUA_OK) return status;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &env_key);
+    lua_setupvalue(L, -2, 1);                      /* a main chunk's only upvalue is _ENV */
     lua_pushcfunction(L, ttn_traceback);
     lua_insert(L, -2);
     status = lua_pcall(L, 0, 0, -2);
@@ -779,12 +1002,6 @@ static int handle_protected(lua_State *L) {
     return 0;
 }
 
-static int clear_message(lua_State *L) {
-    lua_pushnil(L);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &message_key);
-    return 0;
-}
-
 int ttn_handle(lua_State *L, const char *json, size_t length) {
     ttn_context *c = context_of(L);
     c->message = json;
@@ -792,14 +1009,8 @@ int ttn_handle(lua_State *L, const char *json, size_t length) {
     int status = protected_call(L, handle_protected, 0, 0);
     c->message = NULL;
     c->message_length = 0;
-    /* Forget the decoded table; setting an existing registry key to nil does not allocate. */
-    int top = lua_gettop(L);
-    lua_pushcfunction(L, clear_message);
-    lua_pcall(L, 0, 0, 0);
-    lua_settop(L, top);
+    /* Forget the decoded table. Assigning nil to a registry key never allocates and never raises. */
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &message_key);
     return status;
-}
-
-void ttn_collect_garbage(lua_State *L) {
-    lua_gc(L, LUA_GCCOLLECT, 0);
 }

@@ -61,7 +61,7 @@ public final class LuaScript {
             let box = Unmanaged.passRetained(function).toOpaque()
             try check(ttn_register(state, function.globalName, HostFunction.entry, HostFunction.release, box), while: "registering")
         }
-        try check(ttn_run_prelude(state), while: "running the API prelude")
+        try check(ttn_state_finish(state), while: "sealing the sandbox")
         try run { source.withUnsafeBufferPointer { buffer in
             buffer.withMemoryRebound(to: CChar.self) { ttn_load(state, $0.baseAddress, $0.count, "=\(name)") }
         } }
@@ -103,8 +103,9 @@ public final class LuaScript {
         ttn_disarm(state)
         guard status != LUA_OK else { return }
         let error = error(status: status)
+        // No to-be-closed slots live at this level (Lua code runs only inside lua_pcall), so settop cannot raise.
         lua_settop(state, top)
-        if error.kind == .memoryLimit { ttn_collect_garbage(state) }
+        if error.kind == .memoryLimit { _ = clua_gc(state, LUA_GCCOLLECT) }
         throw error
     }
 
@@ -117,7 +118,7 @@ public final class LuaScript {
     /// The error of a failed protected call, from the message on top of the stack and the hook's abort reason.
     private func error(status: Int32) -> LuaError {
         var length = 0
-        let text = clua_tolstring(state, -1, &length).map {
+        let text = lua_tolstring(state, -1, &length).map {
             String(decoding: UnsafeRawBufferPointer(start: $0, count: length), as: UTF8.self)
         } ?? "(error object is not a string)"
         let parts = text.split(separator: "\nstack traceback:", maxSplits: 1)
@@ -130,7 +131,9 @@ public final class LuaScript {
         case (_, Int32(TTN_ABORT_TIME.rawValue)): kind = .timeLimit
         case (_, Int32(TTN_ABORT_INSTRUCTIONS.rawValue)): kind = .instructionLimit
         case (_, Int32(TTN_ABORT_INTERRUPT.rawValue)): kind = .interrupted
-        default: kind = text.contains("not enough memory") ? .memoryLimit : .runtime
+        case (LUA_ERRRUN, _) where ttn_context_memory_refused(context) != 0 && text.contains("not enough memory"):
+            kind = .memoryLimit  // a memory error that passed through a script's pcall and was raised again
+        default: kind = .runtime
         }
         if kind == .memoryLimit && !message.hasPrefix(name) {
             return LuaError(kind, script: name, message: "\(name): \(message) (memory limit \(limits.memoryLimit / 1024) KiB)", traceback: traceback)
@@ -220,7 +223,7 @@ enum LuaStack {
     static func string(_ L: OpaquePointer, _ index: Int32) -> String? {
         guard lua_type(L, index) == LUA_TSTRING else { return nil }
         var length = 0
-        guard let pointer = clua_tolstring(L, index, &length) else { return nil }
+        guard let pointer = lua_tolstring(L, index, &length) else { return nil }
         return String(decoding: UnsafeRawBufferPointer(start: pointer, count: length), as: UTF8.self)
     }
 

@@ -71,6 +71,8 @@ public struct LuaError: Error, Sendable, Hashable, CustomStringConvertible {
     public let script: String
     /// The error, with file and line where Lua knows them: `alert.lua:12: attempt to index a nil value`.
     public let message: String
+    /// The line in the script where it happened, when Lua knows it (the `12` of `alert.lua:12: ...`).
+    public let line: Int?
     /// Lua's stack traceback, when there is one.
     public let traceback: String?
 
@@ -81,5 +83,7 @@ public struct LuaError: Error, Sendable, Hashable, CustomStringConvertible {
         self.script = script
         self.message = message
         self.traceback = traceback
+        let location = message.utf8.starts(with: "\(script):".utf8) ? message.dropFirst(script.count + 1) : ""
+        self.line = location.firstIndex(of: ":").flatMap { Int(location[..<$0]) }
     }
 }

@@ -137,6 +137,22 @@ struct ScriptTests {
             assert(not pcall(ttn.json.decode, '{"a":'))
             assert(not pcall(ttn.json.decode, '[1,]'))
             assert(not pcall(ttn.json.decode, [["\ud800"]]))
+            for _, bad in ipairs({"01", "1.", ".5", "1e", "-", "+1", "0x10", "1 2", "nul", "[1}", '"a', "\"\1\""}) do
+              assert(not pcall(ttn.json.decode, bad), bad)
+            end
+            local big = ttn.json.decode("1" .. ("0"):rep(70))
+            assert(math.type(big) == "float" and big == 1e70, "a long integer is a float, not truncated")
+            assert(ttn.json.decode("-9223372036854775808") == math.mininteger)
+            assert(math.type(ttn.json.decode("9223372036854775808")) == "float")
+            assert(ttn.json.encode(3.0) == "3.0" and math.type(ttn.json.decode(ttn.json.encode(3.0))) == "float")
+            assert(ttn.json.encode(0.1) == "0.1" and ttn.json.encode(-2.5e-8) == "-2.5e-08")
+            assert(tostring(ttn.null) == "null" and ttn.json.encode({ttn.null}) == "[null]")
+            assert(ttn.json.encode(ttn.json.array()) == "[]" and ttn.json.encode(ttn.json.array({1})) == "[1]")
+            assert(not pcall(ttn.json.array, setmetatable({}, {})))
+            assert(not pcall(ttn.json.encode, print))
+            local deep = {} for i = 1, 300 do deep = {deep} end
+            assert(not pcall(ttn.json.encode, deep))
+            assert(not pcall(ttn.json.decode, ("["):rep(300) .. ("]"):rep(300)))
             local cyclic = {} cyclic.self = cyclic
             assert(not pcall(ttn.json.encode, cyclic))
             setMessageHandler(function() end)
@@ -181,8 +197,12 @@ struct ScriptTests {
 
     @Test("sandbox escapes are refused", arguments: [
         "io.open('/etc/passwd')", "os.execute('true')", "os.exit(1)", "require('os')", "package.loadlib('x', 'y')",
-        "dofile('/etc/passwd')", "loadfile('/etc/passwd')", "load('return 1')", "debug.getregistry()",
+        "dofile('/etc/passwd')", "loadfile('/etc/passwd')", "debug.getregistry()",
         "string.dump(print)", "collectgarbage('count')", "os.getenv('HOME')", "os.remove('/tmp/x')",
+        // load is text-only: a crafted binary chunk header is refused (string.dump, which would make one, is gone).
+        "error(select(2, load('\\27LuaT\\0\\25\\147\\r\\n\\26\\n')))", "load('return 1', 'x', 'b')",
+        "setmetatable({}, {__gc = function() while true do end end})", "string.upper = nil", "ttn.publish = print",
+        "getmetatable('').__index.upper = nil",
     ])
     func sandbox(escape: String) throws {
         let error = #expect(throws: LuaError.self) { try makeScript("\(escape)\nsetMessageHandler(function() end)") }
@@ -198,6 +218,36 @@ struct ScriptTests {
         }
         #expect(error?.kind == .syntax)
         #expect(error?.message.contains("binary chunk") == true)
+    }
+
+    @Test("a text-only load works in the script's environment; binary chunks are named in the refusal")
+    func textLoad() throws {
+        _ = try makeScript(#"""
+            x = 41
+            assert(load("x = x + 1; return x")() == 42)
+            local f, err = load("\27LuaT\0\25\147\r\n\26\n")
+            assert(f == nil and err:find("binary chunk"), err)
+            assert(load("return y", "chunk", "t", {y = 7})() == 7)
+            setMessageHandler(function() end)
+            """#)
+    }
+
+    @Test("scripts own their globals; the API and libraries they read cannot be broken by assignments")
+    func environment() throws {
+        let bridge = MemoryBridge()
+        let script = try makeScript("""
+            type, error, tostring, ipairs = "sensor", 1, false, 0  -- would break the API if it shared these
+            getLastMessage = function() return {} end
+            assert(_G == _ENV and getmetatable(_ENV) == false and getmetatable("") == false)
+            local names = {}
+            for k in pairs(ttn) do names[#names + 1] = k end
+            assert(#names >= 10, "pairs over the read-only ttn table")
+            assert(not pcall(function() ttn.json.decode = nil end))
+            assert(tostring == false and string.format("%d", 3) == "3")
+            setMessageHandler(function() publish({f_port = 1, bytes = ttn.payloadBytes(ttn.getLastMessage())}) end)
+            """, bridge: bridge)
+        try script.handle(LuaMessage(json: try Fixtures.bytes("v3-up-decoded.json"), deviceID: "d"))
+        #expect(bridge.published.first?.downlink.contains("sQAAEAHlANcB") == true)
     }
 
     @Test("os keeps only time, clock, date and difftime")
@@ -232,9 +282,37 @@ struct ScriptTests {
         let error = #expect(throws: LuaError.self) { try script.handle(emptyUplink) }
         let kind = try #require(error?.kind)
         #expect(kinds.contains(kind), "\(error?.message ?? "")")
-        if kind != .memoryLimit { #expect(error?.message.hasPrefix("bad.lua:") == true, "\(error?.message ?? "")") }
+        #expect(error?.script == "bad.lua" && error?.message.hasPrefix("bad.lua:") == true, "\(error?.message ?? "")")
+        if kind != .memoryLimit { #expect(error?.line != nil, "\(error?.message ?? "")") }
         try script.handle(emptyUplink)
         #expect(bridge.published.count == 1, "the next message is handled")
+    }
+
+    @Test("a limit cannot be swallowed by pcall inside coroutines either")
+    func limitInCoroutines() throws {
+        let script = try makeScript("""
+            setMessageHandler(function()
+              while true do
+                local co = coroutine.wrap(function() while true do pcall(function() while true do end end) end end)
+                pcall(co)
+              end
+            end)
+            """, name: "co.lua", limits: tightLimits)
+        let error = #expect(throws: LuaError.self) { try script.handle(emptyUplink) }
+        #expect(error?.kind == .timeLimit)
+        #expect(error?.line != nil, "\(error?.message ?? "")")
+    }
+
+    @Test("json.encode's output counts against the memory cap")
+    func encodeUnderCap() throws {
+        let script = try makeScript("""
+            local s = ("x"):rep(1024 * 1024)
+            local t = {}
+            for i = 1, 64 do t[i] = s end
+            setMessageHandler(function() local json = ttn.json.encode(t) end)
+            """, limits: memoryOnlyLimits)
+        let error = #expect(throws: LuaError.self) { try script.handle(emptyUplink) }
+        #expect(error?.kind == .memoryLimit, "\(error?.message ?? "")")
     }
 
     @Test("an instruction budget stops a loop that the clock would not")

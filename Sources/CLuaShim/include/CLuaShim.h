@@ -1,7 +1,7 @@
 #ifndef TTN_CLUASHIM_H
 #define TTN_CLUASHIM_H
 /* The C half of TTNLua: everything that may raise a Lua error (longjmp) happens here, under lua_pcall,
- * so that no error ever unwinds through a Swift frame. */
+ * so that no error ever unwinds through a Swift frame. Every function declared here returns normally. */
 #include <stddef.h>
 #include <lua.h>
 
@@ -11,35 +11,45 @@ enum ttn_abort { TTN_ABORT_NONE = 0, TTN_ABORT_TIME = 1, TTN_ABORT_INSTRUCTIONS 
 /* Per-state limits and accounting (the allocator's userdata); opaque to Swift. */
 typedef struct ttn_context ttn_context;
 
-/* An interrupt flag that any thread may raise; it aborts the running invocation of every state using it. */
+/* An interrupt flag (a C11 atomic) that any thread may raise; it aborts the running invocation of every
+ * state using it, and every later one. */
 void *ttn_flag_new(void);
 void ttn_flag_raise(void *flag);
 void ttn_flag_free(void *flag);
 
 ttn_context *ttn_context_new(size_t memory_limit, void *interrupt_flag);
 void ttn_context_free(ttn_context *context);
+/* Bytes the state has allocated. */
 size_t ttn_context_used(const ttn_context *context);
+/* The enum ttn_abort of the last armed run. */
 int ttn_context_abort_reason(const ttn_context *context);
+/* Whether the allocator refused an allocation for the memory cap during the last armed run. */
+int ttn_context_memory_refused(const ttn_context *context);
 
-/* A Swift function callable from Lua. Returns the number of results, or -1 with an error message on the stack. */
+/* A Swift function callable from Lua. Returns the number of results, or -1 with an error message on the
+ * stack, which the C trampoline then raises. It runs with the memory cap lifted. */
 typedef int (*ttn_host_fn)(lua_State *L, void *box);
 typedef void (*ttn_release_fn)(void *box);
 
+/* A state whose allocator counts into `context`; NULL when out of memory. */
 lua_State *ttn_state_new(ttn_context *context);
-/* Opens the sandboxed libraries and the ttn API. Status; an error message on the stack on failure. */
+/* Opens the sandboxed libraries and the C half of the API. Status; an error message on the stack on failure. */
 int ttn_state_open(lua_State *L);
-/* Defines global `name` as a Swift function; `box` is released when the state closes. Status. */
+/* Defines global `name` as a Swift function; `box` is released when the state closes (or now, on failure). */
 int ttn_register(lua_State *L, const char *name, ttn_host_fn fn, ttn_release_fn release, void *box);
-/* Runs the embedded Lua prelude (publish from tables, helpers). Call after the host functions exist. */
-int ttn_run_prelude(lua_State *L);
-/* Compiles `source` as text (never binary) and runs its top level. Status; error (with traceback) on the stack. */
+/* Runs the Lua half of the API (it consumes the registered host functions) and seals the sandbox: builds the
+ * script's environment over a read-only view of the globals. Call once, after ttn_register. Status. */
+int ttn_state_finish(lua_State *L);
+/* Compiles `source` as text (never binary) in the script's environment and runs its top level.
+ * Status; the error (with traceback) on the stack on failure. */
 int ttn_load(lua_State *L, const char *source, size_t length, const char *chunkname);
-/* Runs the message handler for one uplink. Status; LUA_ERRRUN + "no handler" when none is set. */
+/* Runs the message handler once; getLastMessage() decodes `json` on first use. Status; LUA_ERRRUN with
+ * "no message handler" when none is set. */
 int ttn_handle(lua_State *L, const char *json, size_t length);
+/* Whether setMessageHandler was called. */
 int ttn_has_handler(lua_State *L);
-/* Decodes JSON into a Lua value on the stack (protected). Status; an error message on failure. */
-int ttn_json_push(lua_State *L, const char *json, size_t length);
+/* Starts a run under the limits: instruction budget, time budget (0 = none) and the memory cap. */
 void ttn_arm(lua_State *L, long long instructions, long long timeout_ns);
+/* Ends a run: removes the hook and lifts the memory cap. */
 void ttn_disarm(lua_State *L);
-void ttn_collect_garbage(lua_State *L);
 #endif
