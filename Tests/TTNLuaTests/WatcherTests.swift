@@ -77,6 +77,32 @@ struct WatcherTests {
         #expect(changes.wait(after: 1, for: updated("s.lua", "same")))
     }
 
+    @Test("a script directory moved away and back unloads, then reloads, and is watched again")
+    func directoryMovedAndBack() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("watch-\(UUID().uuidString)")
+        let aside = directory.appendingPathExtension("aside")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer {
+            try? FileManager.default.removeItem(at: directory)
+            try? FileManager.default.removeItem(at: aside)
+        }
+        try "v1".write(to: directory.appendingPathComponent("a.lua"), atomically: false, encoding: .utf8)
+        let watcher = try ScriptDirectoryWatcher(directory: directory.path, logger: quietLogger)
+        let changes = Changes()
+        watcher.start { changes.append($0) }
+        defer { watcher.stop() }
+
+        var mark = changes.all.count
+        try FileManager.default.moveItem(at: directory, to: aside)
+        #expect(changes.wait(after: mark) { $0 == .removed(name: "a.lua") }, "moved away")
+        mark = changes.all.count
+        try FileManager.default.moveItem(at: aside, to: directory)
+        #expect(changes.wait(after: mark, for: updated("a.lua", "v1")), "moved back")
+        mark = changes.all.count
+        try "v2".write(to: directory.appendingPathComponent("a.lua"), atomically: false, encoding: .utf8)
+        #expect(changes.wait(after: mark, for: updated("a.lua", "v2")), "watched again")
+    }
+
     @Test("a missing directory is refused")
     func missingDirectory() {
         #expect(throws: LuaError.self) { try ScriptDirectoryWatcher(directory: "/nonexistent/scripts", logger: quietLogger) }
