@@ -25,6 +25,23 @@ struct ExampleScriptTests {
         }
     }
 
+    @Test("the complete handler in docs/lua-handlers.md runs and answers a hot device")
+    func documentedHandler() throws {
+        let document = try String(contentsOf: Self.directory.deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("docs/lua-handlers.md"), encoding: .utf8)
+        let start = try #require(document.range(of: "```lua\n"))
+        let end = try #require(document.range(of: "```", range: start.upperBound..<document.endIndex))
+        let bridge = MemoryBridge()
+        let script = try LuaScript(
+            name: "alert.lua", source: Array(document[start.upperBound..<end.lowerBound].utf8), limits: LuaLimits(),
+            bridge: bridge, logger: quietLogger
+        )
+        let hot = #"{"end_device_ids":{"device_id":"d"},"uplink_message":{"decoded_payload":{"temperature":31.5}}}"#
+        try script.handle(LuaMessage(json: Array(hot.utf8), deviceID: "d"))
+        #expect(bridge.published.count == 2)
+        #expect(bridge.published.last?.queue == .push)
+    }
+
     @Test("temperature-alert answers a hot device with a downlink and ignores a cool one")
     func temperatureAlert() throws {
         let bridge = MemoryBridge()
