@@ -278,7 +278,7 @@ struct ScriptTests {
               end
               publish({f_port = 1, bytes = {calls}})
             end)
-            """, name: "bad.lua", bridge: bridge, limits: tightLimits)
+            """, name: "bad.lua", bridge: bridge, limits: kinds.contains(.timeLimit) ? tightLimits : memoryOnlyLimits)
         let error = #expect(throws: LuaError.self) { try script.handle(emptyUplink) }
         let kind = try #require(error?.kind)
         #expect(kinds.contains(kind), "\(error?.message ?? "")")
