@@ -26,6 +26,7 @@ public final class LuaInterrupter: Sendable {
 /// Not `Sendable`: use it from one thread at a time. Lua is entered only through `lua_pcall`, and every
 /// Lua operation that can raise an error runs in C (`CLuaShim`), so no error unwinds through Swift.
 public final class LuaScript {
+    /// The script's file name: the chunk name in its error messages, and its `lua.script` log metadata.
     public let name: String
     private let state: OpaquePointer
     private let context: OpaquePointer

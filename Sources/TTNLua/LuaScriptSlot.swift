@@ -11,6 +11,7 @@ import Logging
 /// still holds more than 75 % of its memory limit after a full garbage collection, it could hardly run
 /// anything further, so the state is rebuilt from the current source and its top level runs again.
 public final class LuaScriptSlot {
+    /// The script's file name.
     public let name: String
     /// Aborts the running invocation, whichever version runs.
     public let interrupter = LuaInterrupter()
@@ -54,6 +55,8 @@ public final class LuaScriptSlot {
         }
     }
 
+    /// Whether the running version called `setMessageHandler`.
     public var hasMessageHandler: Bool { script.hasMessageHandler }
+    /// Bytes the running version's Lua state uses.
     public var memoryInUse: Int { script.memoryInUse }
 }

@@ -5,6 +5,7 @@ public struct LuaMessage: Sendable {
     /// The device it came from: where `publish` sends by default.
     public var deviceID: String?
 
+    /// An uplink with its raw JSON and, when known, its device.
     public init(json: [UInt8], deviceID: String?) {
         self.json = json
         self.deviceID = deviceID
@@ -35,7 +36,10 @@ public struct LuaLimits: Sendable, Hashable {
     /// Memory of the script's Lua state, in bytes. Default 64 MiB.
     public var memoryLimit: Int = 64 * 1024 * 1024
 
+    /// The defaults: 200 ms, 50 million instructions, 64 MiB.
     public init() {}
+
+    /// Limits of your own; a time limit of zero turns the time check off.
 
     public init(timeLimit: Duration, instructionLimit: Int, memoryLimit: Int) {
         self.timeLimit = timeLimit
@@ -46,6 +50,7 @@ public struct LuaLimits: Sendable, Hashable {
 
 /// Why a script could not be loaded or did not finish an invocation.
 public struct LuaError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// What kind of failure it was; compare with the static members (`error.kind == .timeLimit`).
     public struct Kind: Sendable, Hashable, CustomStringConvertible {
         fileprivate let name: String
         public var description: String { name }
@@ -66,6 +71,7 @@ public struct LuaError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let noHandler = Kind(name: "noHandler")
     }
 
+    /// What kind of failure it was.
     public let kind: Kind
     /// The script's name, e.g. `alert.lua`.
     public let script: String
