@@ -62,12 +62,15 @@ struct Bench {
             while !(host.client.isConnected && !host.handlerNames.isEmpty) { try await Task.sleep(for: .milliseconds(10)) }
             emit("READY")
             var first: ContinuousClock.Instant?
-            var peakRSS = 0.0
+            var lastProgress = ContinuousClock.now
             while true {
                 let handled = host.statistics.handlers.values.first?.handled ?? 0
                 if handled > 0 && first == nil { first = .now }
-                peakRSS = max(peakRSS, residentMegabytes())
                 if handled >= count { break }
+                if ContinuousClock.now - lastProgress > .milliseconds(250) {
+                    emit("PROGRESS handled=\(handled)")  // lets scripts/bench pace a long run
+                    lastProgress = .now
+                }
                 try await Task.sleep(for: .milliseconds(1))
             }
             let elapsed = ContinuousClock.now - (first ?? .now)
@@ -76,7 +79,7 @@ struct Bench {
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
             emit(
                 "RESULT handled=\(handler.handled) dropped=\(handler.dropped) failed=\(handler.failed) "
-                    + "malformed=\(statistics.malformed) seconds=\(seconds) rss_mb=\(residentMegabytes()) peak_rss_mb=\(peakRSS) "
+                    + "malformed=\(statistics.malformed) seconds=\(seconds) rss_mb=\(residentMegabytes()) "
                     + "sum=\(accumulator.value)"
             )
             await group.triggerGracefulShutdown()

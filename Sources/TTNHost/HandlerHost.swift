@@ -41,8 +41,9 @@ public final class HandlerHost: Service, Sendable {
     public struct Statistics: Sendable, Hashable {
         /// Uplinks received, decoded and routed to the handlers.
         public var uplinks = 0
-        /// Uplinks skipped because their JSON was malformed, or because they were oversized.
+        /// Uplinks skipped because their JSON was malformed or not an uplink.
         public var malformed = 0
+        /// Uplinks skipped because they were larger than the client's `maximumMessageSize`.
         public var oversized = 0
         /// Per handler, by name.
         public var handlers: [String: HandlerStatistics] = [:]
@@ -74,9 +75,11 @@ public final class HandlerHost: Service, Sendable {
     /// Registers a Swift closure, run for every uplink in order. Inside it, ``getLastMessage()`` is the uplink
     /// that triggered it, and ``publish(_:)`` goes to that uplink's device. A second closure with the same name
     /// replaces the first.
-    public func register(name: String, handler: @escaping @Sendable () -> Void) {
+    /// - Parameter queueLimit: uplinks that may wait for this handler; default ``Configuration/handlerQueueLimit``.
+    public func register(name: String, queueLimit: Int? = nil, handler: @escaping @Sendable () -> Void) {
         let client = self.client
-        add(HandlerRunner(name: name, kind: "swift", queueLimit: configuration.handlerQueueLimit, logger: logger) { uplink in
+        let limit = queueLimit ?? configuration.handlerQueueLimit
+        add(HandlerRunner(name: name, kind: "swift", queueLimit: limit, logger: logger) { uplink in
             client.withInvocation(of: uplink, handler)
             return true
         })

@@ -27,6 +27,8 @@ extension MQTTClient {
         public var legacyV2: Bool = false
         /// MQTT keepalive. Never 0: TTN drops such clients after an hour.
         public var keepAlive: Duration = .seconds(60)
+        /// How long ``MQTTClient/disconnect()`` waits for the broker to acknowledge what this client published.
+        public var publishFlushTimeout: Duration = .seconds(5)
         /// How long the first connection may take before it fails with ``TTNError/Kind/timeout``.
         public var connectTimeout: Duration = .seconds(10)
         /// Delay before the first reconnect attempt; it doubles (with jitter) up to ``maximumReconnectDelay``.

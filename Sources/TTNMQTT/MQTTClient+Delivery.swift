@@ -20,8 +20,6 @@ extension MQTTClient: ConnectionObserver {
         if isOwn { delivery.enqueue(.published(messageID)) }
     }
 
-    package func connectionDidDrop(reason: String) {}
-
     /// Runs on the network thread: sorts the message by topic and hands it on without running user code.
     package func connectionDidReceive(_ message: ReceivedMessage) {
         let (topics, legacyV2, wantsUplinks, wantsEvents, sink, sizeLimit) = state.withLock { state in
@@ -47,7 +45,10 @@ extension MQTTClient: ConnectionObserver {
             return
         }
         guard suffix == "up" else {
-            if wantsEvents { publishEvent(TTNEvent(kind: .init(rawValue: String(suffix)), deviceID: deviceID, topic: message.topic, json: String(decoding: message.payload, as: UTF8.self))) }
+            if wantsEvents {
+                let json = String(decoding: message.payload, as: UTF8.self)
+                publishEvent(TTNEvent(kind: .init(rawValue: String(suffix)), deviceID: deviceID, topic: message.topic, json: json))
+            }
             return
         }
         if let sink {

@@ -144,12 +144,12 @@ public final class MQTTClient: Sendable {
         let (connection, opened) = try ConnectionRegistry.acquire(
             configuration: configuration, filters: filters, observer: self
         )
-        let alreadyDisconnected = state.withLock { state in
+        let connectedMeanwhile = state.withLock { state in
             if state.connection != nil { return true }
             state.connection = connection
             return false
         }
-        if alreadyDisconnected {
+        if connectedMeanwhile {
             ConnectionRegistry.release(connection, observer: self)
             return
         }
@@ -164,11 +164,19 @@ public final class MQTTClient: Sendable {
         )
     }
 
-    /// Disconnects cleanly: what was published is sent first, then MQTT DISCONNECT. ``start()`` returns.
+    /// Disconnects cleanly: it waits (up to ``Configuration/publishFlushTimeout``) until the broker acknowledged
+    /// what this client published, then sends MQTT DISCONNECT. ``start()`` returns.
     ///
     /// Messages already received are still handed to the handler. A shared connection closes when its last
-    /// client disconnects.
+    /// client disconnects. Downlinks still unacknowledged at the timeout are counted in the log.
     public func disconnect() {
+        let (connected, timeout) = state.withLock { ($0.connection?.isConnected ?? false, $0.configuration.publishFlushTimeout) }
+        if connected {
+            let unacknowledged = waitForAcknowledgements(timeout: timeout)
+            if unacknowledged > 0 {
+                logger.warning("Disconnecting with downlinks the broker has not acknowledged", metadata: ["unacknowledged": "\(unacknowledged)"])
+            }
+        }
         let (connection, blocked) = state.withLock { state in
             defer {
                 state.connection = nil
@@ -183,9 +191,14 @@ public final class MQTTClient: Sendable {
         blocked.forEach { $0.signal() }
     }
 
-    func requireConnection() throws(TTNError) -> MosquittoConnection {
-        guard let connection = state.withLock({ $0.connection }) else { throw TTNError.notConnected }
-        return connection
+    /// Waits until every publish of this client was acknowledged, or `timeout` passed; returns how many were not.
+    func waitForAcknowledgements(timeout: Duration) -> Int {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let pending = state.withLock { $0.ownMessageIDs.count }
+            if pending == 0 || ContinuousClock.now >= deadline { return pending }
+            Thread.sleep(forTimeInterval: 0.005)
+        }
     }
 
     // MARK: Publishing

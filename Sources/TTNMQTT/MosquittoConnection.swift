@@ -19,8 +19,6 @@ package protocol ConnectionObserver: AnyObject, Sendable {
     func connectionDidReceive(_ message: ReceivedMessage)
     /// A QoS 1 publish was acknowledged by the broker.
     func connectionDidPublish(messageID: Int)
-    /// The connection broke; it reconnects by itself.
-    func connectionDidDrop(reason: String)
 }
 
 /// Identifies a connection that clients may share: same broker, same credentials, same TLS and topic layout.
@@ -69,6 +67,7 @@ final class MosquittoConnection: Sendable {
         var filters = Set<String>()
         var pendingSubscriptions: [Int32: [String]] = [:]
         var reconnectAttempt = 0
+        var sessionPresent = false
         var lastLoggedError: String?
     }
 
@@ -119,6 +118,8 @@ final class MosquittoConnection: Sendable {
         try check(mosquitto_int_option(raw, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311), "Selecting MQTT 3.1.1")
         try check(mosquitto_int_option(raw, MOSQ_OPT_TCP_NODELAY, 1), "Setting TCP_NODELAY")
         try check(mosquitto_threaded_set(raw, true), "Selecting threaded mode")
+        // No in-flight window: downlinks are sent as they are published, not held back in libmosquitto's queue.
+        try check(mosquitto_max_inflight_messages_set(raw, 0), "Lifting the in-flight limit")
         try check(mosquitto_username_pw_set(raw, key.username, key.password), "Setting the credentials")
         if key.tls.isEnabled(port: key.server.port) {
             if let caFile = key.tls.caFile {
@@ -231,6 +232,7 @@ final class MosquittoConnection: Sendable {
         }
         let filters = state.withLock { state in
             state.reconnectAttempt = 0
+            state.sessionPresent = flags & 1 != 0
             state.phase = .subscribing
             return state.filters.sorted()
         }
@@ -239,7 +241,6 @@ final class MosquittoConnection: Sendable {
         } else {
             subscribe(filters)
         }
-        _ = flags
     }
 
     private func subscribe(_ filters: [String]) {
@@ -257,8 +258,8 @@ final class MosquittoConnection: Sendable {
     }
 
     private func didSubscribe(messageID: Int32, granted: [Int32]) {
-        let (filters, wasSubscribing) = state.withLock { state in
-            (state.pendingSubscriptions.removeValue(forKey: messageID) ?? [], state.phase == .subscribing)
+        let (filters, wasSubscribing, sessionPresent) = state.withLock { state in
+            (state.pendingSubscriptions.removeValue(forKey: messageID) ?? [], state.phase == .subscribing, state.sessionPresent)
         }
         if let refused = zip(filters, granted).first(where: { $0.1 == 0x80 })?.0 {
             let error = TTNError.subscriptionRefused(refused)
@@ -274,7 +275,7 @@ final class MosquittoConnection: Sendable {
         }
         logger.debug("MQTT connected and subscribed", metadata: ["mqtt.filters": "\(filters)"])
         firstConnection.fulfill(.success(()))
-        forEachObserver { $0.connectionDidSubscribe(sessionPresent: false) }
+        forEachObserver { $0.connectionDidSubscribe(sessionPresent: sessionPresent) }
     }
 
     private func didReceive(_ message: ReceivedMessage) {
@@ -293,7 +294,6 @@ final class MosquittoConnection: Sendable {
             return
         }
         logger.warning("MQTT connection lost", metadata: ["reason": "\(reason)", "mqtt.server": "\(key.server)"])
-        forEachObserver { $0.connectionDidDrop(reason: reason) }
     }
 
     private func didLog(level: Int32, _ text: String) {

@@ -53,9 +53,6 @@ struct TTNHostCommand: AsyncParsableCommand {
     @Flag(name: .customLong("legacy-v2"), help: "Speak the legacy TTN v2 topics and JSON.")
     var legacyV2 = false
 
-    @Option(name: .customLong("device-id"), help: "Device for downlinks when a handler sets none (default: the triggering uplink's).")
-    var deviceID: String?
-
     @Option(name: .customLong("queue-limit"), help: "Uplinks waiting per handler before the oldest is dropped.")
     var queueLimit = 1024
 
@@ -131,7 +128,6 @@ struct TTNHostCommand: AsyncParsableCommand {
         var client = MQTTClient.Configuration(
             applicationID: appID ?? environment["TTN_APP_ID"] ?? "",
             apiKey: apiKey ?? environment["TTN_API_KEY"] ?? "",
-            deviceID: deviceID,
             logger: Logger(label: "ttn.mqtt")
         )
         client.tenant = tenant ?? environment["TTN_TENANT"] ?? "ttn"

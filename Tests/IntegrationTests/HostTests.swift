@@ -9,13 +9,12 @@ import Testing
 
 /// Runs a host against the test broker for the duration of `body`, then shuts it down gracefully.
 func withRunningHost(
-    application: String, scripts: URL? = nil, queueLimit: Int = 1024,
+    application: String, scripts: URL? = nil,
     register: (HandlerHost) -> Void = { _ in }, _ body: (HandlerHost) async throws -> Void
 ) async throws {
     var client = MQTTClient.Configuration(applicationID: application, apiKey: Broker.apiKey)
     client.server = .init(host: "127.0.0.1", port: try Broker.requirePort())
     var configuration = HandlerHost.Configuration(client: client, scriptDirectory: scripts?.path)
-    configuration.handlerQueueLimit = queueLimit
     configuration.shutdownDeadline = .seconds(2)
     let host = HandlerHost(configuration: configuration)
     register(host)
@@ -158,12 +157,12 @@ struct HostTests {
         defer { network.close() }
         let healthy = Recorder<Int>()
         let release = DispatchSemaphore(value: 0)
-        try await withRunningHost(application: app, queueLimit: 10) { host in
-            host.register(name: "stuck") { release.wait() }
+        try await withRunningHost(application: app) { host in
+            host.register(name: "stuck", queueLimit: 10) { release.wait() }
             host.register(name: "healthy") { healthy.append(1) }
         } _: { host in
             for counter in 0..<100 { try network.publishUplink(application: app, device: "dev", json: uplinkJSON(counter: counter)) }
-            #expect(await eventually { healthy.count == 100 })
+            #expect(await eventually { healthy.count == 100 }, "healthy saw \(healthy.count): \(host.statistics)")
             #expect(host.client.isConnected)
             #expect(host.statistics.handlers["stuck"]?.dropped == 89, "1 running, 10 waiting, 89 dropped")
             release.signal()

@@ -77,7 +77,6 @@ final class NetworkSide: ConnectionObserver {
     func connectionDidReceive(_ message: ReceivedMessage) { received.withLock { $0.append(message) } }
     func connectionDidSubscribe(sessionPresent: Bool) {}
     func connectionDidPublish(messageID: Int) {}
-    func connectionDidDrop(reason: String) {}
 }
 
 /// Polls `condition` until it holds or `timeout` passes; returns whether it held. Not a timing assertion:
