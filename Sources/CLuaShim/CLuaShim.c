@@ -20,6 +20,7 @@ struct ttn_context {
     long long deadline_ns;          /* CLOCK_MONOTONIC deadline; 0 = none */
     atomic_int *interrupt;          /* raised from any thread to abort */
     int abort_reason;               /* enum ttn_abort of this run */
+    lua_State *main_thread;         /* the thread the run started on */
     const char *message;            /* the current invocation's uplink JSON (not owned) */
     size_t message_length;
 };
@@ -122,6 +123,8 @@ static void ttn_hook(lua_State *L, lua_Debug *ar) {
     /* Once fired, fire at every instruction of whichever coroutine runs (hooks are per thread), so a
      * script's own pcall or coroutine.resume cannot swallow the abort: the next instruction raises again. */
     lua_sethook(L, ttn_hook, LUA_MASKCOUNT, 1);
+    /* coroutine.resume catches the error raised here; the main thread then raises at its next instruction. */
+    if (L != c->main_thread) lua_sethook(c->main_thread, ttn_hook, LUA_MASKCOUNT, 1);
     /* The message is tiny; let it past a full cap so the abort says what happened, not "not enough memory". */
     int enforced = c->enforce_limit;
     c->enforce_limit = 0;
@@ -141,6 +144,7 @@ void ttn_arm(lua_State *L, long long instructions, long long timeout_ns) {
     c->budget = instructions / TTN_HOOK_STEP;
     c->deadline_ns = timeout_ns > 0 ? now_ns() + timeout_ns : 0;
     c->abort_reason = TTN_ABORT_NONE;
+    c->main_thread = L;
     c->memory_refused = 0;
     c->enforce_limit = 1;
     lua_sethook(L, ttn_hook, LUA_MASKCOUNT, TTN_HOOK_STEP);
@@ -976,6 +980,17 @@ int ttn_state_finish(lua_State *L) {
     return protected_call(L, finish_protected, 0, 0);
 }
 
+/* A run whose limit fired inside a coroutine can still return normally (the resume caught the error and the
+ * main thread returned without running another instruction): it failed all the same. */
+static int aborted_status(lua_State *L, int status) {
+    if (status != LUA_OK || context_of(L)->abort_reason == TTN_ABORT_NONE) return status;
+    /* Outside any protected call: the push must not meet the memory cap (it would raise and panic). */
+    context_of(L)->enforce_limit = 0;
+    lua_pushstring(L, context_of(L)->abort_reason == TTN_ABORT_TIME ? "time limit exceeded"
+        : context_of(L)->abort_reason == TTN_ABORT_INSTRUCTIONS ? "instruction limit exceeded" : "interrupted by the host");
+    return LUA_ERRRUN;
+}
+
 int ttn_load(lua_State *L, const char *source, size_t length, const char *chunkname) {
     int status = luaL_loadbufferx(L, source, length, chunkname, "t");
     if (status != LUA_OK) return status;
@@ -985,7 +1000,7 @@ int ttn_load(lua_State *L, const char *source, size_t length, const char *chunkn
     lua_insert(L, -2);
     status = lua_pcall(L, 0, 0, -2);
     lua_remove(L, status == LUA_OK ? -1 : -2);
-    return status;
+    return aborted_status(L, status);
 }
 
 int ttn_has_handler(lua_State *L) {
@@ -1012,5 +1027,5 @@ int ttn_handle(lua_State *L, const char *json, size_t length) {
     /* Forget the decoded table. Assigning nil to a registry key never allocates and never raises. */
     lua_pushnil(L);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &message_key);
-    return status;
+    return aborted_status(L, status);
 }

@@ -136,10 +136,10 @@ public final class LuaScript {
             kind = .memoryLimit  // a memory error that passed through a script's pcall and was raised again
         default: kind = .runtime
         }
-        if kind == .memoryLimit && !message.hasPrefix(name) {
-            return LuaError(kind, script: name, message: "\(name): \(message) (memory limit \(limits.memoryLimit / 1024) KiB)", traceback: traceback)
-        }
-        return LuaError(kind, script: name, message: message, traceback: traceback)
+        // Lua gives no position for a memory error, nor for a limit that fired where no Lua line was running.
+        guard !message.hasPrefix(name) else { return LuaError(kind, script: name, message: message, traceback: traceback) }
+        let detail = kind == .memoryLimit ? " (memory limit \(limits.memoryLimit / 1024) KiB)" : ""
+        return LuaError(kind, script: name, message: "\(name): \(message)\(detail)", traceback: traceback)
     }
 }
 

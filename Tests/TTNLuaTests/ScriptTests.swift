@@ -315,6 +315,18 @@ struct ScriptTests {
         #expect(error?.kind == .memoryLimit, "\(error?.message ?? "")")
     }
 
+    @Test("a limit caught by coroutine.resume still fails the invocation, at the top level too")
+    func limitCaughtByResume() throws {
+        let body = "return pcall(coroutine.resume, coroutine.create(function() while true do end end))"
+        let script = try makeScript("setMessageHandler(function() \(body) end)", name: "resume.lua", limits: tightLimits)
+        let error = #expect(throws: LuaError.self) { try script.handle(emptyUplink) }
+        #expect(error?.kind == .timeLimit)
+        #expect(error?.message.hasPrefix("resume.lua") == true)
+        let topLevel = "pcall(coroutine.resume, coroutine.create(function() while true do end end))"
+        let load = #expect(throws: LuaError.self) { try makeScript("\(topLevel)\nsetMessageHandler(function() end)", limits: tightLimits) }
+        #expect(load?.kind == .timeLimit)
+    }
+
     @Test("an instruction budget stops a loop that the clock would not")
     func instructionBudget() throws {
         var limits = tightLimits
