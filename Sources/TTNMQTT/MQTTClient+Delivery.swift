@@ -29,14 +29,7 @@ extension MQTTClient: ConnectionObserver {
             )
         }
         guard message.payload.count <= sizeLimit else {
-            let total = state.withLock { state in
-                state.statistics.oversized += 1
-                return state.statistics.oversized
-            }
-            logger.warning(
-                "Oversized message skipped",
-                metadata: ["mqtt.topic": "\(message.topic)", "bytes": "\(message.payload.count)", "oversized.total": "\(total)"]
-            )
+            recordSkip(\.oversized, "Oversized message skipped", ["mqtt.topic": "\(message.topic)", "bytes": "\(message.payload.count)"])
             return
         }
         guard let topics, let (deviceID, suffix) = topics.classify(message.topic) else {
@@ -132,16 +125,20 @@ extension MQTTClient: ConnectionObserver {
             state.withLock { $0.statistics.uplinks += 1 }
             return uplink
         } catch {
-            let malformed = state.withLock { state in
-                state.statistics.malformed += 1
-                return state.statistics.malformed
-            }
-            logger.warning(
-                "Malformed uplink skipped",
-                metadata: ["mqtt.topic": "\(message.topic)", "error": "\(error.message)", "malformed.total": "\(malformed)"]
-            )
+            recordSkip(\.malformed, "Malformed uplink skipped", ["mqtt.topic": "\(message.topic)", "error": "\(error.message)"])
             return nil
         }
+    }
+
+    /// Counts a skipped message under `counter` and logs why, with the running total.
+    private func recordSkip(_ counter: WritableKeyPath<Statistics, Int>, _ reason: Logger.Message, _ metadata: Logger.Metadata) {
+        let total = state.withLock { state in
+            state.statistics[keyPath: counter] += 1
+            return state.statistics[keyPath: counter]
+        }
+        var metadata = metadata
+        metadata["skipped.total"] = "\(total)"
+        logger.warning(reason, metadata: metadata)
     }
 
     private func publishUplink(_ uplink: Uplink) {

@@ -274,8 +274,11 @@ final class MosquittoConnection: Sendable {
             state.hasConnectedOnce = true
         }
         logger.debug("MQTT connected and subscribed", metadata: ["mqtt.filters": "\(filters)"])
+        // Take the observers before waking the first connect: the client that opened the connection is added
+        // once `connect()` returns and reports this first subscription itself, so it must not hear it twice.
+        let observers = state.withLock { $0.observers.values.compactMap(\.value) }
         firstConnection.fulfill(.success(()))
-        forEachObserver { $0.connectionDidSubscribe(sessionPresent: sessionPresent) }
+        for observer in observers { observer.connectionDidSubscribe(sessionPresent: sessionPresent) }
     }
 
     private func didReceive(_ message: ReceivedMessage) {

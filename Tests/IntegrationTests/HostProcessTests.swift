@@ -36,6 +36,10 @@ struct HostProcessTests {
             try await Task.sleep(for: .milliseconds(50))
         }
         #expect(!network.messages.isEmpty, "the host answers uplinks through its script")
+        host.signal(SIGHUP)
+        #expect(await eventually {
+            (try? String(contentsOfFile: log, encoding: .utf8))?.contains("Script reloaded") == true
+        }, "SIGHUP reloads every script")
         host.signal(SIGTERM)
         #expect(host.wait() == 0)
         let output = try String(contentsOfFile: log, encoding: .utf8)

@@ -137,6 +137,12 @@ struct HostTests {
             try send(5)
             #expect(await eventually { network.messages.count >= before + 5 })
             #expect(network.messages.suffix(5).allSatisfy { String(decoding: $0.payload, as: UTF8.self).contains("\"f_port\":8") })
+            // Fixed: the next good version (port 9) replaces the running one.
+            try echoScript.replacingOccurrences(of: "f_port = 7", with: "f_port = 9").write(to: file, atomically: true, encoding: .utf8)
+            #expect(await eventually {
+                try? network.publishUplink(application: app, device: "dev", json: uplinkJSON(counter: 1000))
+                return network.messages.contains { String(decoding: $0.payload, as: UTF8.self).contains("\"f_port\":9") }
+            })
             // Deleted: no more downlinks.
             try FileManager.default.removeItem(at: file)
             #expect(await eventually { !host.handlerNames.contains("echo.lua") })
