@@ -21,8 +21,10 @@ final class ScriptSet: Sendable {
 
     func reloadAll() { watcher.rescanAll() }
 
-    func stop() {
-        watcher.stop()
+    func stopWatching() { watcher.stop() }
+
+    /// Aborts every running script invocation, and all later ones: for a shutdown past its deadline.
+    func interruptAll() {
         for script in scripts.withLock({ Array($0.values) }) { script.interrupter.interrupt() }
     }
 

@@ -63,6 +63,9 @@ public final class HandlerHost: Service, Sendable {
     public let client: MQTTClient
     let logger: Logger
     let handlers = Mutex<[HandlerRunner]>([])
+    /// Set when shutdown begins: uplinks arriving after it are counted, not queued.
+    private let stopping = Atomic(false)
+    private let arrivedDuringShutdown = Counter()
 
     public init(configuration: Configuration) {
         self.configuration = configuration
@@ -134,6 +137,7 @@ public final class HandlerHost: Service, Sendable {
         let scripts = try startScripts()
         client.setUplinkSink { [weak self] uplink in
             guard let self else { return }
+            guard !stopping.load(ordering: .relaxed) else { return arrivedDuringShutdown.increment() }
             for runner in handlers.withLock({ $0 }) { runner.enqueue(uplink) }
         }
         try await client.connect()
@@ -152,23 +156,31 @@ public final class HandlerHost: Service, Sendable {
             } onGracefulShutdown: {}
             group.cancelAll()
         }
-        scripts?.stop()
-        shutDown()
+        scripts?.stopWatching()
+        shutDown(scripts: scripts)
     }
 
-    /// Stops receiving, gives queued uplinks until the deadline, reports what is left, disconnects.
-    func shutDown() {
-        client.disconnect()
+    /// Stops routing new uplinks, lets the handlers finish what is queued until the deadline (their downlinks
+    /// still go out), aborts scripts still running after it, reports what was left, then disconnects, which
+    /// waits for the broker to acknowledge the downlinks.
+    func shutDown(scripts: ScriptSet?) {
+        stopping.store(true, ordering: .relaxed)
         let deadline = ContinuousClock.now + configuration.shutdownDeadline
         var unhandled: [String: Int] = [:]
         for runner in handlers.withLock({ $0 }) {
             let left = runner.waitUntilIdle(timeout: max(.zero, deadline - .now))
             if left > 0 { unhandled[runner.name] = left }
         }
-        if unhandled.isEmpty {
+        if !unhandled.isEmpty { scripts?.interruptAll() }
+        client.disconnect()
+        let refused = arrivedDuringShutdown.value
+        if unhandled.isEmpty && refused == 0 {
             logger.info("Host stopped; every queued uplink was handled")
         } else {
-            logger.warning("Host stopped before the deadline let these uplinks be handled", metadata: ["unhandled": "\(unhandled)"])
+            logger.warning(
+                "Host stopped with uplinks not handled",
+                metadata: ["unhandled.queued": "\(unhandled)", "unhandled.arrived_during_shutdown": "\(refused)"]
+            )
         }
     }
 }
