@@ -194,14 +194,14 @@ final class MosquittoConnection: Sendable {
             let delay = nextReconnectDelay()
             logger.info(
                 "MQTT connection down; reconnecting",
-                metadata: ["mosquitto.rc": "\(rc)", "mosquitto.error": "\(loopErrorText(rc))", "retry.in": "\(delay)"]
+                metadata: ["mosquitto.rc": "\(rc)", "mosquitto.error": "\(MosquittoCode.describe(rc))", "retry.in": "\(delay)"]
             )
             if wakeUp.wait(timeout: .now() + delay.timeInterval) == .success || isClosing {
                 return
             }
             let reconnect = mosquitto_reconnect_async(raw)
             if reconnect != MOSQ_ERR_SUCCESS.rawValue {
-                logger.info("MQTT reconnect attempt failed", metadata: ["mosquitto.error": "\(loopErrorText(reconnect))"])
+                logger.info("MQTT reconnect attempt failed", metadata: ["mosquitto.error": "\(MosquittoCode.describe(reconnect))"])
             }
         }
     }
@@ -253,7 +253,7 @@ final class MosquittoConnection: Sendable {
         if rc == MOSQ_ERR_SUCCESS.rawValue {
             state.withLock { $0.pendingSubscriptions[messageID] = filters }
         } else {
-            logger.info("MQTT subscribe failed; it is retried on the next reconnect", metadata: ["mosquitto.error": "\(loopErrorText(rc))"])
+            logger.info("MQTT subscribe failed; it is retried on the next reconnect", metadata: ["mosquitto.error": "\(MosquittoCode.describe(rc))"])
         }
     }
 
@@ -291,7 +291,7 @@ final class MosquittoConnection: Sendable {
             defer { if state.phase != .closing { state.phase = .reconnecting } }
             return (state.phase == .connected, state.lastLoggedError)
         }
-        let reason = lastError ?? loopErrorText(code)
+        let reason = lastError ?? MosquittoCode.describe(code)
         if !wasConnected {
             firstConnection.fulfill(.failure(loopError(code)))
             return
@@ -335,10 +335,6 @@ final class MosquittoConnection: Sendable {
 
     private func lastTLSDetail() -> String {
         state.withLock { $0.lastLoggedError } ?? "the handshake failed"
-    }
-
-    private func loopErrorText(_ rc: Int32) -> String {
-        MosquittoCode.describe(rc)
     }
 
     private func check(_ rc: Int32, _ operation: String) throws(TTNError) {

@@ -83,11 +83,7 @@ struct ClientIntegrationTests {
         let port = try PrivateBroker.start(in: runDirectory)
         defer { PrivateBroker.stop(in: runDirectory) }
 
-        var configuration = MQTTClient.Configuration(applicationID: "my-app", apiKey: Broker.apiKey)
-        configuration.server = .init(host: "127.0.0.1", port: port)
-        configuration.minimumReconnectDelay = .milliseconds(100)
-        configuration.maximumReconnectDelay = .milliseconds(500)
-        let client = MQTTClient(configuration: configuration)
+        let client = PrivateBroker.client(port: port)
         let connects = Recorder<Int>()
         client.setConnectBehavior { _, _, _, rc in connects.append(rc) }
         try await client.connect()
@@ -115,6 +111,15 @@ enum PrivateBroker {
         let text = try String(contentsOf: directory.appendingPathComponent("env"), encoding: .utf8)
         let line = try #require(text.split(separator: "\n").first { $0.hasPrefix("TTN_BROKER_PORT=") })
         return try #require(Int(line.dropFirst("TTN_BROKER_PORT=".count)))
+    }
+
+    /// A client of `my-app` on a private broker, reconnecting quickly (50 ms, doubling to 400 ms).
+    static func client(port: Int) -> MQTTClient {
+        var configuration = MQTTClient.Configuration(applicationID: "my-app", apiKey: Broker.apiKey)
+        configuration.server = .init(host: "127.0.0.1", port: port)
+        configuration.minimumReconnectDelay = .milliseconds(50)
+        configuration.maximumReconnectDelay = .milliseconds(400)
+        return MQTTClient(configuration: configuration)
     }
 
     static func stop(in directory: URL) {

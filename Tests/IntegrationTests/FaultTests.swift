@@ -18,11 +18,7 @@ struct FaultTests {
         let port = try PrivateBroker.start(in: runDirectory)
         defer { PrivateBroker.stop(in: runDirectory) }
 
-        var configuration = MQTTClient.Configuration(applicationID: "my-app", apiKey: Broker.apiKey)
-        configuration.server = .init(host: "127.0.0.1", port: port)
-        configuration.minimumReconnectDelay = .milliseconds(50)
-        configuration.maximumReconnectDelay = .milliseconds(400)
-        let client = MQTTClient(configuration: configuration)
+        let client = PrivateBroker.client(port: port)
         let counters = Recorder<Int>()
         let connects = Recorder<Int>()
         client.setConnectBehavior { _, _, _, rc in connects.append(rc) }
