@@ -72,7 +72,7 @@ final class LoadedScript: Sendable {
 
     /// Runs the script's handler for `uplink`; false (and logged) when it failed.
     func handle(_ uplink: Uplink, logger: Logger) -> Bool {
-        let message = LuaMessage(json: Array(uplink.json.utf8), deviceID: uplink.deviceID)
+        let message = LuaMessage(json: uplink.jsonBytes, deviceID: uplink.deviceID)
         do {
             try slot.withLock { try $0.handle(message) }
             return true
@@ -101,7 +101,7 @@ struct HostBridge: LuaHostBridge {
     let client: MQTTClient
 
     func allMessages() -> [[UInt8]] {
-        client.getAllMessages().map { Array($0.json.utf8) }
+        client.getAllMessages().map(\.jsonBytes)
     }
 
     func publish(_ downlink: String, deviceID: String, queue: LuaDownlinkQueue?) throws {

@@ -107,20 +107,20 @@ struct DownlinkRequest: Sendable, Equatable {
     /// default schedule, or to `down/push` for `"schedule":"last"`).
     /// - Throws: ``TTNError/Kind/invalidDownlink`` for malformed JSON or a downlink TTN would drop.
     static func parse(_ text: String, queue requestedQueue: DownlinkQueue? = nil) throws(TTNError) -> DownlinkRequest {
-        let parsed: JSONValue
+        let tape: JSONTape
         do {
-            parsed = try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
+            tape = try JSONTape(Array(text.utf8))
         } catch {
-            throw .invalidDownlink("the JSON is malformed (\(Uplink.describe(error)))", hint: Self.formHint)
+            throw .invalidDownlink("the JSON is malformed (\(error))", hint: Self.formHint)
         }
-        guard case .object(let object) = parsed else {
-            throw .invalidDownlink("the JSON is not an object", hint: Self.formHint)
+        guard case .object(let object)? = tape.jsonValue(at: 0) else {
+            throw .invalidDownlink("the JSON is not an object, or has a number too large for a Double", hint: Self.formHint)
         }
 
         if object["downlinks"] != nil {
             let downlinks: [Downlink]
             do {
-                downlinks = try JSONDecoder().decode(V3Body.self, from: Data(text.utf8)).downlinks
+                downlinks = try TapeDecoder.decode(V3Body.self, from: tape).downlinks
             } catch {
                 throw .invalidDownlink("the downlinks list does not match TTN's schema: \(Uplink.describe(error))", hint: Self.formHint)
             }

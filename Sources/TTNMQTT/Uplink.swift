@@ -1,72 +1,178 @@
-import Foundation
+import Synchronization
 
 /// One uplink as The Things Stack v3 publishes it on `v3/<app>@<tenant>/devices/<device>/up`.
 ///
 /// Every field is optional, as on the wire (TTN omits zero values), and unknown fields are ignored. The
 /// original JSON is kept in ``json``. Legacy v2 uplinks (`payload_raw`, `payload_fields`) are mapped onto the
 /// same fields.
+///
+/// A received uplink is checked completely when it arrives (JSON syntax, UTF-8, and the type of every field
+/// the model knows), but its typed fields are decoded only when first read, once, and shared by every copy.
+/// ``deviceID``, ``decodedPayload`` and ``payload`` read straight from the JSON without decoding the rest.
 public struct Uplink: Sendable, Hashable, Codable {
-    public var endDeviceIDs: EndDeviceIDs?
-    public var correlationIDs: [String]?
-    public var receivedAt: String?
-    public var simulated: Bool?
-    public var uplinkMessage: UplinkMessage?
+    private var storage: Storage
 
     /// The MQTT topic it arrived on (empty when decoded by other means).
-    public internal(set) var topic: String = ""
+    public var topic: String { storage.topic }
     /// The JSON exactly as received (empty when decoded by other means).
-    public internal(set) var json: String = ""
+    public var json: String { String(decoding: jsonBytes, as: UTF8.self) }
+    /// The JSON exactly as received, as bytes (empty when decoded by other means).
+    package var jsonBytes: [UInt8] { storage.tape?.bytes ?? [] }
 
-    enum CodingKeys: String, CodingKey {
-        case endDeviceIDs = "end_device_ids", correlationIDs = "correlation_ids", receivedAt = "received_at"
-        case simulated, uplinkMessage = "uplink_message"
+    public var endDeviceIDs: EndDeviceIDs? {
+        get { storage.fields.endDeviceIDs }
+        set { modifyFields { $0.endDeviceIDs = newValue } }
+    }
+    public var correlationIDs: [String]? {
+        get { storage.fields.correlationIDs }
+        set { modifyFields { $0.correlationIDs = newValue } }
+    }
+    public var receivedAt: String? {
+        get { storage.fields.receivedAt }
+        set { modifyFields { $0.receivedAt = newValue } }
+    }
+    public var simulated: Bool? {
+        get { storage.fields.simulated }
+        set { modifyFields { $0.simulated = newValue } }
+    }
+    public var uplinkMessage: UplinkMessage? {
+        get { storage.fields.uplinkMessage }
+        set { modifyFields { $0.uplinkMessage = newValue } }
     }
 
     public init(
         endDeviceIDs: EndDeviceIDs? = nil, correlationIDs: [String]? = nil, receivedAt: String? = nil,
         simulated: Bool? = nil, uplinkMessage: UplinkMessage? = nil
     ) {
-        self.endDeviceIDs = endDeviceIDs
-        self.correlationIDs = correlationIDs
-        self.receivedAt = receivedAt
-        self.simulated = simulated
-        self.uplinkMessage = uplinkMessage
+        let fields = Fields(
+            endDeviceIDs: endDeviceIDs, correlationIDs: correlationIDs, receivedAt: receivedAt, simulated: simulated,
+            uplinkMessage: uplinkMessage
+        )
+        storage = Storage(topic: "", tape: nil, fields: fields)
     }
 
-    /// Decodes a v3 uplink (or, with `legacyV2`, a v2 uplink) and keeps the JSON and topic.
-    /// - Throws: ``TTNError/Kind/invalidMessage`` when the JSON is malformed or not an uplink.
+    /// Checks a v3 uplink (or, with `legacyV2`, decodes a v2 uplink) and keeps the JSON and topic.
+    /// - Throws: ``TTNError/Kind/invalidMessage`` when the JSON is malformed, not an object, or has a known field
+    ///   of the wrong type.
     public init(json: some Collection<UInt8>, topic: String = "", legacyV2: Bool = false) throws(TTNError) {
-        let data = Data(json)
+        let kind = legacyV2 ? "v2" : "v3"
         do {
+            let tape = try JSONTape(Array(json))
             if legacyV2 {
-                self = try JSONDecoder().decode(LegacyUplink.self, from: data).uplink
+                let fields = try TapeDecoder.decode(LegacyUplink.self, from: tape).fields
+                storage = Storage(topic: topic, tape: tape, fields: fields)
             } else {
-                self = try JSONDecoder().decode(Uplink.self, from: data)
+                try JSONShape.uplink.check(tape, at: 0)
+                storage = Storage(topic: topic, tape: tape, fields: nil)
             }
+        } catch let error as JSONTape.SyntaxError {
+            throw .invalidMessage("The uplink on '\(topic)' is not valid JSON: \(error).")
+        } catch let error as JSONShape.Mismatch {
+            throw .invalidMessage("The uplink on '\(topic)' is not a \(kind) uplink: \(error).")
         } catch {
-            throw .invalidMessage("The uplink on '\(topic)' is not valid \(legacyV2 ? "v2" : "v3") uplink JSON: \(Self.describe(error)).")
+            throw .invalidMessage("The uplink on '\(topic)' is not a \(kind) uplink: \(Self.describe(error)).")
         }
-        self.topic = topic
-        self.json = String(decoding: json, as: UTF8.self)
+    }
+
+    public init(from decoder: any Decoder) throws {
+        storage = Storage(topic: "", tape: nil, fields: try Fields(from: decoder))
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        try storage.fields.encode(to: encoder)
+    }
+
+    public static func == (lhs: Uplink, rhs: Uplink) -> Bool {
+        lhs.topic == rhs.topic && lhs.jsonBytes == rhs.jsonBytes && lhs.storage.fields == rhs.storage.fields
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(topic)
+        hasher.combine(jsonBytes)
+        if storage.tape == nil { hasher.combine(storage.fields) }  // equal uplinks have equal JSON: enough when there is some
     }
 
     /// The device id, from the body or else the topic.
     public var deviceID: String? {
-        endDeviceIDs?.deviceID ?? TopicLayout.deviceID(inTopic: topic)
+        if let tape = storage.tape, storage.isUndecodedV3 {
+            return tape.path("end_device_ids", "device_id").map(tape.string(at:)) ?? TopicLayout.deviceID(inTopic: topic)
+        }
+        return endDeviceIDs?.deviceID ?? TopicLayout.deviceID(inTopic: topic)
     }
 
     /// The application payload bytes (`frm_payload`), or nil for a MAC-only frame.
-    public var payload: [UInt8]? { uplinkMessage?.frmPayload.flatMap { Base64.decode($0) } }
+    public var payload: [UInt8]? {
+        if let tape = storage.tape, storage.isUndecodedV3 {
+            return tape.path("uplink_message", "frm_payload").flatMap { Base64.decode(tape.string(at: $0)) }
+        }
+        return uplinkMessage?.frmPayload.flatMap { Base64.decode($0) }
+    }
 
     /// The payload formatter's output (`decoded_payload`), or nil when the application has none.
-    public var decodedPayload: JSONValue? { uplinkMessage?.decodedPayload }
+    public var decodedPayload: JSONValue? {
+        if let tape = storage.tape, storage.isUndecodedV3 {
+            return tape.path("uplink_message", "decoded_payload").flatMap(tape.jsonValue(at:))
+        }
+        return uplinkMessage?.decodedPayload
+    }
+
+    private mutating func modifyFields(_ change: (inout Fields) -> Void) {
+        var fields = storage.fields
+        change(&fields)
+        storage = Storage(topic: storage.topic, tape: storage.tape, fields: fields)
+    }
 
     static func describe(_ error: any Error) -> String {
         switch error {
         case DecodingError.dataCorrupted(let context): context.debugDescription
-        case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context):
+        case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context),
+            DecodingError.keyNotFound(_, let context):
             "\(context.codingPath.map(\.stringValue).joined(separator: ".")): \(context.debugDescription)"
         default: "\(error)"
+        }
+    }
+
+    /// The typed top-level members.
+    struct Fields: Sendable, Hashable, Codable {
+        var endDeviceIDs: EndDeviceIDs?
+        var correlationIDs: [String]?
+        var receivedAt: String?
+        var simulated: Bool?
+        var uplinkMessage: UplinkMessage?
+
+        enum CodingKeys: String, CodingKey {
+            case endDeviceIDs = "end_device_ids", correlationIDs = "correlation_ids", receivedAt = "received_at"
+            case simulated, uplinkMessage = "uplink_message"
+        }
+    }
+
+    /// The received JSON and the typed fields, decoded from it on first use and shared by every copy.
+    private final class Storage: Sendable {
+        let topic: String
+        let tape: JSONTape?
+        private let decoded: Mutex<Fields?>
+
+        /// - Parameter fields: nil to decode them from `tape` (a v3 uplink already checked against its shape).
+        init(topic: String, tape: JSONTape?, fields: Fields?) {
+            self.topic = topic
+            self.tape = tape
+            self.decoded = Mutex(fields)
+        }
+
+        /// Whether the fields still wait to be decoded from a v3 `tape`: then the JSON is their only source.
+        var isUndecodedV3: Bool { decoded.withLock { $0 == nil } }
+
+        var fields: Fields {
+            if let fields = decoded.withLock({ $0 }) { return fields }
+            let fields: Fields
+            do {
+                fields = try TapeDecoder.decode(Fields.self, from: tape!)
+            } catch {
+                // The shape check at arrival refuses what decoding would; `UplinkShapeTests` holds them together.
+                preconditionFailure("An uplink that passed its shape check failed to decode: \(error)")
+            }
+            decoded.withLock { $0 = fields }
+            return fields
         }
     }
 }
@@ -216,7 +322,7 @@ private struct LegacyUplink: Decodable {
         var snr: Double?
     }
 
-    var uplink: Uplink {
+    var fields: Uplink.Fields {
         var message = UplinkMessage()
         message.fPort = port
         message.fCnt = counter
@@ -244,6 +350,6 @@ private struct LegacyUplink: Decodable {
         ids.deviceID = dev_id
         ids.applicationIDs = app_id.map { .init(applicationID: $0) }
         ids.devEUI = hardware_serial
-        return Uplink(endDeviceIDs: ids, receivedAt: metadata?.time, uplinkMessage: message)
+        return Uplink.Fields(endDeviceIDs: ids, receivedAt: metadata?.time, uplinkMessage: message)
     }
 }

@@ -1,0 +1,451 @@
+import Foundation
+
+/// A JSON text parsed into one flat array of elements in document order, over the original bytes.
+///
+/// Parsing checks the whole text in one pass (RFC 8259 grammar, UTF-8, escapes, nesting depth) and
+/// allocates only the element array. Strings and numbers stay bytes until something reads them, so a message
+/// whose fields are never read costs little more than the scan. ``TapeDecoder`` reads Codable types from it.
+final class JSONTape: Sendable {
+    enum Kind: UInt8, Sendable {
+        case null, `true`, `false`, number, string, array, object
+    }
+
+    /// One value, or one object member's key (a string element followed by its value). 32-bit offsets keep it
+    /// at 20 bytes, as tapes stay in the client's history.
+    struct Element: Sendable {
+        var kind: Kind
+        /// A string without escapes, or an integer number without fraction or exponent.
+        var isPlain: Bool
+        private var startOffset: UInt32
+        private var endOffset: UInt32
+        private var memberCount: UInt32
+        private var nextIndex: UInt32
+
+        init(kind: Kind, isPlain: Bool, start: Int, end: Int, next: Int) {
+            self.kind = kind
+            self.isPlain = isPlain
+            self.startOffset = UInt32(start)
+            self.endOffset = UInt32(end)
+            self.memberCount = 0
+            self.nextIndex = UInt32(next)
+        }
+
+        /// Strings: the bytes between the quotes; numbers: the number's bytes; containers: the brackets.
+        var start: Int { Int(startOffset) }
+        var end: Int {
+            get { Int(endOffset) }
+            set { endOffset = UInt32(newValue) }
+        }
+        /// Members of an object or elements of an array.
+        var count: Int {
+            get { Int(memberCount) }
+            set { memberCount = UInt32(newValue) }
+        }
+        /// The index of the element after this value and everything inside it.
+        var next: Int {
+            get { Int(nextIndex) }
+            set { nextIndex = UInt32(newValue) }
+        }
+    }
+
+    /// A syntax error, with the byte offset where it was found.
+    struct SyntaxError: Error, CustomStringConvertible {
+        var reason: String
+        var offset: Int
+        var description: String { "\(reason) at byte \(offset)" }
+    }
+
+    /// Deeper nesting is refused, so hostile input cannot exhaust the stack.
+    static let maximumDepth = 256
+
+    let bytes: [UInt8]
+    let elements: [Element]
+
+    /// Parses `bytes`, which must hold exactly one JSON value and optional whitespace around it.
+    init(_ bytes: [UInt8]) throws(SyntaxError) {
+        guard bytes.count < UInt32.max else { throw SyntaxError(reason: "text longer than 4 GiB", offset: 0) }
+        self.bytes = bytes
+        var parser = Parser(capacity: bytes.count / 6)
+        try bytes.withUnsafeBufferPointer { (buffer) throws(SyntaxError) in
+            try parser.parseDocument(buffer)
+        }
+        self.elements = parser.elements
+    }
+
+    // MARK: Reading values
+
+    /// The string value of the string element at `index`, with escapes resolved.
+    func string(at index: Int) -> String {
+        let element = elements[index]
+        return bytes.withUnsafeBufferPointer { buffer in
+            let content = UnsafeBufferPointer(rebasing: buffer[element.start..<element.end])
+            return element.isPlain ? String(decoding: content, as: UTF8.self) : Self.unescape(content)
+        }
+    }
+
+    /// Whether the string element at `index` equals `text`.
+    func string(at index: Int, equals text: String) -> Bool {
+        let element = elements[index]
+        guard element.isPlain else { return string(at: index) == text }
+        let length = element.end - element.start
+        guard length == text.utf8.count else { return false }
+        guard length > 0 else { return true }
+        var text = text
+        return text.withUTF8 { wanted in
+            bytes.withUnsafeBufferPointer { buffer in memcmp(wanted.baseAddress!, buffer.baseAddress! + element.start, length) == 0 }
+        }
+    }
+
+    /// The value element of the member `name` of the object at `index`; the last one when the name repeats, as in
+    /// most JSON readers. Nil when the element is not an object or has no such member.
+    func member(_ name: String, of index: Int) -> Int? {
+        guard elements[index].kind == .object else { return nil }
+        var found: Int?
+        var key = index + 1
+        for _ in 0..<elements[index].count {
+            if string(at: key, equals: name) { found = key + 1 }
+            key = elements[key + 1].next
+        }
+        return found
+    }
+
+    /// The value at the end of a path of member names from the root; nil when a member is missing or null.
+    func path(_ names: String...) -> Int? {
+        var index = 0
+        for name in names {
+            guard let value = member(name, of: index) else { return nil }
+            index = value
+        }
+        return elements[index].kind == .null ? nil : index
+    }
+
+    /// The number element at `index` as a finite Double, or nil when it is too large for one.
+    func double(at index: Int) -> Double? {
+        let element = elements[index]
+        if element.isPlain, element.end - element.start <= 15, let integer = integer(at: index) {
+            return Double(integer)  // exact: at most 15 digits
+        }
+        let value = bytes.withUnsafeBufferPointer { buffer in
+            withUnsafeTemporaryAllocation(of: CChar.self, capacity: element.end - element.start + 1) { text in
+                for offset in 0..<(element.end - element.start) { text[offset] = CChar(bitPattern: buffer[element.start + offset]) }
+                text[element.end - element.start] = 0
+                return strtod(text.baseAddress!, nil)
+            }
+        }
+        return value.isFinite ? value : nil
+    }
+
+    /// The number element at `index` as an integer, or nil when it has a fraction or does not fit an Int64.
+    func integer(at index: Int) -> Int64? {
+        let element = elements[index]
+        guard element.isPlain else {
+            guard let value = double(at: index), value.rounded() == value, abs(value) < 9.0e18 else { return nil }
+            return Int64(value)
+        }
+        var position = element.start
+        let negative = bytes[position] == UInt8(ascii: "-")
+        if negative { position += 1 }
+        var magnitude: UInt64 = 0
+        while position < element.end {
+            let (product, overflowA) = magnitude.multipliedReportingOverflow(by: 10)
+            let (sum, overflowB) = product.addingReportingOverflow(UInt64(bytes[position] &- UInt8(ascii: "0")))
+            guard !overflowA, !overflowB else { return nil }
+            magnitude = sum
+            position += 1
+        }
+        if negative {
+            return magnitude <= UInt64(Int64.max) + 1 ? Int64(truncatingIfNeeded: 0 &- magnitude) : nil
+        }
+        return magnitude <= UInt64(Int64.max) ? Int64(magnitude) : nil
+    }
+
+    /// The value at `index` as a ``JSONValue``; nil when a number in it is too large for a Double.
+    func jsonValue(at index: Int) -> JSONValue? {
+        let element = elements[index]
+        switch element.kind {
+        case .null: return .null
+        case .true: return .bool(true)
+        case .false: return .bool(false)
+        case .number: return double(at: index).map(JSONValue.number)
+        case .string: return .string(string(at: index))
+        case .array:
+            var values: [JSONValue] = []
+            values.reserveCapacity(element.count)
+            var child = index + 1
+            for _ in 0..<element.count {
+                guard let value = jsonValue(at: child) else { return nil }
+                values.append(value)
+                child = elements[child].next
+            }
+            return .array(values)
+        case .object:
+            var members: [String: JSONValue] = [:]
+            members.reserveCapacity(element.count)
+            var key = index + 1
+            for _ in 0..<element.count {
+                guard let value = jsonValue(at: key + 1) else { return nil }
+                members[string(at: key)] = value
+                key = elements[key + 1].next
+            }
+            return .object(members)
+        }
+    }
+
+    /// Resolves the escapes of string content that the parser has already checked.
+    private static func unescape(_ content: UnsafeBufferPointer<UInt8>) -> String {
+        var output: [UInt8] = []
+        output.reserveCapacity(content.count)
+        var position = 0
+        while position < content.count {
+            let byte = content[position]
+            guard byte == UInt8(ascii: "\\") else {
+                output.append(byte)
+                position += 1
+                continue
+            }
+            let escaped = content[position + 1]
+            position += 2
+            switch escaped {
+            case UInt8(ascii: "b"): output.append(0x08)
+            case UInt8(ascii: "f"): output.append(0x0C)
+            case UInt8(ascii: "n"): output.append(0x0A)
+            case UInt8(ascii: "r"): output.append(0x0D)
+            case UInt8(ascii: "t"): output.append(0x09)
+            case UInt8(ascii: "u"):
+                var scalar = hexValue(content, at: position)
+                position += 4
+                if (0xD800..<0xDC00).contains(scalar) {  // the parser checked that a low surrogate follows
+                    scalar = 0x10000 + ((scalar - 0xD800) << 10) + (hexValue(content, at: position + 2) - 0xDC00)
+                    position += 6
+                }
+                output.append(contentsOf: String(Character(Unicode.Scalar(scalar)!)).utf8)
+            default: output.append(escaped)  // \" \\ \/
+            }
+        }
+        return String(decoding: output, as: UTF8.self)
+    }
+
+    private static func hexValue(_ content: UnsafeBufferPointer<UInt8>, at position: Int) -> UInt32 {
+        var value: UInt32 = 0
+        for byte in content[position..<position + 4] { value = value << 4 | UInt32(hexDigit(byte)!) }
+        return value
+    }
+
+    fileprivate static func hexDigit(_ byte: UInt8) -> UInt8? {
+        switch byte {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+}
+
+/// The one-pass validating parser behind ``JSONTape``.
+private struct Parser {
+    var elements: [JSONTape.Element] = []
+    private var bytes = UnsafeBufferPointer<UInt8>(start: nil, count: 0)
+    private var position = 0
+    private var depth = 0
+
+    init(capacity: Int) {
+        elements.reserveCapacity(capacity)
+    }
+
+    mutating func parseDocument(_ buffer: UnsafeBufferPointer<UInt8>) throws(JSONTape.SyntaxError) {
+        bytes = buffer
+        skipWhitespace()
+        try parseValue()
+        skipWhitespace()
+        if position < bytes.count { throw error("unexpected data after the JSON value") }
+    }
+
+    private func error(_ reason: String) -> JSONTape.SyntaxError {
+        JSONTape.SyntaxError(reason: reason, offset: position)
+    }
+
+    private var current: UInt8? { position < bytes.count ? bytes[position] : nil }
+
+    private mutating func skipWhitespace() {
+        while position < bytes.count {
+            switch bytes[position] {
+            case 0x20, 0x0A, 0x0D, 0x09: position += 1
+            default: return
+            }
+        }
+    }
+
+    private mutating func parseValue() throws(JSONTape.SyntaxError) {
+        guard let byte = current else { throw error("unexpected end of the JSON text") }
+        switch byte {
+        case UInt8(ascii: "{"): try parseContainer(.object, closing: UInt8(ascii: "}"))
+        case UInt8(ascii: "["): try parseContainer(.array, closing: UInt8(ascii: "]"))
+        case UInt8(ascii: "\""): try parseString()
+        case UInt8(ascii: "t"): try parseLiteral("true", .true)
+        case UInt8(ascii: "f"): try parseLiteral("false", .false)
+        case UInt8(ascii: "n"): try parseLiteral("null", .null)
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): try parseNumber()
+        default: throw error("unexpected character '\(Unicode.Scalar(byte))'")
+        }
+    }
+
+    private mutating func append(_ kind: JSONTape.Kind, plain: Bool, start: Int, end: Int) {
+        elements.append(.init(kind: kind, isPlain: plain, start: start, end: end, next: elements.count + 1))
+    }
+
+    private mutating func parseLiteral(_ literal: StaticString, _ kind: JSONTape.Kind) throws(JSONTape.SyntaxError) {
+        let start = position
+        for expected in UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount) {
+            guard current == expected else { throw error("invalid literal (expected \(literal))") }
+            position += 1
+        }
+        append(kind, plain: true, start: start, end: position)
+    }
+
+    private mutating func parseContainer(_ kind: JSONTape.Kind, closing: UInt8) throws(JSONTape.SyntaxError) {
+        depth += 1
+        guard depth <= JSONTape.maximumDepth else { throw error("nesting deeper than \(JSONTape.maximumDepth) levels") }
+        let index = elements.count
+        let start = position
+        append(kind, plain: true, start: start, end: start)
+        position += 1
+        skipWhitespace()
+        var count = 0
+        if current == closing {
+            position += 1
+        } else {
+            while true {
+                if kind == .object {
+                    guard current == UInt8(ascii: "\"") else { throw error("expected a member name in quotes") }
+                    try parseString()
+                    skipWhitespace()
+                    guard current == UInt8(ascii: ":") else { throw error("expected ':' after a member name") }
+                    position += 1
+                    skipWhitespace()
+                }
+                try parseValue()
+                count += 1
+                skipWhitespace()
+                if current == UInt8(ascii: ",") {
+                    position += 1
+                    skipWhitespace()
+                } else if current == closing {
+                    position += 1
+                    break
+                } else {
+                    throw error(kind == .object ? "expected ',' or '}' in an object" : "expected ',' or ']' in an array")
+                }
+            }
+        }
+        elements[index].end = position
+        elements[index].count = count
+        elements[index].next = elements.count
+        depth -= 1
+    }
+
+    private mutating func parseString() throws(JSONTape.SyntaxError) {
+        position += 1  // the opening quote
+        let start = position
+        var plain = true
+        while true {
+            guard position < bytes.count else { throw error("unterminated string") }
+            let byte = bytes[position]
+            if byte == UInt8(ascii: "\"") { break }
+            if byte == UInt8(ascii: "\\") {
+                plain = false
+                try parseEscape()
+            } else if byte < 0x20 {
+                throw error("control character in a string (escape it)")
+            } else if byte < 0x80 {
+                position += 1
+            } else {
+                try parseMultibyteCharacter()
+            }
+        }
+        append(.string, plain: plain, start: start, end: position)
+        position += 1  // the closing quote
+    }
+
+    private mutating func parseEscape() throws(JSONTape.SyntaxError) {
+        position += 1
+        guard let escaped = current else { throw error("unterminated escape") }
+        position += 1
+        switch escaped {
+        case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
+            UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+            return
+        case UInt8(ascii: "u"):
+            let unit = try parseHexQuad()
+            if (0xDC00..<0xE000).contains(unit) { throw error("unpaired low surrogate in \\u escape") }
+            guard (0xD800..<0xDC00).contains(unit) else { return }
+            guard current == UInt8(ascii: "\\"), position + 1 < bytes.count, bytes[position + 1] == UInt8(ascii: "u") else {
+                throw error("unpaired high surrogate in \\u escape")
+            }
+            position += 2
+            guard (0xDC00..<0xE000).contains(try parseHexQuad()) else { throw error("unpaired high surrogate in \\u escape") }
+        default:
+            throw error("invalid escape '\\\(Unicode.Scalar(escaped))'")
+        }
+    }
+
+    private mutating func parseHexQuad() throws(JSONTape.SyntaxError) -> UInt32 {
+        var value: UInt32 = 0
+        for _ in 0..<4 {
+            guard let byte = current, let digit = JSONTape.hexDigit(byte) else { throw error("invalid \\u escape") }
+            value = value << 4 | UInt32(digit)
+            position += 1
+        }
+        return value
+    }
+
+    /// Checks one UTF-8 sequence of two to four bytes (Unicode table 3-7: no overlong forms, no surrogates).
+    private mutating func parseMultibyteCharacter() throws(JSONTape.SyntaxError) {
+        let lead = bytes[position]
+        let length: Int
+        var secondRange: ClosedRange<UInt8> = 0x80...0xBF
+        switch lead {
+        case 0xC2...0xDF: length = 2
+        case 0xE0: length = 3; secondRange = 0xA0...0xBF
+        case 0xE1...0xEC, 0xEE...0xEF: length = 3
+        case 0xED: length = 3; secondRange = 0x80...0x9F
+        case 0xF0: length = 4; secondRange = 0x90...0xBF
+        case 0xF1...0xF3: length = 4
+        case 0xF4: length = 4; secondRange = 0x80...0x8F
+        default: throw error("invalid UTF-8")
+        }
+        guard position + length <= bytes.count, secondRange.contains(bytes[position + 1]) else { throw error("invalid UTF-8") }
+        for offset in 2..<length where !(0x80...0xBF).contains(bytes[position + offset]) {
+            throw error("invalid UTF-8")
+        }
+        position += length
+    }
+
+    private mutating func parseNumber() throws(JSONTape.SyntaxError) {
+        let start = position
+        if current == UInt8(ascii: "-") { position += 1 }
+        if current == UInt8(ascii: "0") {
+            position += 1
+        } else {
+            guard skipDigits() > 0 else { throw error("invalid number") }
+        }
+        var plain = true
+        if current == UInt8(ascii: ".") {
+            plain = false
+            position += 1
+            guard skipDigits() > 0 else { throw error("invalid number: digits must follow '.'") }
+        }
+        if current == UInt8(ascii: "e") || current == UInt8(ascii: "E") {
+            plain = false
+            position += 1
+            if current == UInt8(ascii: "+") || current == UInt8(ascii: "-") { position += 1 }
+            guard skipDigits() > 0 else { throw error("invalid number: digits must follow the exponent") }
+        }
+        append(.number, plain: plain, start: start, end: position)
+    }
+
+    private mutating func skipDigits() -> Int {
+        let start = position
+        while let byte = current, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) { position += 1 }
+        return position - start
+    }
+}

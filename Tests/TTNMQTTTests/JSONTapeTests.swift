@@ -1,0 +1,83 @@
+import Foundation
+import Testing
+
+@testable import TTNMQTT
+
+@Suite("JSON tape parser")
+struct JSONTapeTests {
+    @Test("valid JSON texts parse", arguments: [
+        "{}", "[]", "0", "-0", "1.5e-3", "-12E+2", "\"\"", "true", "false", "null", " \t\r\n{ \"a\" : [ 1 , 2 ] } \n",
+        #""\u00e9\ud83d\ude00\n\"\\\/\b\f\r\t""#, "\"é😀\"", #"{"a":{"b":{"c":[[],[{}]]}}}"#,
+    ])
+    func valid(text: String) throws {
+        _ = try JSONTape(Array(text.utf8))
+    }
+
+    @Test("invalid JSON texts are refused with a reason", arguments: [
+        "", " ", "{", "}", "[1,]", "{\"a\":1,}", "{\"a\" 1}", "{a:1}", "[1 2]", "01", "1.", ".5", "-", "1e", "+1", "0x10",
+        "tru", "nul", "True", "NaN", "Infinity", "'a'", "\"abc", "\"a\u{01}b\"", "\"\\x\"", "\"\\u12\"", "\"\\ud800\"",
+        "\"\\udc00\"", "\"\\ud800\\u0041\"", "{} {}", "[] x",
+    ])
+    func invalid(text: String) {
+        #expect(throws: JSONTape.SyntaxError.self) { try JSONTape(Array(text.utf8)) }
+    }
+
+    @Test("invalid UTF-8 inside strings is refused: stray, truncated, overlong and surrogate sequences", arguments: [
+        [0x80], [0xC0, 0x80], [0xC3], [0xE0, 0x80, 0x80], [0xED, 0xA0, 0x80], [0xF4, 0x90, 0x80, 0x80], [0xF8, 0x88, 0x80, 0x80],
+        [0xFF], [0xE2, 0x82],
+    ] as [[UInt8]])
+    func invalidUTF8(sequence: [UInt8]) {
+        let text = Array("\"a".utf8) + sequence + Array("b\"".utf8)
+        #expect(throws: JSONTape.SyntaxError.self) { try JSONTape(text) }
+    }
+
+    @Test("nesting is limited, so hostile input cannot exhaust the stack")
+    func depth() throws {
+        let limit = JSONTape.maximumDepth
+        _ = try JSONTape(Array((String(repeating: "[", count: limit) + String(repeating: "]", count: limit)).utf8))
+        #expect(throws: JSONTape.SyntaxError.self) {
+            try JSONTape(Array((String(repeating: "[", count: limit + 1) + String(repeating: "]", count: limit + 1)).utf8))
+        }
+        #expect(throws: JSONTape.SyntaxError.self) { try JSONTape(Array(String(repeating: "[", count: 100_000).utf8)) }
+    }
+
+    @Test("strings resolve escapes and compare by content")
+    func strings() throws {
+        let tape = try JSONTape(Array(#"{"k\u0065y":"caf\u00e9 \ud83d\ude00 \"q\" \\ \/","plain":"é"}"#.utf8))
+        let value = try #require(tape.member("key", of: 0))
+        #expect(tape.string(at: value) == "café 😀 \"q\" \\ /")
+        #expect(tape.string(at: try #require(tape.member("plain", of: 0))) == "é")
+        #expect(tape.member("ke", of: 0) == nil)
+    }
+
+    @Test("integers: exact within 64 bits, nil beyond or with a fraction")
+    func integers() throws {
+        func integer(_ text: String) throws -> Int64? { try JSONTape(Array(text.utf8)).integer(at: 0) }
+        #expect(try integer("-9223372036854775808") == Int64.min)
+        #expect(try integer("9223372036854775807") == Int64.max)
+        #expect(try integer("9223372036854775808") == nil)
+        #expect(try integer("-9223372036854775809") == nil)
+        #expect(try integer("1.0") == 1)
+        #expect(try integer("2e3") == 2000)
+        #expect(try integer("1.5") == nil)
+    }
+
+    @Test("doubles: nil when out of range")
+    func doubles() throws {
+        func double(_ text: String) throws -> Double? { try JSONTape(Array(text.utf8)).double(at: 0) }
+        #expect(try double("21.5") == 21.5)
+        #expect(try double("-0.000123") == -0.000123)
+        #expect(try double("123456789012345678901234567890") == 123456789012345678901234567890.0)
+        #expect(try double("1e999") == nil)
+        #expect(try double("-1e999") == nil)
+    }
+
+    @Test("every fixture reads as Foundation's JSONDecoder reads it", arguments: try FileManager.default
+        .contentsOfDirectory(atPath: Fixtures.directory.path).filter { $0.hasSuffix(".json") }.sorted())
+    func agreesWithFoundation(name: String) throws {
+        let bytes = try Fixtures.bytes(name)
+        let ours = try JSONTape(bytes).jsonValue(at: 0)
+        let foundation = try JSONDecoder().decode(JSONValue.self, from: Data(bytes))
+        #expect(ours == foundation)
+    }
+}
