@@ -72,7 +72,7 @@ let package = Package(
         // The measuring side of scripts/bench.
         .executableTarget(
             name: "ttn-bench",
-            dependencies: ["TTNHost", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
+            dependencies: ["TTNHost", "TTNLua", "CMosquitto", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")],
             path: "Benchmarks/ttn-bench"
         ),
 

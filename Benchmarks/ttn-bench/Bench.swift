@@ -2,11 +2,15 @@
 // waits until that handler has seen the expected number of uplinks, and prints one line of results.
 //
 //   ttn-bench lua DIR COUNT | swift COUNT      (broker from TTN_HOST / TTN_PORT / TTN_API_KEY / TTN_APP_ID)
+//   ttn-bench decode FILE COUNT                (no broker: decodes the uplink in FILE COUNT times)
+//   ttn-bench script FILE.lua UPLINK COUNT     (no broker: runs the script's handler COUNT times)
+//   ttn-bench probe HOST PORT USER PASSWORD UPLINKS.jsonl RATE COUNT   (the latency run's network side)
 import Foundation
 import Logging
 import ServiceLifecycle
 import Synchronization
 import TTNHost
+import TTNLua
 import TTNMQTT
 
 struct BenchError: Error, CustomStringConvertible {
@@ -32,14 +36,60 @@ func residentMegabytes() -> Double {
     return (Double(line.split(separator: " ")[1]) ?? -1) / 1024
 }
 
+/// Times the client's per-uplink JSON work without MQTT: the check on arrival (`Uplink(json:)`), reading
+/// `decodedPayload` as the benchmark handlers do, and decoding every typed field.
+func measureDecoding(file: String, count: Int) throws {
+    let json = Array(try Data(contentsOf: URL(fileURLWithPath: file)))
+    let topic = "v3/my-app@ttn/devices/bench-device/up"
+    func microseconds(_ body: () throws -> Void) rethrows -> Double {
+        let start = ContinuousClock.now
+        for _ in 0..<count { try body() }
+        let elapsed = ContinuousClock.now - start
+        return (Double(elapsed.components.seconds) * 1e6 + Double(elapsed.components.attoseconds) / 1e12) / Double(count)
+    }
+    var checksum = 0.0
+    let arrival = try microseconds { _ = try Uplink(json: json, topic: topic) }
+    let payload = try microseconds {
+        if case .number(let value)? = try Uplink(json: json, topic: topic).decodedPayload?["temperature"] { checksum += value }
+    }
+    let typed = try microseconds { checksum += Double(try Uplink(json: json, topic: topic).uplinkMessage?.rxMetadata?.count ?? 0) }
+    emit(
+        "RESULT bytes=\(json.count) arrival_us=\(arrival) with_decoded_payload_us=\(payload) all_fields_us=\(typed) "
+            + "checksum=\(checksum)"
+    )
+}
+
+/// A bridge for a script run without a host: no history, and downlinks are refused.
+struct DetachedBridge: LuaHostBridge {
+    func allMessages() -> [[UInt8]] { [] }
+    func publish(_ downlink: String, deviceID: String, queue: LuaDownlinkQueue?) throws {
+        throw BenchError(description: "no host to publish to")
+    }
+}
+
+/// Times one Lua handler invocation alone, including the decoding of the uplink into a Lua table.
+func measureScript(file: String, uplink: String, count: Int) throws {
+    let source = Array(try Data(contentsOf: URL(fileURLWithPath: file)))
+    let message = LuaMessage(json: Array(try Data(contentsOf: URL(fileURLWithPath: uplink))), deviceID: "bench-device")
+    let script = try LuaScript(name: file, source: source, limits: LuaLimits(), bridge: DetachedBridge(), logger: Logger(label: "bench"))
+    let start = ContinuousClock.now
+    for _ in 0..<count { try script.handle(message) }
+    let elapsed = ContinuousClock.now - start
+    let microseconds = (Double(elapsed.components.seconds) * 1e6 + Double(elapsed.components.attoseconds) / 1e12) / Double(count)
+    emit("RESULT invocations=\(count) microseconds_per_invocation=\(microseconds)")
+}
+
 @main
 struct Bench {
     static func main() async throws {
         let arguments = Array(CommandLine.arguments.dropFirst())
         let environment = ProcessInfo.processInfo.environment
         guard let mode = arguments.first, let count = Int(arguments.last ?? "") else {
-            throw BenchError(description: "usage: ttn-bench lua DIR COUNT | swift COUNT")
+            throw BenchError(description: "usage: ttn-bench lua DIR COUNT | swift COUNT | decode FILE COUNT | probe ...")
         }
+        if mode == "decode" { return try measureDecoding(file: arguments[1], count: count) }
+        if mode == "probe" { return try runLatencyProbe(arguments) }
+        if mode == "script" { return try measureScript(file: arguments[1], uplink: arguments[2], count: count) }
         var client = MQTTClient.Configuration(
             applicationID: environment["TTN_APP_ID"] ?? "my-app", apiKey: environment["TTN_API_KEY"] ?? ""
         )

@@ -1,0 +1,121 @@
+import CMosquitto
+import Foundation
+import Synchronization
+
+/// The network side of the latency run: publishes uplinks at a fixed rate, as TTN would, and times each
+/// downlink the handler sends back (it carries the correlation id `bench:<f_cnt>`) on one monotonic clock.
+///
+/// It is written against libmosquitto directly, with its own network thread, so that the probe never delays
+/// its own timestamps (a Python probe did: its publishing loop held the GIL while the receiving thread waited).
+final class LatencyProbe {
+    private let sentAt: UnsafeMutableBufferPointer<UInt64>
+    private let receivedAt: UnsafeMutableBufferPointer<UInt64>
+    private let received = Atomic(0)
+    private let handle: OpaquePointer
+
+    /// Connects as the network side (`user`/`password` of the test broker) and subscribes to every downlink.
+    init(host: String, port: Int, user: String, password: String, count: Int) throws {
+        sentAt = .allocate(capacity: count)
+        receivedAt = .allocate(capacity: count)
+        sentAt.initialize(repeating: 0)
+        receivedAt.initialize(repeating: 0)
+        mosquitto_lib_init()
+        guard let handle = mosquitto_new("bench-network", true, nil) else { throw BenchError(description: "mosquitto_new failed") }
+        self.handle = handle
+        mosquitto_user_data_set(handle, Unmanaged.passUnretained(self).toOpaque())
+        mosquitto_username_pw_set(handle, user, password)
+        try check(mosquitto_int_option(handle, MOSQ_OPT_TCP_NODELAY, 1), "int_option")  // send each uplink at once
+        mosquitto_message_callback_set(handle) { _, context, message in
+            guard let context, let message else { return }
+            Unmanaged<LatencyProbe>.fromOpaque(context).takeUnretainedValue().record(message.pointee)
+        }
+        try check(mosquitto_connect(handle, host, Int32(port), 30), "connect")
+        try check(mosquitto_subscribe(handle, nil, "v3/my-app@ttn/devices/+/down/#", 1), "subscribe")
+        try check(mosquitto_loop_start(handle), "loop_start")
+    }
+
+    deinit {
+        mosquitto_disconnect(handle)
+        mosquitto_loop_stop(handle, false)
+        mosquitto_destroy(handle)
+        sentAt.deallocate()
+        receivedAt.deallocate()
+    }
+
+    /// Publishes `uplinks[n]` (whose f_cnt is n) at `rate` per second, then waits up to 30 s for the downlinks
+    /// of every `answerEvery`-th uplink. Returns the latencies in milliseconds, sorted, and how many are missing.
+    func run(uplinks: [[UInt8]], topic: String, rate: Double, answerEvery: Int) throws -> (milliseconds: [Double], missing: Int) {
+        Thread.sleep(forTimeInterval: 0.5)  // let the subscription settle
+        let interval = UInt64(1e9 / rate)
+        let start = Self.now()
+        for (index, uplink) in uplinks.enumerated() {
+            Self.wait(until: start + UInt64(index) * interval)
+            sentAt[index] = Self.now()
+            let code = uplink.withUnsafeBytes { (bytes) -> Int32 in
+                mosquitto_publish(handle, nil, topic, Int32(bytes.count), bytes.baseAddress, 0, false)
+            }
+            try check(code, "publish")
+        }
+        let expected = (uplinks.count + answerEvery - 1) / answerEvery
+        let deadline = Self.now() + 30_000_000_000
+        while received.load(ordering: .acquiring) < expected && Self.now() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        let milliseconds = stride(from: 0, to: uplinks.count, by: answerEvery).compactMap { index -> Double? in
+            let arrival = receivedAt[index]
+            return arrival == 0 ? nil : Double(arrival - sentAt[index]) / 1e6
+        }
+        return (milliseconds.sorted(), expected - milliseconds.count)
+    }
+
+    /// Runs on libmosquitto's thread: notes when the downlink for `bench:<n>` arrived.
+    private func record(_ message: mosquitto_message) {
+        let arrival = Self.now()
+        let payload = UnsafeBufferPointer(start: message.payload.assumingMemoryBound(to: UInt8.self), count: Int(message.payloadlen))
+        let marker = Array("\"bench:".utf8)
+        guard let found = payload.indices.first(where: { payload[$0...].starts(with: marker) }) else { return }
+        var index = 0
+        for digit in payload[(found + marker.count)...].prefix(while: { (48...57).contains($0) }) { index = index * 10 + Int(digit - 48) }
+        guard index < receivedAt.count, receivedAt[index] == 0 else { return }
+        receivedAt[index] = arrival
+        received.add(1, ordering: .releasing)
+    }
+
+    private func check(_ code: Int32, _ operation: String) throws {
+        guard code == MOSQ_ERR_SUCCESS.rawValue else {
+            throw BenchError(description: "probe: mosquitto_\(operation) failed: \(String(cString: mosquitto_strerror(code)))")
+        }
+    }
+
+    private static func now() -> UInt64 {
+        var time = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &time)
+        return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
+    }
+
+    /// Sleeps until 100 µs before `target`, then spins, so each uplink leaves on time.
+    private static func wait(until target: UInt64) {
+        let sleepUntil = target > 100_000 ? target - 100_000 : 0
+        if now() < sleepUntil {
+            var time = timespec(tv_sec: Int(sleepUntil / 1_000_000_000), tv_nsec: Int(sleepUntil % 1_000_000_000))
+            clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &time, nil)
+        }
+        while now() < target {}
+    }
+}
+
+/// `ttn-bench probe HOST PORT USER PASSWORD UPLINKS.jsonl RATE COUNT`: prints `LATENCY n= p50_ms= p99_ms= max_ms=`.
+func runLatencyProbe(_ arguments: [String]) throws {
+    guard arguments.count == 8, let port = Int(arguments[2]), let rate = Double(arguments[6]), let count = Int(arguments[7]) else {
+        throw BenchError(description: "usage: ttn-bench probe HOST PORT USER PASSWORD UPLINKS.jsonl RATE COUNT")
+    }
+    let lines = try String(contentsOfFile: arguments[5], encoding: .utf8).split(separator: "\n").prefix(count)
+    guard lines.count == count else { throw BenchError(description: "probe: \(arguments[5]) has fewer than \(count) uplinks") }
+    let probe = try LatencyProbe(host: arguments[1], port: port, user: arguments[3], password: arguments[4], count: count)
+    let (latencies, missing) = try probe.run(
+        uplinks: lines.map { Array($0.utf8) }, topic: "v3/my-app@ttn/devices/bench-device/up", rate: rate, answerEvery: 10
+    )
+    guard missing == 0, let worst = latencies.last else {
+        throw BenchError(description: "probe: \(missing) of \(missing + latencies.count) downlinks did not arrive")
+    }
+    func percentile(_ fraction: Double) -> Double { latencies[min(latencies.count - 1, Int(fraction * Double(latencies.count)))] }
+    emit(String(format: "LATENCY n=%d p50_ms=%.3f p99_ms=%.3f max_ms=%.3f", latencies.count, percentile(0.5), percentile(0.99), worst))
+}
