@@ -4,7 +4,8 @@
 //   ttn-bench lua DIR COUNT | swift COUNT      (broker from TTN_HOST / TTN_PORT / TTN_API_KEY / TTN_APP_ID)
 //   ttn-bench decode FILE COUNT                (no broker: decodes the uplink in FILE COUNT times)
 //   ttn-bench script FILE.lua UPLINK COUNT     (no broker: runs the script's handler COUNT times)
-//   ttn-bench probe HOST PORT USER PASSWORD UPLINKS.jsonl RATE COUNT   (the latency run's network side)
+//   ttn-bench probe HOST PORT USER PASSWORD UPLINKS.jsonl RATE COUNT            (the latency run's network side)
+//   ttn-bench publish HOST PORT USER PASSWORD UPLINKS.jsonl RATE COUNT REPEAT   (the memory run's network side)
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -89,6 +90,7 @@ struct Bench {
         }
         if mode == "decode" { return try measureDecoding(file: arguments[1], count: count) }
         if mode == "probe" { return try runLatencyProbe(arguments) }
+        if mode == "publish" { return try runSteadyPublisher(arguments) }
         if mode == "script" { return try measureScript(file: arguments[1], uplink: arguments[2], count: count) }
         var client = MQTTClient.Configuration(
             applicationID: environment["TTN_APP_ID"] ?? "my-app", apiKey: environment["TTN_API_KEY"] ?? ""
@@ -118,7 +120,7 @@ struct Bench {
                 if handled > 0 && first == nil { first = .now }
                 if handled >= count { break }
                 if ContinuousClock.now - lastProgress > .milliseconds(250) {
-                    emit("PROGRESS handled=\(handled)")  // lets scripts/bench pace a long run
+                    emit("PROGRESS handled=\(handled) rss_mb=\(residentMegabytes())")  // memory over a long run
                     lastProgress = .now
                 }
                 try await Task.sleep(for: .milliseconds(1))

@@ -2,12 +2,12 @@ import CMosquitto
 import Foundation
 import Synchronization
 
-/// The network side of the latency run: publishes uplinks at a fixed rate, as TTN would, and times each
-/// downlink the handler sends back (it carries the correlation id `bench:<f_cnt>`) on one monotonic clock.
+/// The network side of the latency and memory runs: publishes uplinks at a fixed rate, as TTN would, and times
+/// each downlink the handler sends back (it carries the correlation id `bench:<f_cnt>`) on one monotonic clock.
 ///
 /// It is written against libmosquitto directly, with its own network thread, so that the probe never delays
 /// its own timestamps (a Python probe did: its publishing loop held the GIL while the receiving thread waited).
-final class LatencyProbe {
+final class NetworkSide {
     private let sentAt: UnsafeMutableBufferPointer<UInt64>
     private let receivedAt: UnsafeMutableBufferPointer<UInt64>
     private let received = Atomic(0)
@@ -27,7 +27,7 @@ final class LatencyProbe {
         try check(mosquitto_int_option(handle, MOSQ_OPT_TCP_NODELAY, 1), "int_option")  // send each uplink at once
         mosquitto_message_callback_set(handle) { _, context, message in
             guard let context, let message else { return }
-            Unmanaged<LatencyProbe>.fromOpaque(context).takeUnretainedValue().record(message.pointee)
+            Unmanaged<NetworkSide>.fromOpaque(context).takeUnretainedValue().record(message.pointee)
         }
         try check(mosquitto_connect(handle, host, Int32(port), 30), "connect")
         try check(mosquitto_subscribe(handle, nil, "v3/my-app@ttn/devices/+/down/#", 1), "subscribe")
@@ -42,24 +42,30 @@ final class LatencyProbe {
         receivedAt.deallocate()
     }
 
-    /// Publishes `uplinks[n]` (whose f_cnt is n) at `rate` per second, then waits up to 30 s for the downlinks
-    /// of every `answerEvery`-th uplink. Returns the latencies in milliseconds, sorted, and how many are missing.
-    func run(uplinks: [[UInt8]], topic: String, rate: Double, answerEvery: Int) throws -> (milliseconds: [Double], missing: Int) {
+    /// Publishes `uplinks` in order, `repeat` times, at `rate` per second, each one on time.
+    func publish(_ uplinks: [[UInt8]], topic: String, rate: Double, repeat repetitions: Int = 1) throws {
         Thread.sleep(forTimeInterval: 0.5)  // let the subscription settle
-        let interval = UInt64(1e9 / rate)
+        let interval = 1e9 / rate
         let start = Self.now()
-        for (index, uplink) in uplinks.enumerated() {
-            Self.wait(until: start + UInt64(index) * interval)
-            sentAt[index] = Self.now()
-            let code = uplink.withUnsafeBytes { (bytes) -> Int32 in
-                mosquitto_publish(handle, nil, topic, Int32(bytes.count), bytes.baseAddress, 0, false)
+        for round in 0..<repetitions {
+            for (index, uplink) in uplinks.enumerated() {
+                Self.wait(until: start + UInt64(Double(round * uplinks.count + index) * interval))
+                if round == 0 { sentAt[index] = Self.now() }
+                let code = uplink.withUnsafeBytes { (bytes) -> Int32 in
+                    mosquitto_publish(handle, nil, topic, Int32(bytes.count), bytes.baseAddress, 0, false)
+                }
+                try check(code, "publish")
             }
-            try check(code, "publish")
         }
-        let expected = (uplinks.count + answerEvery - 1) / answerEvery
+    }
+
+    /// Waits up to 30 s for the downlinks answering every `answerEvery`-th uplink of the first round. Returns
+    /// the latencies in milliseconds, sorted, and how many downlinks are missing.
+    func latencies(of count: Int, answerEvery: Int) -> (milliseconds: [Double], missing: Int) {
+        let expected = (count + answerEvery - 1) / answerEvery
         let deadline = Self.now() + 30_000_000_000
         while received.load(ordering: .acquiring) < expected && Self.now() < deadline { Thread.sleep(forTimeInterval: 0.01) }
-        let milliseconds = stride(from: 0, to: uplinks.count, by: answerEvery).compactMap { index -> Double? in
+        let milliseconds = stride(from: 0, to: count, by: answerEvery).compactMap { index -> Double? in
             let arrival = receivedAt[index]
             return arrival == 0 ? nil : Double(arrival - sentAt[index]) / 1e6
         }
@@ -102,20 +108,38 @@ final class LatencyProbe {
     }
 }
 
-/// `ttn-bench probe HOST PORT USER PASSWORD UPLINKS.jsonl RATE COUNT`: prints `LATENCY n= p50_ms= p99_ms= max_ms=`.
-func runLatencyProbe(_ arguments: [String]) throws {
+/// The network side's arguments: `HOST PORT USER PASSWORD UPLINKS.jsonl RATE COUNT`.
+private func connectNetworkSide(_ arguments: [String], usage: String) throws -> (NetworkSide, [[UInt8]], Double) {
     guard arguments.count == 8, let port = Int(arguments[2]), let rate = Double(arguments[6]), let count = Int(arguments[7]) else {
-        throw BenchError(description: "usage: ttn-bench probe HOST PORT USER PASSWORD UPLINKS.jsonl RATE COUNT")
+        throw BenchError(description: "usage: \(usage)")
     }
     let lines = try String(contentsOfFile: arguments[5], encoding: .utf8).split(separator: "\n").prefix(count)
-    guard lines.count == count else { throw BenchError(description: "probe: \(arguments[5]) has fewer than \(count) uplinks") }
-    let probe = try LatencyProbe(host: arguments[1], port: port, user: arguments[3], password: arguments[4], count: count)
-    let (latencies, missing) = try probe.run(
-        uplinks: lines.map { Array($0.utf8) }, topic: "v3/my-app@ttn/devices/bench-device/up", rate: rate, answerEvery: 10
-    )
+    guard lines.count == count else { throw BenchError(description: "\(arguments[5]) has fewer than \(count) uplinks") }
+    let probe = try NetworkSide(host: arguments[1], port: port, user: arguments[3], password: arguments[4], count: count)
+    return (probe, lines.map { Array($0.utf8) }, rate)
+}
+
+private let benchTopic = "v3/my-app@ttn/devices/bench-device/up"
+
+/// `ttn-bench probe HOST PORT USER PASSWORD UPLINKS.jsonl RATE COUNT`: publishes COUNT uplinks at RATE and prints
+/// `LATENCY n= p50_ms= p99_ms= max_ms=` for the downlinks answering every 10th.
+func runLatencyProbe(_ arguments: [String]) throws {
+    let (probe, uplinks, rate) = try connectNetworkSide(arguments, usage: "ttn-bench probe HOST PORT USER PASSWORD UPLINKS.jsonl RATE COUNT")
+    try probe.publish(uplinks, topic: benchTopic, rate: rate)
+    let (latencies, missing) = probe.latencies(of: uplinks.count, answerEvery: 10)
     guard missing == 0, let worst = latencies.last else {
         throw BenchError(description: "probe: \(missing) of \(missing + latencies.count) downlinks did not arrive")
     }
     func percentile(_ fraction: Double) -> Double { latencies[min(latencies.count - 1, Int(fraction * Double(latencies.count)))] }
     emit(String(format: "LATENCY n=%d p50_ms=%.3f p99_ms=%.3f max_ms=%.3f", latencies.count, percentile(0.5), percentile(0.99), worst))
+}
+
+/// `ttn-bench publish HOST PORT USER PASSWORD UPLINKS.jsonl RATE COUNT REPEAT`: publishes the first COUNT uplinks
+/// REPEAT times at a steady RATE (the memory run).
+func runSteadyPublisher(_ arguments: [String]) throws {
+    guard let repetitions = arguments.last.flatMap(Int.init) else { throw BenchError(description: "publish: REPEAT missing") }
+    let (probe, uplinks, rate) = try connectNetworkSide(
+        Array(arguments.dropLast()), usage: "ttn-bench publish HOST PORT USER PASSWORD UPLINKS.jsonl RATE COUNT REPEAT"
+    )
+    try probe.publish(uplinks, topic: benchTopic, rate: rate, repeat: repetitions)
 }
