@@ -30,6 +30,12 @@ public final class HandlerHost: Service, Sendable {
         public var handlerQueueLimit = 1024
         /// How long SIGTERM/SIGINT waits for queued uplinks to be handled before it reports the rest. Default 10 s.
         public var shutdownDeadline: Duration = .seconds(10)
+        /// Whether ``HandlerHost/run()`` waits for a broker that cannot be reached yet (nothing listens, no answer,
+        /// the name does not resolve), trying again with the client's capped exponential backoff
+        /// (`minimumReconnectDelay` doubling to `maximumReconnectDelay`, 1 s to 30 s by default) and logging every
+        /// failed attempt. Default true. A refused key, a TLS failure or a wrong setting ends `run()` at once either
+        /// way. Set it to false to fail fast and leave restarts to a supervisor.
+        public var waitForBroker = true
 
         public init(client: MQTTClient.Configuration, scriptDirectory: String? = nil) {
             self.client = client
@@ -129,10 +135,11 @@ public final class HandlerHost: Service, Sendable {
         if removed != nil { logger.info("Handler removed", metadata: ["handler": "\(name)"]) }
     }
 
-    /// Connects, loads the scripts, routes uplinks until graceful shutdown (SIGTERM/SIGINT through a
-    /// `ServiceGroup`), then drains the queues within ``Configuration/shutdownDeadline`` and disconnects.
-    /// SIGHUP reloads every script.
-    /// - Throws: ``TTNError`` when the first connection fails.
+    /// Loads the scripts, connects (waiting for the broker if ``Configuration/waitForBroker``), routes uplinks
+    /// until graceful shutdown (SIGTERM/SIGINT through a `ServiceGroup`), then drains the queues within
+    /// ``Configuration/shutdownDeadline`` and disconnects. SIGHUP reloads every script.
+    /// - Throws: ``TTNError`` when the first connection fails for a reason that waiting cannot fix (a refused key,
+    ///   TLS, a wrong setting), or for any reason when ``Configuration/waitForBroker`` is off.
     public func run() async throws {
         let scripts = try startScripts()
         client.setUplinkSink { [weak self] uplink in
@@ -140,21 +147,27 @@ public final class HandlerHost: Service, Sendable {
             guard !stopping.load(ordering: .relaxed) else { return arrivedDuringShutdown.increment() }
             for runner in handlers.withLock({ $0 }) { runner.enqueue(uplink) }
         }
-        try await client.connect()
-        logger.info("Host running", metadata: ["handlers": "\(handlerNames)"])
-
         let hangups = await UnixSignalsSequence(trapping: .sighup)
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                for await _ in hangups {
-                    self.logger.info("SIGHUP: reloading every script")
-                    scripts?.reloadAll()
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    for await _ in hangups {
+                        self.logger.info("SIGHUP: reloading every script")
+                        scripts?.reloadAll()
+                    }
                 }
+                defer { group.cancelAll() }
+                guard try await connectWhenBrokerIsUp() else {
+                    return logger.info("Stopped while waiting for the broker")
+                }
+                logger.info("Host running", metadata: ["handlers": "\(handlerNames)"])
+                await withGracefulShutdownHandler {
+                    try? await gracefulShutdown()
+                } onGracefulShutdown: {}
             }
-            await withGracefulShutdownHandler {
-                try? await gracefulShutdown()
-            } onGracefulShutdown: {}
-            group.cancelAll()
+        } catch {
+            scripts?.stopWatching()
+            throw error
         }
         scripts?.stopWatching()
         shutDown(scripts: scripts)

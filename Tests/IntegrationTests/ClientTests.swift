@@ -113,6 +113,13 @@ enum PrivateBroker {
         return try #require(Int(line.dropFirst("TTN_BROKER_PORT=".count)))
     }
 
+    /// A port for a broker that `start(in: directory, port:)` starts later; nothing listens on it yet.
+    static func freePort(in directory: URL) throws -> Int {
+        let port = try start(in: directory)
+        stop(in: directory)
+        return port
+    }
+
     /// A client of `my-app` on a private broker, reconnecting quickly (50 ms, doubling to 400 ms).
     static func client(port: Int) -> MQTTClient {
         var configuration = MQTTClient.Configuration(applicationID: "my-app", apiKey: Broker.apiKey)
