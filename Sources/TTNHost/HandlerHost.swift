@@ -51,17 +51,25 @@ public final class HandlerHost: Service, Sendable {
         public var malformed = 0
         /// Uplinks skipped because they were larger than the client's `maximumMessageSize`.
         public var oversized = 0
+        /// Uplinks that arrived after shutdown began: counted, not routed.
+        public var arrivedDuringShutdown = 0
         /// Per handler, by name.
         public var handlers: [String: HandlerStatistics] = [:]
     }
 
+    /// What one handler did with the uplinks routed to it: each is handled, dropped, waiting or (after a
+    /// shutdown that ran out of time) unhandled, apart from the one running now.
     public struct HandlerStatistics: Sendable, Hashable {
+        /// Invocations that ran to their end, successfully or not.
         public var handled = 0
         /// Uplinks dropped because this handler's queue was full.
         public var dropped = 0
-        /// Invocations that failed (a Lua error, a limit hit).
+        /// Invocations that failed (a Lua error, a limit hit, an interruption at shutdown); counted in `handled` too.
         public var failed = 0
+        /// Uplinks waiting in this handler's queue.
         public var waiting = 0
+        /// Uplinks still waiting when the shutdown deadline passed: removed from the queue, never handled.
+        public var unhandled = 0
     }
 
     public let configuration: Configuration
@@ -110,7 +118,8 @@ public final class HandlerHost: Service, Sendable {
     public var statistics: Statistics {
         let clientStatistics = client.statistics
         var statistics = Statistics(
-            uplinks: clientStatistics.uplinks, malformed: clientStatistics.malformed, oversized: clientStatistics.oversized
+            uplinks: clientStatistics.uplinks, malformed: clientStatistics.malformed, oversized: clientStatistics.oversized,
+            arrivedDuringShutdown: arrivedDuringShutdown.value
         )
         for runner in handlers.withLock({ $0 }) { statistics.handlers[runner.name] = runner.statistics }
         return statistics
@@ -144,8 +153,11 @@ public final class HandlerHost: Service, Sendable {
         let scripts = try startScripts()
         client.setUplinkSink { [weak self] uplink in
             guard let self else { return }
-            guard !stopping.load(ordering: .relaxed) else { return arrivedDuringShutdown.increment() }
-            for runner in handlers.withLock({ $0 }) { runner.enqueue(uplink) }
+            // Under the lock that shutdown takes to set `stopping`, so no uplink is queued after it began.
+            handlers.withLock { runners in
+                guard !stopping.load(ordering: .relaxed) else { return arrivedDuringShutdown.increment() }
+                for runner in runners { runner.enqueue(uplink) }
+            }
         }
         let hangups = await UnixSignalsSequence(trapping: .sighup)
         do {
@@ -174,26 +186,48 @@ public final class HandlerHost: Service, Sendable {
     }
 
     /// Stops routing new uplinks, lets the handlers finish what is queued until the deadline (their downlinks
-    /// still go out), aborts scripts still running after it, reports what was left, then disconnects, which
-    /// waits for the broker to acknowledge the downlinks.
+    /// still go out), then removes what still waits and interrupts the scripts still running, disconnects (which
+    /// waits for the broker to acknowledge the downlinks) and reports, per handler, what was handled and what not.
     func shutDown(scripts: ScriptSet?) {
-        stopping.store(true, ordering: .relaxed)
-        let deadline = ContinuousClock.now + configuration.shutdownDeadline
-        var unhandled: [String: Int] = [:]
-        for runner in handlers.withLock({ $0 }) {
-            let left = runner.waitUntilIdle(timeout: max(.zero, deadline - .now))
-            if left > 0 { unhandled[runner.name] = left }
+        let runners = handlers.withLock { runners in
+            stopping.store(true, ordering: .relaxed)
+            return runners
         }
-        if !unhandled.isEmpty { scripts?.interruptAll() }
+        let waiting = runners.reduce(0) { $0 + $1.statistics.waiting }
+        logger.info("Shutting down: handling the queued uplinks", metadata: ["waiting": "\(waiting)", "deadline": "\(configuration.shutdownDeadline)"])
+        let deadline = ContinuousClock.now + configuration.shutdownDeadline
+        let late = runners.filter { !$0.waitUntilIdle(timeout: max(.zero, deadline - .now)) }
+        if !late.isEmpty {
+            for runner in late { runner.abandonWaiting() }
+            scripts?.interruptAll()
+            // An interrupted script stops at its next instruction; a Swift closure runs to its end.
+            for runner in late where !runner.waitUntilIdle(timeout: .seconds(1)) {
+                logger.warning("Handler still running at disconnect", metadata: ["handler": "\(runner.name)"])
+            }
+        }
         client.disconnect()
-        let refused = arrivedDuringShutdown.value
-        if unhandled.isEmpty && refused == 0 {
-            logger.info("Host stopped; every queued uplink was handled")
-        } else {
-            logger.warning(
-                "Host stopped with uplinks not handled",
-                metadata: ["unhandled.queued": "\(unhandled)", "unhandled.arrived_during_shutdown": "\(refused)"]
+
+        let statistics = self.statistics
+        var unhandled = 0
+        for runner in runners {
+            let handler = statistics.handlers[runner.name] ?? HandlerStatistics()
+            unhandled += handler.unhandled
+            logger.log(
+                level: handler.unhandled > 0 ? .warning : .info, "Handler stopped",
+                metadata: [
+                    "handler": "\(runner.name)", "handled": "\(handler.handled)", "failed": "\(handler.failed)",
+                    "dropped": "\(handler.dropped)", "unhandled": "\(handler.unhandled)",
+                ]
             )
+        }
+        let metadata: Logger.Metadata = [
+            "uplinks": "\(statistics.uplinks)", "unhandled": "\(unhandled)",
+            "arrived_during_shutdown": "\(statistics.arrivedDuringShutdown)",
+        ]
+        if unhandled == 0 && statistics.arrivedDuringShutdown == 0 {
+            logger.info("Host stopped; every queued uplink was handled", metadata: metadata)
+        } else {
+            logger.warning("Host stopped with uplinks not handled", metadata: metadata)
         }
     }
 }
@@ -204,6 +238,7 @@ final class HandlerRunner: Sendable {
     let kind: String
     private let queue: DeliveryQueue<Uplink>
     private let failures = Counter()
+    private let abandoned = Counter()
 
     /// - Parameter body: runs one invocation; returns false when it failed (and has logged why).
     init(name: String, kind: String, queueLimit: Int, logger: Logger, body: @escaping @Sendable (Uplink) -> Bool) {
@@ -228,16 +263,24 @@ final class HandlerRunner: Sendable {
 
     func enqueue(_ uplink: Uplink) { queue.enqueue(uplink) }
 
-    func waitUntilIdle(timeout: Duration) -> Int { queue.waitUntilIdle(timeout: timeout) }
+    /// Waits until nothing waits or runs, or the timeout passed; returns whether the handler is idle.
+    func waitUntilIdle(timeout: Duration) -> Bool { queue.waitUntilIdle(timeout: timeout) }
+
+    /// Removes the waiting uplinks unhandled, for a shutdown past its deadline; they are counted as `unhandled`.
+    func abandonWaiting() { abandoned.add(queue.removeAll()) }
 
     var statistics: HandlerHost.HandlerStatistics {
-        .init(handled: queue.handledCount, dropped: queue.droppedCount, failed: failures.value, waiting: queue.count)
+        .init(
+            handled: queue.handledCount, dropped: queue.droppedCount, failed: failures.value, waiting: queue.count,
+            unhandled: abandoned.value
+        )
     }
 }
 
 /// A counter shared between threads.
 final class Counter: Sendable {
     private let atomic = Atomic(0)
-    func increment() { atomic.add(1, ordering: .relaxed) }
+    func increment() { add(1) }
+    func add(_ amount: Int) { atomic.add(amount, ordering: .relaxed) }
     var value: Int { atomic.load(ordering: .relaxed) }
 }

@@ -142,6 +142,93 @@ struct HostProcessTests {
         }
     }
 
+    @Test("SIGTERM during a burst with a generous deadline: every queued uplink is handled, and the log accounts for all")
+    func sigtermDuringBurst() async throws {
+        let run = try await burst(uplinks: 2000, spinMilliseconds: 2, deadline: 60)
+        #expect(run.status == 0)
+        #expect(run.report.waiting > 0, "SIGTERM came while uplinks waited")
+        for name in ["slow.lua", "quick.lua"] {
+            #expect(run.report[name, "unhandled"] == 0, "\(name): every queued uplink was handled")
+            #expect(run.report[name, "dropped"] == 0)
+            #expect(run.report[name, "handled"] == run.report.routed, "\(name): \(run.report)")
+        }
+        #expect(run.report.host.isEmpty == false && run.report.unhandled == 0)
+        #expect(run.answers.count == run.report["slow.lua", "handled"], "every handled uplink's downlink went out")
+        #expect(Set(run.answers).count == run.answers.count, "each once")
+    }
+
+    @Test("SIGTERM during a burst with a short deadline: what was left is reported per handler, and it still exits 0")
+    func sigtermDuringBurstPastDeadline() async throws {
+        let run = try await burst(uplinks: 1000, spinMilliseconds: 20, deadline: 1)
+        #expect(run.status == 0)
+        let unhandled = run.report["slow.lua", "unhandled"]
+        #expect(unhandled > 0, "20 s of work does not fit in a 1 s deadline: \(run.report)")
+        #expect(run.report["quick.lua", "unhandled"] == 0)
+        #expect(run.report.unhandled == unhandled)
+        for name in ["slow.lua", "quick.lua"] {
+            let handler = run.report.handlers[name] ?? [:]
+            #expect(
+                handler["handled", default: -1] + handler["unhandled", default: -1] + handler["dropped", default: -1] == run.report.routed,
+                "\(name): handled + unhandled + dropped accounts for every routed uplink: \(run.report)"
+            )
+        }
+        // At most the invocation running at the deadline is interrupted; the ones removed unhandled are not run.
+        let failed = run.report["slow.lua", "failed"]
+        #expect(failed <= 1)
+        #expect(run.log.components(separatedBy: "Lua handler failed").count - 1 == failed)
+        #expect(run.answers.count == run.report["slow.lua", "handled"] - failed, "every completed invocation's downlink went out")
+    }
+
+    /// Runs ttn-host with a slow script (`spinMilliseconds` per uplink, one downlink each) and a quick one,
+    /// publishes `uplinks` uplinks, sends SIGTERM once the slow script has answered a few, and collects the report.
+    private func burst(uplinks: Int, spinMilliseconds: Int, deadline: Int) async throws -> BurstRun {
+        let app = Broker.application()
+        let network = try NetworkSide(port: try Broker.requirePort(), watching: ["v3/\(app)@ttn/devices/+/down/#"])
+        defer { network.close() }
+        let slow = """
+            setMessageHandler(function()
+              local m = getLastMessage()
+              local start = os.clock()
+              while os.clock() - start < \(Double(spinMilliseconds) / 1000) do end
+              publish({f_port = 7, bytes = {1}, correlation_ids = {"fcnt:" .. m.uplink_message.f_cnt}})
+            end)
+            """
+        let scripts = try scriptDirectory(["slow.lua": slow, "quick.lua": "setMessageHandler(function() end)"])
+        let log = logFile()
+        let host = try ChildProcess(
+            try binary(),
+            ["--scripts", scripts.path, "--shutdown-deadline", "\(deadline)", "--queue-limit", "100000"],
+            environment: try environment(application: app), output: log
+        )
+        var probes = 0
+        while network.messages.isEmpty && probes < 200 {
+            try network.publishUplink(application: app, device: "dev", json: uplinkJSON(counter: 1_000_000 + probes))
+            probes += 1
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        try #require(!network.messages.isEmpty, "the host answers")
+        let answeredBefore = network.messages.count
+        // The burst goes on while SIGTERM arrives, so some uplinks may arrive during the shutdown.
+        let publisher = Task {
+            for counter in 0..<uplinks {
+                try network.publishUplink(application: app, device: "dev", json: uplinkJSON(counter: counter))
+                if counter.isMultiple(of: 100) { try await Task.sleep(for: .milliseconds(5)) }
+            }
+        }
+        #expect(await eventually { network.messages.count >= answeredBefore + 10 })
+        host.signal(SIGTERM)
+        let status = host.wait()
+        try await publisher.value
+        let output = contents(log)
+        let report = ShutdownReport(log: output)
+        // The host disconnects only once the broker has acknowledged its downlinks; they are on their way here.
+        let answered = report["slow.lua", "handled"] - report["slow.lua", "failed"]
+        _ = await eventually { network.messages.count >= answered }
+        let answers = network.messages.map { String(decoding: $0.payload, as: UTF8.self) }
+        #expect(report.host["uplinks", default: 0] <= probes + uplinks)
+        return BurstRun(status: status, report: report, answers: answers, log: output)
+    }
+
     @Test("missing settings are refused with what to do")
     func usageErrors() throws {
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("ttn-host-\(UUID().uuidString).log").path
@@ -151,4 +238,44 @@ struct HostProcessTests {
         #expect(host.wait() != 0)
         #expect(try String(contentsOfFile: log, encoding: .utf8).contains("Generate new API key"))
     }
+}
+
+struct BurstRun {
+    let status: Int32
+    let report: ShutdownReport
+    /// The downlinks the network side received, as text.
+    let answers: [String]
+    let log: String
+}
+
+/// What ttn-host's log says at shutdown: `Shutting down ... waiting=N`, a `Handler stopped` line per handler
+/// (handled, failed, dropped, unhandled) and `Host stopped` (uplinks, unhandled, arrived_during_shutdown).
+struct ShutdownReport: CustomStringConvertible {
+    var waiting = -1
+    var handlers: [String: [String: Int]] = [:]
+    var host: [String: Int] = [:]
+
+    init(log: String) {
+        for line in log.split(separator: "\n") {
+            var fields: [String: String] = [:]
+            for match in line.matches(of: /([a-z_.]+)=([^ ]+)/) { fields[String(match.1)] = String(match.2) }
+            let numbers = fields.compactMapValues { Int($0) }
+            if line.hasSuffix("Shutting down: handling the queued uplinks") {
+                waiting = numbers["waiting", default: -1]
+            } else if line.hasSuffix("] Handler stopped"), let name = fields["handler"] {
+                handlers[name] = numbers
+            } else if line.contains("] Host stopped") {
+                host = numbers
+            }
+        }
+    }
+
+    /// A handler's counter, or -1 when the log does not have it.
+    subscript(handler: String, counter: String) -> Int { handlers[handler]?[counter] ?? -1 }
+
+    var unhandled: Int { host["unhandled", default: -1] }
+    /// Uplinks routed to the handlers: received before shutdown began.
+    var routed: Int { host["uplinks", default: -1] - host["arrived_during_shutdown", default: 0] }
+
+    var description: String { "waiting \(waiting), handlers \(handlers), host \(host)" }
 }
