@@ -66,6 +66,9 @@ struct TTNHostCommand: AsyncParsableCommand {
     @Option(name: .customLong("lua-memory-limit-mb"), help: "Memory cap of one Lua script, in MiB.")
     var luaMemoryLimit: Int?
 
+    @Option(name: .customLong("lua-downlink-limit"), help: "Downlinks one Lua handler invocation may publish. (default: 10)")
+    var luaDownlinkLimit: Int?
+
     @Option(name: .customLong("shutdown-deadline"), help: "Seconds SIGTERM waits for queued uplinks to be handled.")
     var shutdownDeadline = 10
 
@@ -98,6 +101,9 @@ struct TTNHostCommand: AsyncParsableCommand {
         if host != nil && region != nil { throw ValidationError("Give --region or --host, not both.") }
         if let port = Self.environment["TTN_PORT"], self.port == nil, Int(port) == nil {
             throw ValidationError("TTN_PORT '\(port)' is not a number; use 8883 (TLS) or 1883.")
+        }
+        if let luaDownlinkLimit, luaDownlinkLimit < 0 {
+            throw ValidationError("--lua-downlink-limit must be 0 or more.")
         }
         if let value = Self.environment["TTN_WAIT_FOR_BROKER"], Self.boolean(value) == nil {
             throw ValidationError("TTN_WAIT_FOR_BROKER '\(value)' is not true or false.")
@@ -164,6 +170,7 @@ struct TTNHostCommand: AsyncParsableCommand {
         configuration.waitForBroker = waitForBroker ?? environment["TTN_WAIT_FOR_BROKER"].flatMap(Self.boolean) ?? true
         if let luaTimeLimit { configuration.luaLimits.timeLimit = .milliseconds(luaTimeLimit) }
         if let luaMemoryLimit { configuration.luaLimits.memoryLimit = luaMemoryLimit * 1024 * 1024 }
+        if let luaDownlinkLimit { configuration.luaLimits.downlinkLimit = luaDownlinkLimit }
         return configuration
     }
 

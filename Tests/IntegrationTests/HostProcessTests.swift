@@ -179,6 +179,52 @@ struct HostProcessTests {
         #expect(run.answers.count == run.report["slow.lua", "handled"] - failed, "every completed invocation's downlink went out")
     }
 
+    @Test("a script publishing 10,000 downlinks per uplink is stopped at the downlink limit; the healthy script beside it sees every uplink")
+    func downlinkFlood() async throws {
+        let app = Broker.application()
+        let network = try NetworkSide(port: try Broker.requirePort(), watching: ["v3/\(app)@ttn/devices/+/down/#"])
+        defer { network.close() }
+        let flood = """
+            setMessageHandler(function()
+              for i = 1, 10000 do
+                publish({f_port = 1, bytes = {1}, correlation_ids = {"flood"}})
+              end
+            end)
+            """
+        let healthy = """
+            setMessageHandler(function()
+              publish({f_port = 2, bytes = {2}, correlation_ids = {"healthy:" .. getLastMessage().uplink_message.f_cnt}})
+            end)
+            """
+        let scripts = try scriptDirectory(["flood.lua": flood, "healthy.lua": healthy])
+        let log = logFile()
+        let host = try ChildProcess(
+            try binary(), ["--scripts", scripts.path], environment: try environment(application: app), output: log
+        )
+        @Sendable func answers(_ prefix: String) -> [String] {
+            network.messages.map { String(decoding: $0.payload, as: UTF8.self) }.filter { $0.contains("\"\(prefix)") }
+        }
+        var probes = 0
+        while answers("healthy:").isEmpty && probes < 200 {
+            try network.publishUplink(application: app, device: "dev", json: uplinkJSON(counter: 1_000_000 + probes))
+            probes += 1
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        for counter in 0..<50 { try network.publishUplink(application: app, device: "dev", json: uplinkJSON(counter: counter)) }
+        #expect(await eventually { (0..<50).allSatisfy { counter in answers("healthy:").contains { $0.contains("healthy:\(counter)\"") } } })
+        host.signal(SIGTERM)
+        #expect(host.wait() == 0)
+        let report = ShutdownReport(log: contents(log))
+        let uplinks = report.routed
+        #expect(uplinks >= 50)
+        #expect(report["healthy.lua", "handled"] == uplinks && report["healthy.lua", "failed"] == 0, "\(report)")
+        #expect(report["flood.lua", "handled"] == uplinks && report["flood.lua", "failed"] == uplinks, "every flood run fails")
+        #expect(await eventually { answers("flood").count >= 10 * uplinks })
+        #expect(answers("flood").count == 10 * uplinks, "10 downlinks (the default limit) per uplink, not 10,000")
+        #expect(answers("healthy:").count == uplinks)
+        #expect(contents(log).contains("flood.lua:3: publish: downlink limit reached"), "logged at the script's line")
+    }
+
     /// Runs ttn-host with a slow script (`spinMilliseconds` per uplink, one downlink each) and a quick one,
     /// publishes `uplinks` uplinks, sends SIGTERM once the slow script has answered a few, and collects the report.
     private func burst(uplinks: Int, spinMilliseconds: Int, deadline: Int) async throws -> BurstRun {
