@@ -380,11 +380,17 @@ final class MosquittoConnection: Sendable {
         let rc = payload.withUnsafeBytes { bytes in
             mosquitto_publish(handle.raw, &messageID, topic, Int32(bytes.count), bytes.baseAddress, qos, false)
         }
-        guard rc == MOSQ_ERR_SUCCESS.rawValue else {
-            if rc == MOSQ_ERR_NO_CONN.rawValue { throw TTNError.notConnected }
+        switch rc {
+        case MOSQ_ERR_SUCCESS.rawValue:
+            return Int(messageID)
+        case MOSQ_ERR_NO_CONN.rawValue where qos > 0:
+            // libmosquitto queued it before trying to send; it goes out after the reconnect.
+            return Int(messageID)
+        case MOSQ_ERR_NO_CONN.rawValue:
+            throw TTNError.notConnected
+        default:
             throw .mosquitto(rc, "Publishing to '\(topic)'")
         }
-        return Int(messageID)
     }
 
     /// Sends DISCONNECT after what is already queued, stops the network thread and waits for it.

@@ -105,8 +105,10 @@ struct ClientIntegrationTests {
 
 /// A broker of the test's own, for tests that stop and restart it (scripts/start-broker in another folder).
 enum PrivateBroker {
-    static func start(in directory: URL, port: Int? = nil) throws -> Int {
-        let status = run("scripts/start-broker", directory.path, port: port)
+    /// Starts the broker; `persistent` keeps the sessions of clients that asked for one across a restart.
+    static func start(in directory: URL, port: Int? = nil, persistent: Bool = false) throws -> Int {
+        let persistence = persistent ? "persistence true\npersistence_location \(directory.path)/" : nil
+        let status = run("scripts/start-broker", directory.path, port: port, extraConfig: persistence)
         try #require(status == 0, "scripts/start-broker failed")
         let text = try String(contentsOf: directory.appendingPathComponent("env"), encoding: .utf8)
         let line = try #require(text.split(separator: "\n").first { $0.hasPrefix("TTN_BROKER_PORT=") })
@@ -134,10 +136,11 @@ enum PrivateBroker {
     }
 
     /// Runs a script of the repository and waits for it.
-    private static func run(_ script: String, _ argument: String, port: Int? = nil) -> Int32 {
+    private static func run(_ script: String, _ argument: String, port: Int? = nil, extraConfig: String? = nil) -> Int32 {
         // Not the shared test broker's settings, which scripts/test exported.
         var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("TTN_BROKER_") }
         environment["TTN_BROKER_PORT"] = port.map(String.init)
+        environment["TTN_BROKER_EXTRA_CONFIG"] = extraConfig
         let path = Broker.repository.appendingPathComponent(script).path
         guard let child = try? ChildProcess(path, [argument], environment: environment) else { return -1 }
         return child.wait()

@@ -12,10 +12,24 @@ func withRunningHost(
     application: String, scripts: URL? = nil,
     register: (HandlerHost) -> Void = { _ in }, _ body: (HandlerHost) async throws -> Void
 ) async throws {
+    let configuration = try hostConfiguration(application: application, port: Broker.requirePort(), scripts: scripts)
+    try await withRunningHost(configuration: configuration, register: register, body)
+}
+
+/// A host of `application` on the broker at `port`, with a 2 s shutdown deadline.
+func hostConfiguration(application: String, port: Int, scripts: URL? = nil) -> HandlerHost.Configuration {
     var client = MQTTClient.Configuration(applicationID: application, apiKey: Broker.apiKey)
-    client.server = .init(host: "127.0.0.1", port: try Broker.requirePort())
+    client.server = .init(host: "127.0.0.1", port: port)
     var configuration = HandlerHost.Configuration(client: client, scriptDirectory: scripts?.path)
     configuration.shutdownDeadline = .seconds(2)
+    return configuration
+}
+
+/// Runs a host made from `configuration` for the duration of `body`, then shuts it down gracefully.
+func withRunningHost(
+    configuration: HandlerHost.Configuration,
+    register: (HandlerHost) -> Void = { _ in }, _ body: (HandlerHost) async throws -> Void
+) async throws {
     let host = HandlerHost(configuration: configuration)
     register(host)
     let group = ServiceGroup(services: [host], logger: Logger(label: "test-host"))

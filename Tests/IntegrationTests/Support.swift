@@ -28,6 +28,15 @@ enum Broker {
         return String(format: "test-app-%02d", number)
     }
 
+    /// The path of a program from the PATH, e.g. `mosquitto_sub` (scripts/setup installs mosquitto-clients).
+    static func executable(_ name: String) throws -> String {
+        let directories = (environment["PATH"] ?? "/usr/bin").split(separator: ":")
+        return try #require(
+            directories.map { "\($0)/\(name)" }.first { FileManager.default.isExecutableFile(atPath: $0) },
+            "\(name) is not installed; scripts/setup installs it"
+        )
+    }
+
     static func requirePort() throws -> Int {
         try #require(port, "No broker: run the tests through scripts/test, which starts one (TTN_BROKER_PORT).")
     }
