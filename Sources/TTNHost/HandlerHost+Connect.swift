@@ -31,7 +31,9 @@ extension HandlerHost {
                 let seconds = Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18
                 logger.warning(
                     "Cannot reach the MQTT broker yet; trying again",
-                    metadata: ["reason": "\(error.message)", "attempt": "\(attempt)", "retry.in": "\(String(format: "%.1f s", seconds))"]
+                    metadata: [
+                        "reason": "\(error.message)", "attempt": "\(attempt)", "retry.in": "\(String(format: "%.1f s", seconds))",
+                    ]
                 )
                 do {
                     try await cancelWhenGracefulShutdown { try await Task.sleep(for: delay) }

@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import Logging
 import ServiceLifecycle
 import Synchronization
@@ -182,7 +183,16 @@ public final class HandlerHost: Service, Sendable {
             throw error
         }
         scripts?.stopWatching()
-        shutDown(scripts: scripts)
+        // On a thread of its own: it blocks (draining, then disconnecting) for up to the shutdown deadline plus the
+        // client's publish flush timeout, which must not hold a thread of the cooperative pool.
+        await withCheckedContinuation { continuation in
+            let thread = Thread {
+                self.shutDown(scripts: scripts)
+                continuation.resume()
+            }
+            thread.name = "ttn-host shutdown"
+            thread.start()
+        }
     }
 
     /// Stops routing new uplinks, lets the handlers finish what is queued until the deadline (their downlinks
@@ -194,7 +204,10 @@ public final class HandlerHost: Service, Sendable {
             return runners
         }
         let waiting = runners.reduce(0) { $0 + $1.statistics.waiting }
-        logger.info("Shutting down: handling the queued uplinks", metadata: ["waiting": "\(waiting)", "deadline": "\(configuration.shutdownDeadline)"])
+        logger.info(
+            "Shutting down: handling the queued uplinks",
+            metadata: ["waiting": "\(waiting)", "deadline": "\(configuration.shutdownDeadline)"]
+        )
         let deadline = ContinuousClock.now + configuration.shutdownDeadline
         let late = runners.filter { !$0.waitUntilIdle(timeout: max(.zero, deadline - .now)) }
         if !late.isEmpty {

@@ -175,7 +175,9 @@ public final class MQTTClient: Sendable {
         // While the connection is down there is nothing to wait for: what it queued is lost, and the log says so.
         let unacknowledged = connected ? waitForAcknowledgements(timeout: timeout) : state.withLock { $0.ownMessageIDs.count }
         if unacknowledged > 0 {
-            logger.warning("Disconnecting with downlinks the broker has not acknowledged", metadata: ["unacknowledged": "\(unacknowledged)"])
+            logger.warning(
+                "Disconnecting with downlinks the broker has not acknowledged", metadata: ["unacknowledged": "\(unacknowledged)"]
+            )
         }
         let (connection, blocked) = state.withLock { state in
             defer {
