@@ -4,7 +4,8 @@ import Testing
 @testable import TTNHost
 @testable import TTNMQTT
 
-@Suite("Broker faults", .enabled(if: Broker.shouldRun), .timeLimit(.minutes(3)))
+// Serialized: each test counts the threads and file descriptors of the whole process.
+@Suite("Broker faults", .enabled(if: Broker.shouldRun), .serialized, .timeLimit(.minutes(3)))
 struct FaultTests {
     /// Open file descriptors and threads of this process.
     private static func resources() -> (files: Int, threads: Int) {
@@ -16,7 +17,7 @@ struct FaultTests {
     @Test("the broker killed and restarted 10 times: reconnect, resubscribe, no loss while up, no duplicates, no leaks")
     func tenRestarts() async throws {
         let runDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("broker-\(UUID().uuidString)")
-        let port = try PrivateBroker.start(in: runDirectory)
+        let port = try await PrivateBroker.start(in: runDirectory)
         defer { PrivateBroker.stop(in: runDirectory) }
 
         let client = PrivateBroker.client(port: port)
@@ -47,7 +48,7 @@ struct FaultTests {
 
             PrivateBroker.stop(in: runDirectory)
             #expect(await eventually { !client.isConnected })
-            _ = try PrivateBroker.start(in: runDirectory, port: port)
+            _ = try await PrivateBroker.start(in: runDirectory, port: port)
             #expect(await eventually(timeout: .seconds(20)) { client.isConnected && connects.count == cycle + 1 })
         }
 
@@ -60,7 +61,7 @@ struct FaultTests {
     @Test("the broker away for 60 s: the host reconnects, subscribes again, resumes; a downlink published meanwhile goes out after")
     func brokerAwayOneMinute() async throws {
         let runDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("broker-\(UUID().uuidString)")
-        let port = try PrivateBroker.start(in: runDirectory, persistent: true)
+        let port = try await PrivateBroker.start(in: runDirectory, persistent: true)
         defer { PrivateBroker.stop(in: runDirectory) }
         // The network side's downlink watcher has a persistent session, which the broker keeps across its restart,
         // so it receives what the host sends after reconnecting, whichever of the two reconnects first.
@@ -73,10 +74,7 @@ struct FaultTests {
             ],
             environment: [:], output: watched
         )
-        defer {
-            watcher.signal(SIGTERM)
-            _ = watcher.wait()
-        }
+        defer { watcher.stop() }
         @Sendable func downlinks() -> String { (try? String(contentsOfFile: watched, encoding: .utf8)) ?? "" }
 
         let handled = Recorder<Int>()
@@ -115,7 +113,7 @@ struct FaultTests {
             #expect(sentWhileDown.all == ["sent"], "a QoS 1 downlink is accepted while the connection is down")
 
             try await Task.sleep(until: stoppedAt + .seconds(60), clock: .continuous)
-            _ = try PrivateBroker.start(in: runDirectory, port: port, persistent: true)
+            _ = try await PrivateBroker.start(in: runDirectory, port: port, persistent: true)
             #expect(await eventually(timeout: .seconds(30)) { host.client.isConnected })
             try await stream(100..<200, port: port) { handled.count == 200 }
             #expect(await eventually { downlinks().contains("sent-while-down") }, "the downlink went out after the reconnect")

@@ -109,7 +109,9 @@ struct ScriptTests {
         #expect(error?.kind == .downlinkLimit)
         #expect(error?.message.contains("caught by the script; 9997 publish calls refused") == true, "\(error?.message ?? "")")
         #expect(bridge.published.count == 3)
-        let quiet = try makeScript("setMessageHandler(function() for i = 1, 3 do publish({f_port = 1, bytes = {i}}) end end)", bridge: bridge, limits: limits)
+        let quiet = try makeScript(
+            "setMessageHandler(function() for i = 1, 3 do publish({f_port = 1, bytes = {i}}) end end)", bridge: bridge, limits: limits
+        )
         try quiet.handle(emptyUplink)
         #expect(bridge.published.count == 6, "up to the limit is fine")
     }
