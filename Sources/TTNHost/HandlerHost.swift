@@ -1,4 +1,5 @@
 import Dispatch
+import Foundation
 import Logging
 import ServiceLifecycle
 import Synchronization
@@ -30,6 +31,12 @@ public final class HandlerHost: Service, Sendable {
         public var handlerQueueLimit = 1024
         /// How long SIGTERM/SIGINT waits for queued uplinks to be handled before it reports the rest. Default 10 s.
         public var shutdownDeadline: Duration = .seconds(10)
+        /// Whether ``HandlerHost/run()`` waits for a broker that cannot be reached yet (nothing listens, no answer,
+        /// the name does not resolve), trying again with the client's capped exponential backoff
+        /// (`minimumReconnectDelay` doubling to `maximumReconnectDelay`, 1 s to 30 s by default) and logging every
+        /// failed attempt. Default true. A refused key, a TLS failure or a wrong setting ends `run()` at once either
+        /// way. Set it to false to fail fast and leave restarts to a supervisor.
+        public var waitForBroker = true
 
         public init(client: MQTTClient.Configuration, scriptDirectory: String? = nil) {
             self.client = client
@@ -45,17 +52,25 @@ public final class HandlerHost: Service, Sendable {
         public var malformed = 0
         /// Uplinks skipped because they were larger than the client's `maximumMessageSize`.
         public var oversized = 0
+        /// Uplinks that arrived after shutdown began: counted, not routed.
+        public var arrivedDuringShutdown = 0
         /// Per handler, by name.
         public var handlers: [String: HandlerStatistics] = [:]
     }
 
+    /// What one handler did with the uplinks routed to it: each is handled, dropped, waiting or (after a
+    /// shutdown that ran out of time) unhandled, apart from the one running now.
     public struct HandlerStatistics: Sendable, Hashable {
+        /// Invocations that ran to their end, successfully or not.
         public var handled = 0
         /// Uplinks dropped because this handler's queue was full.
         public var dropped = 0
-        /// Invocations that failed (a Lua error, a limit hit).
+        /// Invocations that failed (a Lua error, a limit hit, an interruption at shutdown); counted in `handled` too.
         public var failed = 0
+        /// Uplinks waiting in this handler's queue.
         public var waiting = 0
+        /// Uplinks still waiting when the shutdown deadline passed: removed from the queue, never handled.
+        public var unhandled = 0
     }
 
     public let configuration: Configuration
@@ -104,7 +119,8 @@ public final class HandlerHost: Service, Sendable {
     public var statistics: Statistics {
         let clientStatistics = client.statistics
         var statistics = Statistics(
-            uplinks: clientStatistics.uplinks, malformed: clientStatistics.malformed, oversized: clientStatistics.oversized
+            uplinks: clientStatistics.uplinks, malformed: clientStatistics.malformed, oversized: clientStatistics.oversized,
+            arrivedDuringShutdown: arrivedDuringShutdown.value
         )
         for runner in handlers.withLock({ $0 }) { statistics.handlers[runner.name] = runner.statistics }
         return statistics
@@ -129,58 +145,102 @@ public final class HandlerHost: Service, Sendable {
         if removed != nil { logger.info("Handler removed", metadata: ["handler": "\(name)"]) }
     }
 
-    /// Connects, loads the scripts, routes uplinks until graceful shutdown (SIGTERM/SIGINT through a
-    /// `ServiceGroup`), then drains the queues within ``Configuration/shutdownDeadline`` and disconnects.
-    /// SIGHUP reloads every script.
-    /// - Throws: ``TTNError`` when the first connection fails.
+    /// Loads the scripts, connects (waiting for the broker if ``Configuration/waitForBroker``), routes uplinks
+    /// until graceful shutdown (SIGTERM/SIGINT through a `ServiceGroup`), then drains the queues within
+    /// ``Configuration/shutdownDeadline`` and disconnects. SIGHUP reloads every script.
+    /// - Throws: ``TTNError`` when the first connection fails for a reason that waiting cannot fix (a refused key,
+    ///   TLS, a wrong setting), or for any reason when ``Configuration/waitForBroker`` is off.
     public func run() async throws {
         let scripts = try startScripts()
         client.setUplinkSink { [weak self] uplink in
             guard let self else { return }
-            guard !stopping.load(ordering: .relaxed) else { return arrivedDuringShutdown.increment() }
-            for runner in handlers.withLock({ $0 }) { runner.enqueue(uplink) }
-        }
-        try await client.connect()
-        logger.info("Host running", metadata: ["handlers": "\(handlerNames)"])
-
-        let hangups = await UnixSignalsSequence(trapping: .sighup)
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                for await _ in hangups {
-                    self.logger.info("SIGHUP: reloading every script")
-                    scripts?.reloadAll()
-                }
+            // Under the lock that shutdown takes to set `stopping`, so no uplink is queued after it began.
+            handlers.withLock { runners in
+                guard !stopping.load(ordering: .relaxed) else { return arrivedDuringShutdown.increment() }
+                for runner in runners { runner.enqueue(uplink) }
             }
-            await withGracefulShutdownHandler {
-                try? await gracefulShutdown()
-            } onGracefulShutdown: {}
-            group.cancelAll()
+        }
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    for await _ in hangups {
+                        self.logger.info("SIGHUP: reloading every script")
+                        scripts?.reloadAll()
+                    }
+                }
+                defer { group.cancelAll() }
+                guard try await connectWhenBrokerIsUp() else {
+                    return logger.info("Stopped while waiting for the broker")
+                }
+                logger.info("Host running", metadata: ["handlers": "\(handlerNames)"])
+                await withGracefulShutdownHandler {
+                    try? await gracefulShutdown()
+                } onGracefulShutdown: {}
+            }
+        } catch {
+            scripts?.stopWatching()
+            throw error
         }
         scripts?.stopWatching()
-        shutDown(scripts: scripts)
+        // On a thread of its own: it blocks (draining, then disconnecting) for up to the shutdown deadline plus the
+        // client's publish flush timeout, which must not hold a thread of the cooperative pool.
+        await withCheckedContinuation { continuation in
+            let thread = Thread {
+                self.shutDown(scripts: scripts)
+                continuation.resume()
+            }
+            thread.name = "ttn-host shutdown"
+            thread.start()
+        }
     }
 
     /// Stops routing new uplinks, lets the handlers finish what is queued until the deadline (their downlinks
-    /// still go out), aborts scripts still running after it, reports what was left, then disconnects, which
-    /// waits for the broker to acknowledge the downlinks.
+    /// still go out), then removes what still waits and interrupts the scripts still running, disconnects (which
+    /// waits for the broker to acknowledge the downlinks) and reports, per handler, what was handled and what not.
     func shutDown(scripts: ScriptSet?) {
-        stopping.store(true, ordering: .relaxed)
-        let deadline = ContinuousClock.now + configuration.shutdownDeadline
-        var unhandled: [String: Int] = [:]
-        for runner in handlers.withLock({ $0 }) {
-            let left = runner.waitUntilIdle(timeout: max(.zero, deadline - .now))
-            if left > 0 { unhandled[runner.name] = left }
+        let runners = handlers.withLock { runners in
+            stopping.store(true, ordering: .relaxed)
+            return runners
         }
-        if !unhandled.isEmpty { scripts?.interruptAll() }
+        let waiting = runners.reduce(0) { $0 + $1.statistics.waiting }
+        logger.info(
+            "Shutting down: handling the queued uplinks",
+            metadata: ["waiting": "\(waiting)", "deadline": "\(configuration.shutdownDeadline)"]
+        )
+        let deadline = ContinuousClock.now + configuration.shutdownDeadline
+        let late = runners.filter { !$0.waitUntilIdle(timeout: max(.zero, deadline - .now)) }
+        if !late.isEmpty {
+            for runner in late { runner.abandonWaiting() }
+            scripts?.interruptAll()
+            // An interrupted script stops at its next instruction; a Swift closure runs to its end.
+            for runner in late where !runner.waitUntilIdle(timeout: .seconds(1)) {
+                logger.warning("Handler still running at disconnect", metadata: ["handler": "\(runner.name)"])
+            }
+        }
         client.disconnect()
-        let refused = arrivedDuringShutdown.value
-        if unhandled.isEmpty && refused == 0 {
-            logger.info("Host stopped; every queued uplink was handled")
-        } else {
-            logger.warning(
-                "Host stopped with uplinks not handled",
-                metadata: ["unhandled.queued": "\(unhandled)", "unhandled.arrived_during_shutdown": "\(refused)"]
+
+        let statistics = self.statistics
+        var unhandled = 0
+        for runner in runners {
+            let handler = statistics.handlers[runner.name] ?? HandlerStatistics()
+            unhandled += handler.unhandled
+            logger.log(
+                level: handler.unhandled > 0 ? .warning : .info, "Handler stopped",
+                metadata: [
+                    "handler": "\(runner.name)", "handled": "\(handler.handled)", "failed": "\(handler.failed)",
+                    "dropped": "\(handler.dropped)", "unhandled": "\(handler.unhandled)",
+                ]
             )
+        }
+        let metadata: Logger.Metadata = [
+            "uplinks": "\(statistics.uplinks)", "unhandled": "\(unhandled)",
+            "arrived_during_shutdown": "\(statistics.arrivedDuringShutdown)",
+        ]
+        if unhandled == 0 && statistics.arrivedDuringShutdown == 0 {
+            logger.info("Host stopped; every queued uplink was handled", metadata: metadata)
+        } else {
+            logger.warning("Host stopped with uplinks not handled", metadata: metadata)
         }
     }
 }
@@ -191,6 +251,7 @@ final class HandlerRunner: Sendable {
     let kind: String
     private let queue: DeliveryQueue<Uplink>
     private let failures = Counter()
+    private let abandoned = Counter()
 
     /// - Parameter body: runs one invocation; returns false when it failed (and has logged why).
     init(name: String, kind: String, queueLimit: Int, logger: Logger, body: @escaping @Sendable (Uplink) -> Bool) {
@@ -215,16 +276,24 @@ final class HandlerRunner: Sendable {
 
     func enqueue(_ uplink: Uplink) { queue.enqueue(uplink) }
 
-    func waitUntilIdle(timeout: Duration) -> Int { queue.waitUntilIdle(timeout: timeout) }
+    /// Waits until nothing waits or runs, or the timeout passed; returns whether the handler is idle.
+    func waitUntilIdle(timeout: Duration) -> Bool { queue.waitUntilIdle(timeout: timeout) }
+
+    /// Removes the waiting uplinks unhandled, for a shutdown past its deadline; they are counted as `unhandled`.
+    func abandonWaiting() { abandoned.add(queue.removeAll()) }
 
     var statistics: HandlerHost.HandlerStatistics {
-        .init(handled: queue.handledCount, dropped: queue.droppedCount, failed: failures.value, waiting: queue.count)
+        .init(
+            handled: queue.handledCount, dropped: queue.droppedCount, failed: failures.value, waiting: queue.count,
+            unhandled: abandoned.value
+        )
     }
 }
 
 /// A counter shared between threads.
 final class Counter: Sendable {
     private let atomic = Atomic(0)
-    func increment() { atomic.add(1, ordering: .relaxed) }
+    func increment() { add(1) }
+    func add(_ amount: Int) { atomic.add(amount, ordering: .relaxed) }
     var value: Int { atomic.load(ordering: .relaxed) }
 }

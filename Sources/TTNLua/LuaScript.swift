@@ -46,7 +46,7 @@ public final class LuaScript {
         self.interrupter = interrupter
         var logger = logger
         logger[metadataKey: "lua.script"] = "\(name)"
-        self.environment = ScriptEnvironment(name: name, bridge: bridge, logger: logger)
+        self.environment = ScriptEnvironment(name: name, bridge: bridge, logger: logger, downlinkLimit: limits.downlinkLimit)
         guard let context = ttn_context_new(limits.memoryLimit, interrupter.flag.pointer) else {
             throw LuaError(.memoryLimit, script: name, message: "\(name): out of memory creating the Lua state")
         }
@@ -98,11 +98,23 @@ public final class LuaScript {
     /// Runs `body` (a protected call into Lua) under the limits, and turns a failure into a ``LuaError``.
     private func run(_ body: () -> Int32) throws(LuaError) {
         let top = lua_gettop(state)
+        environment.downlinksPublished = 0
+        environment.downlinksRefused = 0
         ttn_arm(state, Int64(limits.instructionLimit), Int64(limits.timeLimit.components.seconds) * 1_000_000_000
             + limits.timeLimit.components.attoseconds / 1_000_000_000)
         let status = body()
         ttn_disarm(state)
-        guard status != LUA_OK else { return }
+        guard status != LUA_OK else {
+            // The script caught the error of the publish past the limit: the invocation fails all the same.
+            guard environment.downlinksRefused == 0 else {
+                throw LuaError(
+                    .downlinkLimit, script: name,
+                    message: "\(name): \(environment.downlinkLimitMessage) (caught by the script; "
+                        + "\(environment.downlinksRefused) publish calls refused)"
+                )
+            }
+            return
+        }
         let error = error(status: status)
         // No to-be-closed slots live at this level (Lua code runs only inside lua_pcall), so settop cannot raise.
         lua_settop(state, top)
@@ -134,6 +146,8 @@ public final class LuaScript {
         case (_, Int32(TTN_ABORT_INTERRUPT.rawValue)): kind = .interrupted
         case (LUA_ERRRUN, _) where ttn_context_memory_refused(context) != 0 && text.contains("not enough memory"):
             kind = .memoryLimit  // a memory error that passed through a script's pcall and was raised again
+        case (LUA_ERRRUN, _) where environment.downlinksRefused > 0 && message.hasSuffix(environment.downlinkLimitMessage):
+            kind = .downlinkLimit
         default: kind = .runtime
         }
         // Lua gives no position for a memory error, nor for a limit that fired where no Lua line was running.
@@ -149,13 +163,24 @@ final class ScriptEnvironment {
     let name: String
     let bridge: any LuaHostBridge
     let logger: Logger
+    let downlinkLimit: Int
     var currentDeviceID: String?
     var deviceOverride: String?
+    /// Downlinks sent and publish calls refused by the downlink limit, in the running invocation.
+    var downlinksPublished = 0
+    var downlinksRefused = 0
 
-    init(name: String, bridge: any LuaHostBridge, logger: Logger) {
+    init(name: String, bridge: any LuaHostBridge, logger: Logger, downlinkLimit: Int) {
         self.name = name
         self.bridge = bridge
         self.logger = logger
+        self.downlinkLimit = downlinkLimit
+    }
+
+    /// The error of a publish past ``LuaLimits/downlinkLimit``.
+    var downlinkLimitMessage: String {
+        "publish: downlink limit reached: at most \(downlinkLimit) downlinks per invocation; "
+            + "nothing more is sent from this one (raise it with --lua-downlink-limit or LuaLimits.downlinkLimit)"
     }
 
     /// The Swift side of the script API; the Lua prelude wraps these into the public functions.
@@ -180,19 +205,25 @@ final class ScriptEnvironment {
                 }
                 return 1
             },
+            // Returns nothing when sent, or the reason it was not: the prelude raises it at the script's line.
             HostFunction("__ttn_publish") { [unowned self] L in
-                guard let downlink = LuaStack.string(L, 1) else { return LuaStack.raise(L, "publish: expected a JSON string") }
+                guard let downlink = LuaStack.string(L, 1) else { return LuaStack.push(L, "publish: expected a JSON string") }
                 guard let device = LuaStack.string(L, 2) ?? deviceOverride ?? currentDeviceID else {
-                    return LuaStack.raise(
+                    return LuaStack.push(
                         L, "publish: no device to send to; pass one (publish(msg, \"my-device\")) or call setDeviceID first"
                     )
+                }
+                guard downlinksPublished < downlinkLimit else {
+                    downlinksRefused += 1
+                    return LuaStack.push(L, downlinkLimitMessage)
                 }
                 let queue = LuaStack.string(L, 3).flatMap(LuaDownlinkQueue.init(rawValue:))
                 do {
                     try bridge.publish(downlink, deviceID: device, queue: queue)
                 } catch {
-                    return LuaStack.raise(L, "publish: \(error)")
+                    return LuaStack.push(L, "publish: \(error)")
                 }
+                downlinksPublished += 1
                 return 0
             },
         ]
@@ -228,9 +259,9 @@ enum LuaStack {
         return String(decoding: UnsafeRawBufferPointer(start: pointer, count: length), as: UTF8.self)
     }
 
-    /// Pushes `message` and returns the code that makes the C trampoline raise it as a Lua error.
-    static func raise(_ L: OpaquePointer, _ message: String) -> Int32 {
+    /// Pushes `message` as the one result of a host function.
+    static func push(_ L: OpaquePointer, _ message: String) -> Int32 {
         _ = message.withCString { lua_pushstring(L, $0) }
-        return -1
+        return 1
     }
 }

@@ -27,7 +27,7 @@ public protocol LuaHostBridge: Sendable {
     func publish(_ downlink: String, deviceID: String, queue: LuaDownlinkQueue?) throws
 }
 
-/// Limits for one script: per invocation (time, instructions) and per state (memory).
+/// Limits for one script: per invocation (time, instructions, downlinks) and per state (memory).
 public struct LuaLimits: Sendable, Hashable {
     /// Wall-clock budget of one invocation (the top level when loading, or one handler run). Default 200 ms.
     public var timeLimit: Duration = .milliseconds(200)
@@ -35,16 +35,24 @@ public struct LuaLimits: Sendable, Hashable {
     public var instructionLimit: Int = 50_000_000
     /// Memory of the script's Lua state, in bytes. Default 64 MiB.
     public var memoryLimit: Int = 64 * 1024 * 1024
+    /// Downlinks one invocation may publish. Default 10.
+    ///
+    /// A class A device receives at most one downlink after each uplink, and TTN's fair use allows about 10 per
+    /// device per day, so a script that answers with more is almost surely looping. Every publish is queued in
+    /// memory until the broker acknowledges it, so without a cap such a loop would swamp memory and the connection
+    /// (and TTN's downlink rate limit closes the connection). The publish past the cap raises a Lua error at the
+    /// script's line; the invocation fails even if the script catches it, and nothing more is sent from it.
+    public var downlinkLimit: Int = 10
 
-    /// The defaults: 200 ms, 50 million instructions, 64 MiB.
+    /// The defaults: 200 ms, 50 million instructions, 64 MiB, 10 downlinks.
     public init() {}
 
     /// Limits of your own; a time limit of zero turns the time check off.
-
-    public init(timeLimit: Duration, instructionLimit: Int, memoryLimit: Int) {
+    public init(timeLimit: Duration, instructionLimit: Int, memoryLimit: Int, downlinkLimit: Int = 10) {
         self.timeLimit = timeLimit
         self.instructionLimit = instructionLimit
         self.memoryLimit = memoryLimit
+        self.downlinkLimit = downlinkLimit
     }
 }
 
@@ -65,6 +73,8 @@ public struct LuaError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let instructionLimit = Kind(name: "instructionLimit")
         /// The state would have grown past ``LuaLimits/memoryLimit``.
         public static let memoryLimit = Kind(name: "memoryLimit")
+        /// The invocation published more than ``LuaLimits/downlinkLimit`` downlinks.
+        public static let downlinkLimit = Kind(name: "downlinkLimit")
         /// ``LuaInterrupter/interrupt()`` was called.
         public static let interrupted = Kind(name: "interrupted")
         /// The script never called `setMessageHandler`.

@@ -31,9 +31,9 @@ extension MQTTClient {
         public var publishFlushTimeout: Duration = .seconds(5)
         /// How long the first connection may take before it fails with ``TTNError/Kind/timeout``.
         public var connectTimeout: Duration = .seconds(10)
-        /// Delay before the first reconnect attempt; it doubles (with jitter) up to ``maximumReconnectDelay``.
+        /// Delay before the first reconnect attempt; it doubles (with jitter) up to ``maximumReconnectDelay``. Default 1 s.
         public var minimumReconnectDelay: Duration = .seconds(1)
-        /// The cap on the delay between reconnect attempts.
+        /// The cap on the delay between reconnect attempts. Default 30 s.
         public var maximumReconnectDelay: Duration = .seconds(30)
         /// How many uplinks ``MQTTClient/getAllMessages()`` keeps, newest last. Default 1000.
         public var historyLimit: Int = 1000

@@ -73,18 +73,31 @@ package final class DeliveryQueue<Item: Sendable>: Sendable {
     /// Items waiting.
     package var count: Int { state.withLock { $0.items.count } }
 
-    /// Waits until every queued item was handled, or the timeout passed; returns how many are still waiting.
-    package func waitUntilIdle(timeout: Duration) -> Int {
-        let semaphore = DispatchSemaphore(value: 0)
-        let busy = state.withLock { state in
-            let busy = state.isDraining || (!state.items.isEmpty && !state.isPaused)
-            if busy { idle.withLock { $0.append(semaphore) } }
-            return busy
+    /// Waits until every queued item was handled and none is running, or the timeout passed; returns whether
+    /// the queue is idle.
+    package func waitUntilIdle(timeout: Duration) -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let semaphore = DispatchSemaphore(value: 0)
+            let busy = state.withLock { state in
+                let busy = state.isDraining || (!state.items.isEmpty && !state.isPaused)
+                if busy { idle.withLock { $0.append(semaphore) } }
+                return busy
+            }
+            guard busy else { return true }
+            // A drain that ends wakes its waiters; look again, since another may have started meanwhile.
+            let remaining = max(.zero, deadline - .now)
+            guard semaphore.wait(timeout: .now() + remaining.timeInterval) == .success else { return false }
         }
-        if busy {
-            _ = semaphore.wait(timeout: .now() + timeout.timeInterval)
+    }
+
+    /// Removes every waiting item without handling it (the running one finishes); returns how many were removed.
+    /// They are not counted as dropped: the caller accounts for them.
+    package func removeAll() -> Int {
+        state.withLock { state in
+            defer { state.items.removeAll() }
+            return state.items.count
         }
-        return count
     }
 
     private func drain() {

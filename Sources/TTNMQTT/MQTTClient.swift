@@ -168,14 +168,16 @@ public final class MQTTClient: Sendable {
     /// what this client published, then sends MQTT DISCONNECT. ``start()`` returns.
     ///
     /// Messages already received are still handed to the handler. A shared connection closes when its last
-    /// client disconnects. Downlinks still unacknowledged at the timeout are counted in the log.
+    /// client disconnects. Downlinks still unacknowledged at the timeout, or queued while the connection is down
+    /// (they are not sent), are counted in the log.
     public func disconnect() {
         let (connected, timeout) = state.withLock { ($0.connection?.isConnected ?? false, $0.configuration.publishFlushTimeout) }
-        if connected {
-            let unacknowledged = waitForAcknowledgements(timeout: timeout)
-            if unacknowledged > 0 {
-                logger.warning("Disconnecting with downlinks the broker has not acknowledged", metadata: ["unacknowledged": "\(unacknowledged)"])
-            }
+        // While the connection is down there is nothing to wait for: what it queued is lost, and the log says so.
+        let unacknowledged = connected ? waitForAcknowledgements(timeout: timeout) : state.withLock { $0.ownMessageIDs.count }
+        if unacknowledged > 0 {
+            logger.warning(
+                "Disconnecting with downlinks the broker has not acknowledged", metadata: ["unacknowledged": "\(unacknowledged)"]
+            )
         }
         let (connection, blocked) = state.withLock { state in
             defer {
@@ -211,6 +213,8 @@ public final class MQTTClient: Sendable {
     /// Takes the seed's v2 form `{"port":1,"confirmed":false,"payload_raw":"AA=="}`, translated to v3 and sent to
     /// `down/replace` (v2's default schedule; `"schedule":"last"` goes to `down/push`), or the v3 form
     /// `{"downlinks":[...]}`, sent unchanged to `down/push`.
+    ///
+    /// While the connection is down and reconnecting, the downlink is kept (QoS 1) and sent after the reconnect.
     /// - Returns: the MQTT message id, which the publish behaviour receives when the broker acknowledged it.
     /// - Throws: ``TTNError/Kind/invalidDownlink`` for a downlink TTN would drop silently,
     ///   ``TTNError/Kind/noDevice`` without a device, ``TTNError/Kind/notConnected`` before `connect()`.

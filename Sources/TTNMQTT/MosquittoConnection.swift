@@ -208,15 +208,12 @@ final class MosquittoConnection: Sendable {
 
     private var isClosing: Bool { state.withLock { $0.phase == .closing } }
 
-    /// Capped exponential backoff with jitter: a random delay in [d/2, d], d doubling from the minimum to the cap.
     private func nextReconnectDelay() -> Duration {
         let attempt = state.withLock { state in
             defer { state.reconnectAttempt += 1 }
             return state.reconnectAttempt
         }
-        let minimum = settings.minimumReconnectDelay, maximum = settings.maximumReconnectDelay
-        let ceiling = min(maximum, minimum * (1 << min(attempt, 20)))
-        return ceiling / 2 + ceiling / 2 * Double.random(in: 0...1)
+        return reconnectDelay(attempt: attempt, minimum: settings.minimumReconnectDelay, maximum: settings.maximumReconnectDelay)
     }
 
     private func didConnect(code: Int32, flags: Int32) {
@@ -383,11 +380,17 @@ final class MosquittoConnection: Sendable {
         let rc = payload.withUnsafeBytes { bytes in
             mosquitto_publish(handle.raw, &messageID, topic, Int32(bytes.count), bytes.baseAddress, qos, false)
         }
-        guard rc == MOSQ_ERR_SUCCESS.rawValue else {
-            if rc == MOSQ_ERR_NO_CONN.rawValue { throw TTNError.notConnected }
+        switch rc {
+        case MOSQ_ERR_SUCCESS.rawValue:
+            return Int(messageID)
+        case MOSQ_ERR_NO_CONN.rawValue where qos > 0:
+            // libmosquitto queued it before trying to send; it goes out after the reconnect.
+            return Int(messageID)
+        case MOSQ_ERR_NO_CONN.rawValue:
+            throw TTNError.notConnected
+        default:
             throw .mosquitto(rc, "Publishing to '\(topic)'")
         }
-        return Int(messageID)
     }
 
     /// Sends DISCONNECT after what is already queued, stops the network thread and waits for it.
@@ -407,6 +410,13 @@ final class MosquittoConnection: Sendable {
         networkThreadExited.wait()
         networkThreadExited.signal()
     }
+}
+
+/// The delay before reconnect attempt `attempt` (0 for the first): capped exponential backoff with jitter, a random
+/// delay in [d/2, d] where d doubles from `minimum` up to `maximum`.
+package func reconnectDelay(attempt: Int, minimum: Duration, maximum: Duration) -> Duration {
+    let ceiling = min(maximum, minimum * (1 << min(attempt, 20)))
+    return ceiling / 2 + ceiling / 2 * Double.random(in: 0...1)
 }
 
 /// A value set once and awaited by blocking threads.

@@ -13,8 +13,9 @@ struct TTNHostCommand: AsyncParsableCommand {
         abstract: "Runs Lua and Swift message handlers for every uplink of one The Things Network application.",
         discussion: """
             Every option can also come from the environment (TTN_APP_ID, TTN_API_KEY, TTN_HOST, TTN_PORT, \
-            TTN_REGION, TTN_TENANT, TTN_SCRIPTS), so the API key need not be on the command line. \
-            SIGHUP reloads the scripts; SIGINT/SIGTERM drain the queues and exit 0.
+            TTN_REGION, TTN_TENANT, TTN_SCRIPTS, TTN_WAIT_FOR_BROKER), so the API key need not be on the command \
+            line. SIGHUP reloads the scripts; SIGINT/SIGTERM drain the queues and exit 0. A broker that cannot be \
+            reached yet is waited for; a refused key or a TLS failure exits 2.
 
             Example (TTN, Europe):  TTN_API_KEY=NNSXS.... ttn-host --app-id my-app --scripts handlers
             """
@@ -65,8 +66,20 @@ struct TTNHostCommand: AsyncParsableCommand {
     @Option(name: .customLong("lua-memory-limit-mb"), help: "Memory cap of one Lua script, in MiB.")
     var luaMemoryLimit: Int?
 
+    @Option(name: .customLong("lua-downlink-limit"), help: "Downlinks one Lua handler invocation may publish. (default: 10)")
+    var luaDownlinkLimit: Int?
+
     @Option(name: .customLong("shutdown-deadline"), help: "Seconds SIGTERM waits for queued uplinks to be handled.")
     var shutdownDeadline = 10
+
+    @Flag(
+        inversion: .prefixedNo,
+        help: """
+            Keep trying, with backoff, while the broker cannot be reached yet (default); with --no-wait-for-broker \
+            the first failure exits 2, for a supervisor to restart. (TTN_WAIT_FOR_BROKER=true|false)
+            """
+    )
+    var waitForBroker: Bool?
 
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
@@ -88,6 +101,12 @@ struct TTNHostCommand: AsyncParsableCommand {
         if host != nil && region != nil { throw ValidationError("Give --region or --host, not both.") }
         if let port = Self.environment["TTN_PORT"], self.port == nil, Int(port) == nil {
             throw ValidationError("TTN_PORT '\(port)' is not a number; use 8883 (TLS) or 1883.")
+        }
+        if let luaDownlinkLimit, luaDownlinkLimit < 0 {
+            throw ValidationError("--lua-downlink-limit must be 0 or more.")
+        }
+        if let value = Self.environment["TTN_WAIT_FOR_BROKER"], Self.boolean(value) == nil {
+            throw ValidationError("TTN_WAIT_FOR_BROKER '\(value)' is not true or false.")
         }
         if let directory = scripts ?? Self.environment["TTN_SCRIPTS"] {
             var isDirectory: ObjCBool = false
@@ -148,9 +167,20 @@ struct TTNHostCommand: AsyncParsableCommand {
         var configuration = HandlerHost.Configuration(client: client, scriptDirectory: scripts ?? environment["TTN_SCRIPTS"])
         configuration.handlerQueueLimit = queueLimit
         configuration.shutdownDeadline = .seconds(shutdownDeadline)
+        configuration.waitForBroker = waitForBroker ?? environment["TTN_WAIT_FOR_BROKER"].flatMap(Self.boolean) ?? true
         if let luaTimeLimit { configuration.luaLimits.timeLimit = .milliseconds(luaTimeLimit) }
         if let luaMemoryLimit { configuration.luaLimits.memoryLimit = luaMemoryLimit * 1024 * 1024 }
+        if let luaDownlinkLimit { configuration.luaLimits.downlinkLimit = luaDownlinkLimit }
         return configuration
+    }
+
+    /// `true`, `false` and their usual spellings in environment variables (1/0, yes/no, on/off), or nil.
+    private static func boolean(_ text: String) -> Bool? {
+        switch text.lowercased() {
+        case "true", "1", "yes", "on": true
+        case "false", "0", "no", "off": false
+        default: nil
+        }
     }
 
     /// What the host is about to do. Never prints the API key.

@@ -80,7 +80,7 @@ struct ClientIntegrationTests {
     @Test("after the broker restarts the client reconnects, subscribes again and receives")
     func resubscribeAfterRestart() async throws {
         let runDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("broker-\(UUID().uuidString)")
-        let port = try PrivateBroker.start(in: runDirectory)
+        let port = try await PrivateBroker.start(in: runDirectory)
         defer { PrivateBroker.stop(in: runDirectory) }
 
         let client = PrivateBroker.client(port: port)
@@ -93,7 +93,7 @@ struct ClientIntegrationTests {
 
         PrivateBroker.stop(in: runDirectory)
         #expect(await eventually { !client.isConnected })
-        _ = try PrivateBroker.start(in: runDirectory, port: port)
+        _ = try await PrivateBroker.start(in: runDirectory, port: port)
         #expect(await eventually(timeout: .seconds(20)) { client.isConnected && connects.count == 2 })
 
         let network = try NetworkSide(port: port)
@@ -105,12 +105,21 @@ struct ClientIntegrationTests {
 
 /// A broker of the test's own, for tests that stop and restart it (scripts/start-broker in another folder).
 enum PrivateBroker {
-    static func start(in directory: URL, port: Int? = nil) throws -> Int {
-        let status = run("scripts/start-broker", directory.path, port: port)
+    /// Starts the broker; `persistent` keeps the sessions of clients that asked for one across a restart.
+    static func start(in directory: URL, port: Int? = nil, persistent: Bool = false) async throws -> Int {
+        let persistence = persistent ? "persistence true\npersistence_location \(directory.path)/" : nil
+        let status = await spawn("scripts/start-broker", directory.path, port: port, extraConfig: persistence)?.exitStatus()
         try #require(status == 0, "scripts/start-broker failed")
         let text = try String(contentsOf: directory.appendingPathComponent("env"), encoding: .utf8)
         let line = try #require(text.split(separator: "\n").first { $0.hasPrefix("TTN_BROKER_PORT=") })
         return try #require(Int(line.dropFirst("TTN_BROKER_PORT=".count)))
+    }
+
+    /// A port for a broker that `start(in: directory, port:)` starts later; nothing listens on it yet.
+    static func freePort(in directory: URL) async throws -> Int {
+        let port = try await start(in: directory)
+        stop(in: directory)
+        return port
     }
 
     /// A client of `my-app` on a private broker, reconnecting quickly (50 ms, doubling to 400 ms).
@@ -122,17 +131,18 @@ enum PrivateBroker {
         return MQTTClient(configuration: configuration)
     }
 
+    /// Stops the broker; quick, so it may block (and run in a `defer`).
     static func stop(in directory: URL) {
-        _ = run("scripts/stop-broker", directory.path)
+        _ = spawn("scripts/stop-broker", directory.path)?.wait()
     }
 
-    /// Runs a script of the repository and waits for it.
-    private static func run(_ script: String, _ argument: String, port: Int? = nil) -> Int32 {
+    /// Starts a script of the repository.
+    private static func spawn(_ script: String, _ argument: String, port: Int? = nil, extraConfig: String? = nil) -> ChildProcess? {
         // Not the shared test broker's settings, which scripts/test exported.
         var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("TTN_BROKER_") }
         environment["TTN_BROKER_PORT"] = port.map(String.init)
+        environment["TTN_BROKER_EXTRA_CONFIG"] = extraConfig
         let path = Broker.repository.appendingPathComponent(script).path
-        guard let child = try? ChildProcess(path, [argument], environment: environment) else { return -1 }
-        return child.wait()
+        return try? ChildProcess(path, [argument], environment: environment)
     }
 }

@@ -24,8 +24,17 @@ enum Broker {
     /// A fresh application id (`test-app-NN`) so tests running in parallel never see each other's traffic.
     static func application() -> String {
         let number = nextApplication.add(1, ordering: .relaxed).newValue
-        precondition(number <= 24, "scripts/start-broker creates test-app-01...24; add more users there")
+        precondition(number <= 40, "scripts/start-broker creates test-app-01...40; add more users there")
         return String(format: "test-app-%02d", number)
+    }
+
+    /// The path of a program from the PATH, e.g. `mosquitto_sub` (scripts/setup installs mosquitto-clients).
+    static func executable(_ name: String) throws -> String {
+        let directories = (environment["PATH"] ?? "/usr/bin").split(separator: ":")
+        return try #require(
+            directories.map { "\($0)/\(name)" }.first { FileManager.default.isExecutableFile(atPath: $0) },
+            "\(name) is not installed; scripts/setup installs it"
+        )
     }
 
     static func requirePort() throws -> Int {
@@ -137,10 +146,34 @@ struct ChildProcess {
 
     func signal(_ number: Int32) { kill(pid, number) }
 
-    /// Waits for the child; its exit status, or 128 + the signal that ended it.
+    /// Waits for the child; its exit status, or 128 + the signal that ended it. Blocks the calling thread: for
+    /// short waits, or where no `await` is possible.
     func wait() -> Int32 {
         var status: Int32 = 0
         while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
-        return status & 0x7F == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
+        return Self.exitStatus(status)
+    }
+
+    /// Waits for the child without holding a thread: the tests share a cooperative pool of one thread per core,
+    /// and a few blocked threads would stall every other test's waits.
+    func exitStatus() async -> Int32 {
+        var status: Int32 = 0
+        while waitpid(pid, &status, WNOHANG) == 0 {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return Self.exitStatus(status)
+    }
+
+    /// Kills the child if it still runs, and reaps it: for a `defer`, so that a failed test leaves no process behind.
+    func stop() {
+        var status: Int32 = 0
+        // 0: the child runs and is not reaped, so `pid` is still ours to kill; otherwise it was reaped already.
+        guard waitpid(pid, &status, WNOHANG) == 0 else { return }
+        kill(pid, SIGKILL)
+        _ = wait()
+    }
+
+    private static func exitStatus(_ status: Int32) -> Int32 {
+        status & 0x7F == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
     }
 }

@@ -73,6 +73,47 @@ struct ScriptTests {
         let error = #expect(throws: LuaError.self) { try script.handle(emptyUplink) }
         #expect(error?.message.contains("f_port 0 is outside") == true)
         #expect(error?.kind == .runtime)
+        #expect(error?.line == 1, "at the script's line: \(error?.message ?? "")")
+    }
+
+    @Test("a flood of downlinks stops at the downlink limit, at the script's line; the next invocation has its own budget")
+    func downlinkLimit() throws {
+        let bridge = MemoryBridge()
+        let script = try makeScript("""
+            setMessageHandler(function()
+              for i = 1, 10000 do
+                publish({f_port = 1, bytes = {1}})
+              end
+            end)
+            """, name: "flood.lua", bridge: bridge)
+        let error = #expect(throws: LuaError.self) { try script.handle(emptyUplink) }
+        #expect(error?.kind == .downlinkLimit)
+        #expect(error?.line == 3, "\(error?.message ?? "")")
+        #expect(error?.message.contains("at most 10 downlinks per invocation") == true)
+        #expect(bridge.published.count == LuaLimits().downlinkLimit)
+        #expect(throws: LuaError.self) { try script.handle(emptyUplink) }
+        #expect(bridge.published.count == 20)
+    }
+
+    @Test("the downlink limit holds when the script catches the error, and is configurable")
+    func downlinkLimitCaught() throws {
+        let bridge = MemoryBridge()
+        var limits = LuaLimits()
+        limits.downlinkLimit = 3
+        let script = try makeScript("""
+            setMessageHandler(function()
+              for i = 1, 10000 do pcall(publish, '{"port": 1, "payload_raw": "AA=="}') end
+            end)
+            """, name: "sly.lua", bridge: bridge, limits: limits)
+        let error = #expect(throws: LuaError.self) { try script.handle(emptyUplink) }
+        #expect(error?.kind == .downlinkLimit)
+        #expect(error?.message.contains("caught by the script; 9997 publish calls refused") == true, "\(error?.message ?? "")")
+        #expect(bridge.published.count == 3)
+        let quiet = try makeScript(
+            "setMessageHandler(function() for i = 1, 3 do publish({f_port = 1, bytes = {i}}) end end)", bridge: bridge, limits: limits
+        )
+        try quiet.handle(emptyUplink)
+        #expect(bridge.published.count == 6, "up to the limit is fine")
     }
 
     @Test("fixture uplinks become tables with the right types")

@@ -1,0 +1,112 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import Synchronization
+import TTNMQTT
+
+extension HandlerHost {
+    /// Failures that a broker coming up later can fix: nothing listens yet, no answer yet, the name does not resolve yet.
+    static let transientConnectErrors: Set<TTNError.Kind> = [.unreachable, .timeout, .unknownHost]
+
+    /// Connects. While the broker cannot be reached and ``Configuration/waitForBroker`` is on, it tries again with
+    /// the client's capped exponential backoff, logging every failed attempt.
+    /// - Returns: false when graceful shutdown (or cancellation) came before a connection.
+    /// - Throws: ``TTNError`` for failures that trying again cannot fix: credentials, TLS, configuration.
+    func connectWhenBrokerIsUp() async throws(TTNError) -> Bool {
+        let clientConfiguration = client.configuration
+        var attempt = 0
+        while true {
+            switch await attemptConnection() {
+            case .connected:
+                return true
+            case .stopped:
+                return false
+            case .failed(let error):
+                guard configuration.waitForBroker, Self.transientConnectErrors.contains(error.kind) else { throw error }
+                let delay = reconnectDelay(
+                    attempt: attempt, minimum: clientConfiguration.minimumReconnectDelay,
+                    maximum: clientConfiguration.maximumReconnectDelay
+                )
+                attempt += 1
+                let seconds = Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18
+                logger.warning(
+                    "Cannot reach the MQTT broker yet; trying again",
+                    metadata: [
+                        "reason": "\(error.message)", "attempt": "\(attempt)", "retry.in": "\(String(format: "%.1f s", seconds))",
+                    ]
+                )
+                do {
+                    try await cancelWhenGracefulShutdown { try await Task.sleep(for: delay) }
+                } catch {
+                    return false
+                }
+            }
+        }
+    }
+
+    private enum ConnectOutcome: Sendable {
+        case connected
+        case failed(TTNError)
+        case stopped
+    }
+
+    /// One connection attempt, on its own thread because it blocks (up to the connect timeout). Graceful shutdown
+    /// or cancellation stops the wait for it at once; a connection the abandoned attempt makes later is closed.
+    private func attemptConnection() async -> ConnectOutcome {
+        let outcome = FirstOutcome<ConnectOutcome>()
+        let client = self.client
+        return await withTaskCancellationOrGracefulShutdownHandler {
+            await withCheckedContinuation { continuation in
+                guard outcome.wait(continuation) else { return }
+                let thread = Thread {
+                    let result: ConnectOutcome
+                    do throws(TTNError) {
+                        try client.connect()
+                        result = .connected
+                    } catch {
+                        result = .failed(error)
+                    }
+                    if !outcome.fulfill(result), case .connected = result { client.disconnect() }
+                }
+                thread.name = "ttn-host connect"
+                thread.start()
+            }
+        } onCancelOrGracefulShutdown: {
+            outcome.fulfill(.stopped)
+        }
+    }
+}
+
+/// The first of several racing outcomes, handed to the one continuation waiting for it.
+final class FirstOutcome<Value: Sendable>: Sendable {
+    private struct State {
+        var continuation: CheckedContinuation<Value, Never>?
+        var value: Value?
+    }
+
+    private let state = Mutex(State())
+
+    /// Parks `continuation` until the first outcome; returns false (and resumes it) when that outcome came already.
+    func wait(_ continuation: CheckedContinuation<Value, Never>) -> Bool {
+        let ready = state.withLock { state -> Value? in
+            if state.value == nil { state.continuation = continuation }
+            return state.value
+        }
+        guard let ready else { return true }
+        continuation.resume(returning: ready)
+        return false
+    }
+
+    /// Sets the outcome if none was set yet, resuming the waiting continuation; returns whether this call set it.
+    @discardableResult
+    func fulfill(_ value: Value) -> Bool {
+        let (won, continuation) = state.withLock { state -> (Bool, CheckedContinuation<Value, Never>?) in
+            guard state.value == nil else { return (false, nil) }
+            state.value = value
+            defer { state.continuation = nil }
+            return (true, state.continuation)
+        }
+        continuation?.resume(returning: value)
+        return won
+    }
+}
