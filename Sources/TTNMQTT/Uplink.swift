@@ -39,7 +39,7 @@ public struct Uplink: Sendable, Hashable, Codable {
         let data = Data(json)
         do {
             if legacyV2 {
-                self = try JSONDecoder().decode(LegacyUplink.self, from: data).uplink
+                self = try JSONDecoder().decode(LegacyUplink.self, from: data).uplink()
             } else {
                 self = try JSONDecoder().decode(Uplink.self, from: data)
             }
@@ -216,7 +216,8 @@ private struct LegacyUplink: Decodable {
         var snr: Double?
     }
 
-    var uplink: Uplink {
+    /// - Throws: `DecodingError` for a frequency whose Hz do not fit a 64-bit integer (1e13, or 1e999 read as infinity).
+    func uplink() throws -> Uplink {
         var message = UplinkMessage()
         message.fPort = port
         message.fCnt = counter
@@ -235,8 +236,11 @@ private struct LegacyUplink: Decodable {
             return rx
         }
         if let megahertz = metadata?.frequency {
+            guard let hertz = Int64(exactly: (megahertz * 1_000_000).rounded()) else {
+                throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "metadata.frequency \(megahertz) MHz is out of range"))
+            }
             var settings = TxSettings()
-            settings.frequency = String(Int64((megahertz * 1_000_000).rounded()))
+            settings.frequency = String(hertz)
             settings.codingRate = metadata?.coding_rate
             message.settings = settings
         }
