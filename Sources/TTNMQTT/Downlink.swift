@@ -154,7 +154,8 @@ struct DownlinkRequest: Sendable, Equatable {
         case .string(let base64)?: downlink.frmPayload = base64
         default: throw .invalidDownlink("v2 \"payload_raw\" is not a base64 string", hint: Self.formHint)
         }
-        downlink.decodedPayload = object["payload_fields"]
+        // null is no payload, as for payload_raw; kept, it became "decoded_payload": null, which TTN drops.
+        if let fields = object["payload_fields"], fields != .null { downlink.decodedPayload = fields }
         switch object["confirmed"] {
         case nil: downlink.confirmed = false
         case .bool(let flag)?: downlink.confirmed = flag

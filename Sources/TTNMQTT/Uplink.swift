@@ -59,7 +59,7 @@ public struct Uplink: Sendable, Hashable, Codable {
         do {
             let tape = try JSONTape(Array(json))
             if legacyV2 {
-                let fields = try TapeDecoder.decode(LegacyUplink.self, from: tape).fields
+                let fields = try TapeDecoder.decode(LegacyUplink.self, from: tape).fields()
                 storage = Storage(topic: topic, tape: tape, fields: fields)
             } else {
                 try JSONShape.uplink.check(tape, at: 0)
@@ -322,7 +322,8 @@ private struct LegacyUplink: Decodable {
         var snr: Double?
     }
 
-    var fields: Uplink.Fields {
+    /// - Throws: `DecodingError` for a frequency whose Hz do not fit a 64-bit integer (1e13, or 1e999 read as infinity).
+    func fields() throws -> Uplink.Fields {
         var message = UplinkMessage()
         message.fPort = port
         message.fCnt = counter
@@ -341,8 +342,11 @@ private struct LegacyUplink: Decodable {
             return rx
         }
         if let megahertz = metadata?.frequency {
+            guard let hertz = Int64(exactly: (megahertz * 1_000_000).rounded()) else {
+                throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "metadata.frequency \(megahertz) MHz is out of range"))
+            }
             var settings = TxSettings()
-            settings.frequency = String(Int64((megahertz * 1_000_000).rounded()))
+            settings.frequency = String(hertz)
             settings.codingRate = metadata?.coding_rate
             message.settings = settings
         }

@@ -243,12 +243,168 @@ struct ScriptTests {
         // load is text-only: a crafted binary chunk header is refused (string.dump, which would make one, is gone).
         "error(select(2, load('\\27LuaT\\0\\25\\147\\r\\n\\26\\n')))", "load('return 1', 'x', 'b')",
         "setmetatable({}, {__gc = function() while true do end end})", "string.upper = nil", "ttn.publish = print",
-        "getmetatable('').__index.upper = nil",
+        "getmetatable('').__index.upper = nil", "local s = getmetatable('').__index", "debug.sethook()", "require('debug')",
+        "rawget(string, 'dump')(print)", "coroutine.wrap(string.dump)(print)",
     ])
     func sandbox(escape: String) throws {
         let error = #expect(throws: LuaError.self) { try makeScript("\(escape)\nsetMessageHandler(function() end)") }
         #expect(error?.kind == .runtime)
         #expect(error?.message.contains("test.lua:1:") == true, "\(error?.message ?? "")")
+    }
+
+    /// Escape attempts, each as a script top level that must run to the end: it asserts what the script may see.
+    static let escapes: [(String, String)] = [
+        ("the debug library and the other hidden globals", #"""
+            for _, name in ipairs({"debug", "io", "package", "require", "dofile", "loadfile", "collectgarbage", "warn",
+                                   "__ttn_publish", "__ttn_log", "__ttn_set_device", "__ttn_all"}) do
+              assert(_ENV[name] == nil and rawget(_ENV, name) == nil, name)
+            end
+            assert(not pcall(load("return debug.getregistry()")))
+            """#),
+        ("the registry and metatables through getmetatable", #"""
+            assert(getmetatable("") == false)
+            local ok, err = pcall(function() return getmetatable("").__index end)
+            assert(not ok and err:find("index a boolean"), err)
+            assert(("").__index == nil and ("x").dump == nil)
+            for _, v in ipairs({ttn, ttn.json, ttn.base64, string, table, math, os, coroutine, utf8, _G, ttn.null,
+                                ttn.json.decode("[1]"), getLastMessage, 1, true}) do
+              local mt = getmetatable(v)
+              assert(mt == nil or mt == false, tostring(v))
+            end
+            """#),
+        ("rawget and rawset on _ENV, _G and the libraries", #"""
+            assert(rawequal(_G, _ENV))
+            assert(rawget(_ENV, "string") == nil and rawget(string, "upper") == nil, "libraries are empty read-only proxies")
+            assert(next(ttn) == nil and next(string) == nil)
+            rawset(_ENV, "type", function() return "table" end)
+            rawset(_G, "tostring", nil)
+            rawset(_ENV, "math", {type = function() return "integer" end})
+            rawset(string, "upper", function() return "pwned" end)
+            rawset(ttn, "publish", function() error("pwned") end)
+            assert(("a"):upper() == "A", "string methods use the real library")
+            assert(string.upper("a") == "pwned", "the script's own proxy, changed only for itself")
+            """#),
+        ("setmetatable on the shared libraries and finalizers", #"""
+            for _, t in ipairs({string, table, math, os, coroutine, utf8, ttn, ttn.json, _G, ttn.json.decode("[1]")}) do
+              local ok, err = pcall(setmetatable, t, {__index = function() return "pwned" end})
+              assert(not ok and err:find("protected metatable"), err)
+            end
+            assert(not pcall(setmetatable, {}, {__gc = false}))
+            -- A __gc added after setmetatable never makes a finalizer (it would run at lua_close, without limits).
+            local mt = {}
+            lateFinalized = setmetatable({}, mt)
+            mt.__gc = function() publish({f_port = 99, bytes = {1}}, "finalizer") end
+            """#),
+        ("load with mode b and handcrafted binary chunks", #"""
+            local ok, err = pcall(load, "return 1", "x", "b")
+            assert(not ok and err:find("only text chunks"), err)
+            local chunk = "\27LuaT\0\25\147\r\n\26\n\4\8\8xV\0\0\0\0\0\0\0\0\0\0\0\40w@\1\128\128\128\0\1\2\131\0\0\0"
+            for _, mode in ipairs({"bt", "t", nil}) do
+              local f, message = load(chunk, "x", mode)
+              assert(f == nil and message:find("binary chunk"), message)
+            end
+            local f, message = load("\27Lua")
+            assert(f == nil and message:find("binary chunk"), message)
+            assert(not pcall(load, function() return "\27Lua" end), "a reader function is refused")
+            assert(string.dump == nil)
+            """#),
+        ("load with a custom environment", #"""
+            local hidden = {"debug", "io", "package", "require", "dofile", "loadfile", "collectgarbage", "__ttn_publish", "__ttn_all"}
+            for _, env in ipairs({{}, _ENV, setmetatable({}, {__index = _G}), {string = string, _G = _G}}) do
+              for _, name in ipairs(hidden) do assert(load("return " .. name, "x", "t", env)() == nil, name) end
+              assert(load("return string and string.dump", "x", "t", env)() == nil)
+            end
+            assert(not pcall(load("return x", "x", "t", nil)), "a nil environment has no globals at all")
+            assert(type(load("return upper", "x", "t", "")()) == "function", "a string environment reaches string functions only")
+            assert(load("return _ENV", "x", "t", "")() == "")
+            """#),
+        ("string.dump and collectgarbage", #"""
+            assert(string.dump == nil and ("").dump == nil and collectgarbage == nil)
+            assert(not pcall(function() return string.dump(print) end))
+            assert(not pcall(function() collectgarbage("stop") end))
+            """#),
+        ("coroutine tricks", #"""
+            assert(not pcall(coroutine.yield), "no yield outside a coroutine")
+            local sorter = coroutine.wrap(function() table.sort({3, 2, 1}, function(a, b) coroutine.yield() return a < b end) end)
+            assert(not pcall(sorter), "no yield across a C call")
+            local selfish
+            selfish = coroutine.create(function() return coroutine.resume(selfish) end)
+            local ok, inner = coroutine.resume(selfish)
+            assert(ok and inner == false, "a coroutine cannot resume itself")
+            assert(not pcall(coroutine.close, coroutine.running()))
+            local function nest(n) return coroutine.wrap(function() if n == 0 then return 0 end return nest(n - 1)() + 1 end) end
+            local deepOk, deep = pcall(nest(100000))
+            assert(not deepOk and tostring(deep):find("C stack overflow"), tostring(deep))
+            local function recurse() return pcall(recurse) end
+            assert(recurse() ~= nil)
+            kept = coroutine.wrap(function() while true do coroutine.yield(getLastMessage()) end end)
+            assert(kept() == nil, "no message at the top level")
+            """#),
+    ]
+
+    @Test("escape attempts are contained: the script's own API and a healthy script beside it are unaffected",
+          arguments: escapes.map(\.0))
+    func containedEscapes(name: String) throws {
+        let attempt = try #require(Self.escapes.first { $0.0 == name }?.1)
+        let bridge = MemoryBridge()
+        let healthySource = """
+            setMessageHandler(function()
+              local m = getLastMessage()
+              assert(type(string) == "table" and string.upper("abc") == "ABC" and ("x"):rep(3) == "xxx" and debug == nil)
+              assert(math.type(m.uplink_message.f_cnt) == "integer" and tostring(1) == "1")
+              publish({f_port = 1, bytes = ttn.payloadBytes(m)})
+            end)
+            """
+        let healthy = try makeScript(healthySource, name: "healthy.lua", bridge: bridge)
+        var attacker: LuaScript? = try makeScript("""
+            \(attempt)
+            setMessageHandler(function()
+              local m = getLastMessage()
+              if kept then assert(kept() == m, "a kept coroutine sees this invocation's message") end
+              publish({f_port = 2, bytes = ttn.payloadBytes(m)})
+            end)
+            """, name: "attacker.lua", bridge: bridge)
+        let uplink = LuaMessage(json: try Fixtures.bytes("v3-up-decoded.json"), deviceID: "dev")
+        try attacker?.handle(uplink)
+        try healthy.handle(uplink)
+        let fresh = try makeScript(healthySource, name: "fresh.lua", bridge: bridge)
+        try fresh.handle(uplink)
+        attacker = nil  // lua_close: no finalizer may run
+        let sent = bridge.published
+        #expect(sent.count == 3, "\(sent)")
+        let payload = "\"frm_payload\":\"sQAAEAHlANcB\""
+        #expect(sent.filter { $0.downlink.contains(payload) }.count == 3, "every script read the right payload: \(sent)")
+        #expect(sent.map { $0.downlink.contains("\"f_port\":2") } == [true, false, false], "\(sent)")
+        #expect(!sent.contains { $0.deviceID == "finalizer" })
+    }
+
+    @Test("an error object with an endless __tostring cannot stall the host, which never calls it")
+    func errorObjectToString() throws {
+        let script = try makeScript("""
+            setMessageHandler(function() error(setmetatable({}, {__tostring = function() while true do end end})) end)
+            """, limits: tightLimits)
+        let error = #expect(throws: LuaError.self) { try script.handle(emptyUplink) }
+        #expect(error?.kind == .runtime)
+        #expect(error?.message.contains("table") == true, "\(error?.message ?? "")")
+    }
+
+    @Test("a coroutine made at load and resumed by a later invocation is still under the time limit")
+    func keptCoroutineLimit() throws {
+        let bridge = MemoryBridge()
+        let script = try makeScript("""
+            stuck = coroutine.wrap(function() coroutine.yield() while true do end end)
+            stuck()
+            calls = 0
+            setMessageHandler(function()
+              calls = calls + 1
+              if calls == 1 then pcall(stuck) end
+              publish({f_port = 1, bytes = {calls}})
+            end)
+            """, name: "kept.lua", bridge: bridge, limits: tightLimits)
+        let error = #expect(throws: LuaError.self) { try script.handle(emptyUplink) }
+        #expect(error?.kind == .timeLimit, "\(error?.message ?? "")")
+        try script.handle(emptyUplink)
+        #expect(bridge.published.count == 1, "the next invocation runs")
     }
 
     @Test("binary chunks are refused")

@@ -59,6 +59,8 @@ struct DownlinkTests {
         (#"{"port": 224, "payload_raw": "AA=="}"#, "f_port 224"),
         (#"{"port": 1, "payload_raw": "not base64!"}"#, "not valid base64"),
         (#"{"port": 1}"#, "neither frm_payload nor decoded_payload"),
+        // payload_fields: null is no payload (it was sent as "decoded_payload": null, which TTN drops; found by fuzzing).
+        (#"{"port": 1, "payload_fields": null}"#, "neither frm_payload nor decoded_payload"),
         (#"{"port": "1", "payload_raw": "AA=="}"#, "port"),
         (#"{"port": 1.5, "payload_raw": "AA=="}"#, "port"),
         (#"{"port": 1, "payload_raw": "AA==", "schedule": "first"}"#, "no v3 equivalent"),

@@ -84,6 +84,15 @@ struct UplinkTests {
         #expect(error?.message.contains("t/devices/d/up") == true)
     }
 
+    @Test("a v2 frequency whose Hz do not fit 64 bits is refused, not a crash (found by fuzzing)",
+          arguments: ["1e13", "-1e13", "9.3e12", "1e308"])
+    func v2FrequencyOutOfRange(frequency: String) {
+        let text = #"{"dev_id": "d", "port": 1, "metadata": {"frequency": \#(frequency)}}"#
+        let error = #expect(throws: TTNError.self) { try Uplink(json: Array(text.utf8), topic: "a/devices/d/up", legacyV2: true) }
+        #expect(error?.kind == .invalidMessage)
+        #expect(error?.message.contains("frequency") == true, "\(error?.message ?? "")")
+    }
+
     @Test("unknown fields are ignored and missing ones are nil")
     func tolerant() throws {
         let uplink = try Uplink(json: Array(#"{"brand_new_field": {"x": 1}, "uplink_message": {}}"#.utf8))
