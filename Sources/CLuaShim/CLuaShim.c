@@ -192,7 +192,6 @@ static int host_trampoline(lua_State *L) {
     c->enforce_limit = 0; /* Swift code may allocate (push strings, tables) without hitting the cap */
     int results = hb->fn(L, hb->box);
     c->enforce_limit = enforced;
-    if (results < 0) return lua_error(L); /* the longjmp starts here, in C, after the Swift frame returned */
     return results;
 }
 

@@ -230,7 +230,7 @@ final class ScriptEnvironment {
     }
 }
 
-/// A Swift function the Lua state owns; `body` returns its result count, or -1 after pushing an error.
+/// A Swift function the Lua state owns; `body` returns its result count and never raises a Lua error.
 final class HostFunction {
     let globalName: String
     let body: (OpaquePointer) -> Int32

@@ -26,8 +26,8 @@ int ttn_context_abort_reason(const ttn_context *context);
 /* Whether the allocator refused an allocation for the memory cap during the last armed run. */
 int ttn_context_memory_refused(const ttn_context *context);
 
-/* A Swift function callable from Lua. Returns the number of results, or -1 with an error message on the
- * stack, which the C trampoline then raises. It runs with the memory cap lifted. */
+/* A Swift function callable from Lua. Returns the number of results; it never raises (failures are results
+ * that the Lua half of the API turns into errors at the script's line). It runs with the memory cap lifted. */
 typedef int (*ttn_host_fn)(lua_State *L, void *box);
 typedef void (*ttn_release_fn)(void *box);
 
