@@ -9,7 +9,7 @@
 import Foundation
 import Logging
 import ServiceLifecycle
-import Synchronization
+import TTNSync
 import TTNHost
 import TTNLua
 import TTNMQTT
@@ -20,7 +20,7 @@ struct BenchError: Error, CustomStringConvertible {
 
 /// Accumulates a decoded field, as the Lua benchmark handler does.
 final class Accumulator: Sendable {
-    private let total = Mutex(0.0)
+    private let total = Locked(0.0)
     func add(_ value: Double) { total.withLock { $0 += value } }
     var value: Double { total.withLock { $0 } }
 }

@@ -12,6 +12,26 @@
 #include <string.h>
 #include <time.h>
 
+#if defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TTN_THREAD_SANITIZER 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define TTN_THREAD_SANITIZER 1
+#endif
+
+#if defined(TTN_THREAD_SANITIZER) && defined(__GLIBC__)
+#include <setjmp.h>
+/* ThreadSanitizer builds only. Lua raises errors with longjmp, and Debian's liblua5.4 is built with
+ * _FORTIFY_SOURCE, so it calls glibc's __longjmp_chk, which ThreadSanitizer does not intercept. Its shadow call
+ * stack then keeps the frames each jump skipped, grows with every Lua error, and after some thousands of errors in
+ * one thread overflows (a SEGV inside ThreadSanitizer). The executable's definition comes before glibc's, so Lua
+ * jumps through here into longjmp, which ThreadSanitizer intercepts and rewinds its shadow stack for. Only the
+ * fortify check that the target frame is still live is skipped, in these test builds. */
+__attribute__((noreturn)) void __longjmp_chk(struct __jmp_buf_tag env[1], int value) { longjmp(env, value); }
+#endif
+
 struct ttn_context {
     size_t used, limit;
     int enforce_limit;              /* the memory cap applies only while script code runs */

@@ -1,7 +1,7 @@
 import Foundation
 import Logging
 import ServiceLifecycle
-import Synchronization
+import TTNSync
 import TTNMQTT
 
 extension HandlerHost {
@@ -84,7 +84,7 @@ final class FirstOutcome<Value: Sendable>: Sendable {
         var value: Value?
     }
 
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     /// Parks `continuation` until the first outcome; returns false (and resumes it) when that outcome came already.
     func wait(_ continuation: CheckedContinuation<Value, Never>) -> Bool {

@@ -1,6 +1,6 @@
 import Foundation
 import Logging
-import Synchronization
+import TTNSync
 import TTNLua
 import TTNMQTT
 
@@ -8,7 +8,7 @@ import TTNMQTT
 final class ScriptSet: Sendable {
     private let host: HandlerHost
     private let watcher: ScriptDirectoryWatcher
-    private let scripts = Mutex<[String: LoadedScript]>([:])
+    private let scripts = Locked<[String: LoadedScript]>([:])
 
     init(host: HandlerHost, directory: String) throws {
         self.host = host
@@ -62,12 +62,12 @@ final class ScriptSet: Sendable {
 
 /// One script's slot, used by its handler queue and by reloads, one at a time.
 final class LoadedScript: Sendable {
-    private let slot: Mutex<LuaScriptSlot>
+    private let slot: Locked<LuaScriptSlot>
     let interrupter: LuaInterrupter
 
     init(slot: sending LuaScriptSlot) {
         self.interrupter = slot.interrupter
-        self.slot = Mutex(slot)
+        self.slot = Locked(slot)
     }
 
     /// Runs the script's handler for `uplink`; false (and logged) when it failed.

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import Synchronization
+import TTNSync
 import TTNLua
 import TTNMQTT
 import UnixSignals
@@ -77,7 +78,7 @@ public final class HandlerHost: Service, Sendable {
     /// The client: ``MQTTClient/getLastMessage()`` and ``MQTTClient/publish(_:)`` work inside handlers.
     public let client: MQTTClient
     let logger: Logger
-    let handlers = Mutex<[HandlerRunner]>([])
+    let handlers = Locked<[HandlerRunner]>([])
     /// Set when shutdown begins: uplinks arriving after it are counted, not queued.
     private let stopping = Atomic(false)
     private let arrivedDuringShutdown = Counter()

@@ -1,6 +1,6 @@
 import Foundation
 import Logging
-import Synchronization
+import TTNSync
 
 /// A change to a script file, after debouncing.
 public enum ScriptChange: Sendable, Equatable {
@@ -27,7 +27,7 @@ public final class ScriptDirectoryWatcher: Sendable {
     private let logger: Logger
     /// The inotify instance, or -1 when inotify is unavailable (then only the once-a-second look remains).
     private let inotifyDescriptor: Int32
-    private let state = Mutex(State())
+    private let state = Locked(State())
 
     private static let eventMask = UInt32(IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF)
 

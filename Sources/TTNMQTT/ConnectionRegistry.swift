@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import TTNSync
 
 /// The connections of this process, shared by clients with the same broker, application and key.
 ///
@@ -11,7 +11,7 @@ enum ConnectionRegistry {
         case open(MosquittoConnection, clients: Int)
     }
 
-    private static let slots = Mutex<[ConnectionKey: Slot]>([:])
+    private static let slots = Locked<[ConnectionKey: Slot]>([:])
 
     /// The connection for `configuration`, opened if needed; `observer` is attached to it and `filters` added.
     /// - Returns: the connection, and whether this call opened it (rather than joining an existing one).

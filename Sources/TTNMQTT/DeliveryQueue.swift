@@ -1,6 +1,6 @@
 import DequeModule
 import Dispatch
-import Synchronization
+import TTNSync
 
 /// An ordered, bounded queue whose items are handled one at a time, off the caller's thread.
 ///
@@ -15,12 +15,12 @@ package final class DeliveryQueue<Item: Sendable>: Sendable {
         var handled = 0
     }
 
-    private let state: Mutex<State>
+    private let state: Locked<State>
     private let limit: Int
     private let dispatchQueue: DispatchQueue
     private let handler: @Sendable (Item) -> Void
     private let onDrop: @Sendable (_ totalDropped: Int) -> Void
-    private let idle = Mutex<[DispatchSemaphore]>([])
+    private let idle = Locked<[DispatchSemaphore]>([])
 
     /// - Parameters:
     ///   - limit: how many items may wait; one more drops the oldest.
@@ -31,7 +31,7 @@ package final class DeliveryQueue<Item: Sendable>: Sendable {
         onDrop: @escaping @Sendable (_ totalDropped: Int) -> Void,
         handler: @escaping @Sendable (Item) -> Void
     ) {
-        self.state = Mutex(State(isPaused: paused))
+        self.state = Locked(State(isPaused: paused))
         self.limit = max(1, limit)
         self.dispatchQueue = DispatchQueue(label: label)
         self.handler = handler

@@ -2,7 +2,7 @@ import DequeModule
 import Dispatch
 import Foundation
 import Logging
-import Synchronization
+import TTNSync
 
 /// A client for one The Things Stack (TTN v3) application, with the API of the Python `ttnmqtt` package.
 ///
@@ -66,7 +66,7 @@ public final class MQTTClient: Sendable {
         case published(Int)
     }
 
-    let state: Mutex<State>
+    let state: Locked<State>
     let logger: Logger
     let delivery: DeliveryQueue<Delivery>
 
@@ -75,7 +75,7 @@ public final class MQTTClient: Sendable {
         var logger = configuration.logger
         logger[metadataKey: "ttn.app_id"] = "\(configuration.applicationID)"
         self.logger = logger
-        self.state = Mutex(State(configuration: configuration))
+        self.state = Locked(State(configuration: configuration))
         let dropLogger = logger
         let weakSelf = WeakClient()
         self.delivery = DeliveryQueue(

@@ -1,7 +1,7 @@
 internal import CMosquitto
 import Foundation
 import Logging
-import Synchronization
+import TTNSync
 
 /// A message as received, copied out of libmosquitto's buffers.
 package struct ReceivedMessage: Sendable {
@@ -42,7 +42,7 @@ final class MosquittoConnection: Sendable {
     private let handle: MosquittoHandle
     private let settings: Settings
     private let logger: Logger
-    private let state = Mutex(State())
+    private let state = Locked(State())
     /// Signalled to cut a reconnect delay short when the connection closes.
     private let wakeUp = DispatchSemaphore(value: 0)
     /// Signalled once by the network thread when it exits.
@@ -421,7 +421,7 @@ package func reconnectDelay(attempt: Int, minimum: Duration, maximum: Duration) 
 
 /// A value set once and awaited by blocking threads.
 final class OneShot<Value: Sendable>: Sendable {
-    private let value = Mutex<Value?>(nil)
+    private let value = Locked<Value?>(nil)
     private let ready = DispatchSemaphore(value: 0)
 
     /// Sets the value if none was set yet; returns whether this call set it.

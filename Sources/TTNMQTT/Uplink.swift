@@ -1,4 +1,4 @@
-import Synchronization
+import TTNSync
 
 /// One uplink as The Things Stack v3 publishes it on `v3/<app>@<tenant>/devices/<device>/up`.
 ///
@@ -150,13 +150,13 @@ public struct Uplink: Sendable, Hashable, Codable {
     private final class Storage: Sendable {
         let topic: String
         let tape: JSONTape?
-        private let decoded: Mutex<Fields?>
+        private let decoded: Locked<Fields?>
 
         /// - Parameter fields: nil to decode them from `tape` (a v3 uplink already checked against its shape).
         init(topic: String, tape: JSONTape?, fields: Fields?) {
             self.topic = topic
             self.tape = tape
-            self.decoded = Mutex(fields)
+            self.decoded = Locked(fields)
         }
 
         /// Whether the fields still wait to be decoded from a v3 `tape`: then the JSON is their only source.

@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import TTNSync
 import Testing
 
 @testable import TTNMQTT
@@ -14,6 +15,10 @@ enum Broker {
     static let apiKey = environment["TTN_BROKER_API_KEY"] ?? ""
     static let networkUser = environment["TTN_BROKER_NETWORK_USER"] ?? "ttn-network"
     static let networkPassword = environment["TTN_BROKER_NETWORK_PASSWORD"] ?? ""
+    /// Stretches the bounds of ``eventually(timeout:_:)`` for sanitizer runs, which are several times slower
+    /// (scripts/test sets TTN_TEST_TIME_SCALE for them). A bound is how long a failing test waits, never how fast a
+    /// passing one must be.
+    static let timeScale = environment["TTN_TEST_TIME_SCALE"].flatMap(Double.init).map { max($0, 1) } ?? 1
     /// Integration tests run when a broker is configured, and always in CI, where a missing broker must fail.
     static let shouldRun = port != nil || environment["CI"] != nil
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
@@ -50,7 +55,7 @@ enum Broker {
 /// The network's side of the broker: publishes uplinks as TTN would and records what applications send.
 final class NetworkSide: ConnectionObserver {
     let connection: MosquittoConnection
-    private let received = Mutex<[ReceivedMessage]>([])
+    private let received = Locked<[ReceivedMessage]>([])
 
     init(port: Int, watching filters: [String] = []) throws {
         let key = ConnectionKey(
@@ -91,7 +96,7 @@ final class NetworkSide: ConnectionObserver {
 /// Polls `condition` until it holds or `timeout` passes; returns whether it held. Not a timing assertion:
 /// the timeout only bounds how long a failing test waits.
 func eventually(timeout: Duration = .seconds(10), _ condition: @Sendable () -> Bool) async -> Bool {
-    let deadline = ContinuousClock.now + timeout
+    let deadline = ContinuousClock.now + timeout * Broker.timeScale
     while ContinuousClock.now < deadline {
         if condition() { return true }
         try? await Task.sleep(for: .milliseconds(10))
@@ -108,7 +113,7 @@ enum Fixtures {
 
 /// Collects values from any thread.
 final class Recorder<Value: Sendable>: Sendable {
-    private let values = Mutex<[Value]>([])
+    private let values = Locked<[Value]>([])
     func append(_ value: Value) { values.withLock { $0.append(value) } }
     var all: [Value] { values.withLock { $0 } }
     var count: Int { values.withLock { $0.count } }

@@ -1,6 +1,6 @@
 import FuzzSupport
 import Logging
-import Synchronization
+import TTNSync
 import Testing
 
 @testable import TTNLua
@@ -131,8 +131,8 @@ struct LuaJSONFuzzTests {
 
 /// A log handler that keeps only the last message: what the fuzz handler reported.
 final class LastLine: LogHandler, @unchecked Sendable {
-    // @unchecked Sendable: `line` sits behind a Mutex; the LogHandler properties are set once, before logging.
-    private let line = Mutex<String?>(nil)
+    // @unchecked Sendable: `line` sits behind a lock; the LogHandler properties are set once, before logging.
+    private let line = Locked<String?>(nil)
     var metadata: Logger.Metadata = [:]
     var logLevel: Logger.Level = .trace
 

@@ -1,6 +1,6 @@
 import Foundation
 import Logging
-import Synchronization
+import TTNSync
 
 @testable import TTNLua
 
@@ -13,7 +13,7 @@ final class MemoryBridge: LuaHostBridge {
     }
 
     let messages: [[UInt8]]
-    private let sent = Mutex<[Published]>([])
+    private let sent = Locked<[Published]>([])
     private let refusal: String?
 
     init(messages: [[UInt8]] = [], refusing refusal: String? = nil) {
@@ -34,9 +34,9 @@ final class MemoryBridge: LuaHostBridge {
 
 /// A log handler that keeps what scripts print.
 final class LogCapture: LogHandler, @unchecked Sendable {
-    // @unchecked Sendable: the only mutable state, `lines`, sits behind a Mutex; the LogHandler
+    // @unchecked Sendable: the only mutable state, `lines`, sits behind a lock; the LogHandler
     // properties are set once when the test builds its Logger.
-    private let lines = Mutex<[String]>([])
+    private let lines = Locked<[String]>([])
     var metadata: Logger.Metadata = [:]
     var logLevel: Logger.Level = .trace
 

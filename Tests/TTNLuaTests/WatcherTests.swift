@@ -1,5 +1,5 @@
 import Foundation
-import Synchronization
+import TTNSync
 import Testing
 
 @testable import TTNLua
@@ -7,7 +7,7 @@ import Testing
 @Suite("Watching the script directory")
 struct WatcherTests {
     final class Changes: Sendable {
-        private let list = Mutex<[ScriptChange]>([])
+        private let list = Locked<[ScriptChange]>([])
         func append(_ change: ScriptChange) { list.withLock { $0.append(change) } }
         var all: [ScriptChange] { list.withLock { $0 } }
 
