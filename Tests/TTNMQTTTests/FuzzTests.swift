@@ -14,8 +14,6 @@ import Testing
 /// a field had the wrong type; what parses must read back the same after encoding the typed value again.
 @Suite("Fuzzing the parsers")
 struct FuzzTests {
-    /// The message of the last refusal, for failure messages.
-    private var lastRefusal = ""
     static let uplinkFixtures = ["v3-up-decoded.json", "v3-up-legacy-shape.json", "v3-up-no-decoder.json", "v3-up-multi-gateway.json",
                                  "v3-up-mac-only.json", "v3-up-normalized.json"]
     static let legacyFixtures = ["v2-up.json", "v2-up-quickstart-2016.json"]
@@ -44,16 +42,16 @@ struct FuzzTests {
     }
 
     @Test("v3 uplinks: mutated fixtures and generated messages")
-    mutating func v3Uplinks() {
+    func v3Uplinks() {
         fuzzUplinks(FuzzRun("FuzzTests/v3Uplinks"), legacyV2: false)
     }
 
     @Test("v2 uplinks (legacyV2): mutated fixtures and generated messages")
-    mutating func v2Uplinks() {
+    func v2Uplinks() {
         fuzzUplinks(FuzzRun("FuzzTests/v2Uplinks"), legacyV2: true)
     }
 
-    private mutating func fuzzUplinks(_ run: FuzzRun, legacyV2: Bool) {
+    private func fuzzUplinks(_ run: FuzzRun, legacyV2: Bool) {
         let corpus = legacyV2 ? Self.allFixtures.filter { String(decoding: $0, as: UTF8.self).contains("\"dev_id\"") } : Self.allFixtures
         let mutator = FuzzMutator(corpus: corpus, nestingDepths: Self.nestingDepths)
         var failures = FuzzFailures()
@@ -83,9 +81,9 @@ struct FuzzTests {
             }
             let context = { "case \(index), \(run.replay(index)), topic '\(topic)', input: \(fuzzDescribe(bytes))" }
             switch checkUplink(bytes, topic: topic, legacyV2: legacyV2) {
-            case .failure(let problem):
+            case .broken(let problem):
                 failures.add("\(problem); \(context())")
-            case .success(let uplink?):
+            case .parsed(let uplink):
                 parsed += 1
                 guard let expectation else { break }
                 generatedParsed += 1
@@ -94,11 +92,11 @@ struct FuzzTests {
                 } else if !same(uplink, expectation.0) {
                     failures.add("parsed \(uplink) but the message says \(expectation.0); \(context())")
                 }
-            case .success(nil):
+            case .refused(let reason):
                 refused += 1
                 guard let expectation else { break }
                 generatedRefused += 1
-                if !expectation.mustFail { failures.add("a well-formed message was refused (\(lastRefusal)); \(context())") }
+                if !expectation.mustFail { failures.add("a well-formed message was refused (\(reason)); \(context())") }
             }
         }
         report(run, failures)
@@ -109,19 +107,18 @@ struct FuzzTests {
     }
 
     /// The generic properties of one uplink input: the result (nil when refused as documented) or what is wrong.
-    private mutating func checkUplink(_ bytes: [UInt8], topic: String, legacyV2: Bool) -> Result<Uplink?, Problem> {
+    private func checkUplink(_ bytes: [UInt8], topic: String, legacyV2: Bool) -> Outcome<Uplink> {
         let uplink: Uplink
         do {
             uplink = try Uplink(json: bytes, topic: topic, legacyV2: legacyV2)
         } catch {
             guard error.kind == .invalidMessage, !error.message.isEmpty, topic.isEmpty || error.message.contains(topic) else {
-                return .failure(Problem("refused with \(error.kind) '\(error.message)', not invalidMessage naming the topic"))
+                return .broken(Problem("refused with \(error.kind) '\(error.message)', not invalidMessage naming the topic"))
             }
-            lastRefusal = error.message
-            return .success(nil)
+            return .refused(error.message)
         }
         guard uplink.json == String(decoding: bytes, as: UTF8.self), uplink.topic == topic else {
-            return .failure(Problem("the JSON or topic was not kept"))
+            return .broken(Problem("the JSON or topic was not kept"))
         }
         // The typed value, written again as v3 JSON, reads back the same. Numbers beyond a Double are refused on
         // arrival, so every accepted uplink encodes.
@@ -129,17 +126,17 @@ struct FuzzTests {
         do {
             encoded = try JSONEncoder().encode(uplink)
         } catch {
-            return .failure(Problem("the parsed uplink does not encode: \(error)"))
+            return .broken(Problem("the parsed uplink does not encode: \(error)"))
         }
         do {
             let reread = try Uplink(json: [UInt8](encoded))
             guard same(reread, uplink) else {
-                return .failure(Problem("re-encoded as \(String(decoding: encoded, as: UTF8.self)) it reads back as \(reread), not \(uplink)"))
+                return .broken(Problem("re-encoded as \(String(decoding: encoded, as: UTF8.self)) it reads back as \(reread), not \(uplink)"))
             }
         } catch {
-            return .failure(Problem("re-encoded as \(String(decoding: encoded, as: UTF8.self)) it is refused: \(error)"))
+            return .broken(Problem("re-encoded as \(String(decoding: encoded, as: UTF8.self)) it is refused: \(error)"))
         }
-        return .success(uplink)
+        return .parsed(uplink)
     }
 
     /// Equal typed content; the kept JSON and topic are compared elsewhere.
@@ -149,7 +146,7 @@ struct FuzzTests {
     }
 
     @Test("downlinks: mutated fixtures and generated v2 and v3 bodies")
-    mutating func downlinks() throws {
+    func downlinks() throws {
         let run = FuzzRun("FuzzTests/downlinks")
         let corpus = try Self.downlinkFixtures.map { try Fixtures.bytes($0.0) } + [Fixtures.bytes("v3-down-queued.json")]
         let mutator = FuzzMutator(corpus: corpus, nestingDepths: Self.nestingDepths)
@@ -180,9 +177,9 @@ struct FuzzTests {
             }
             let context = { "case \(index), \(run.replay(index)), queue \(queue.map(\.rawValue) ?? "nil"), input: \(fuzzDescribe(Array(text.utf8)))" }
             switch checkDownlink(text, queue: queue, checkLegacy: index % 4 == 0) {
-            case .failure(let problem):
+            case .broken(let problem):
                 failures.add("\(problem); \(context())")
-            case .success(let request?):
+            case .parsed(let request):
                 parsed += 1
                 guard let expectation else { break }
                 generatedParsed += 1
@@ -194,11 +191,11 @@ struct FuzzTests {
                         failures.add("parsed \(request) but the body says queue \(expectedQueue), v2 \(v2), \(downlinks); \(context())")
                     }
                 }
-            case .success(nil):
+            case .refused(let reason):
                 refused += 1
                 guard let expectation else { break }
                 generatedRefused += 1
-                if case (.parsed, false) = expectation { failures.add("a valid downlink was refused (\(lastRefusal)); \(context())") }
+                if case (.parsed, false) = expectation { failures.add("a valid downlink was refused (\(reason)); \(context())") }
             }
         }
         report(run, failures)
@@ -208,44 +205,43 @@ struct FuzzTests {
     }
 
     /// The generic properties of one downlink body: the request (nil when refused as documented) or what is wrong.
-    private mutating func checkDownlink(_ text: String, queue: DownlinkQueue?, checkLegacy: Bool) -> Result<DownlinkRequest?, Problem> {
+    private func checkDownlink(_ text: String, queue: DownlinkQueue?, checkLegacy: Bool) -> Outcome<DownlinkRequest> {
         let request: DownlinkRequest
         do {
             request = try DownlinkRequest.parse(text, queue: queue)
         } catch {
             guard error.kind == .invalidDownlink, !error.message.isEmpty, !error.hint.isEmpty else {
-                return .failure(Problem("refused with \(error.kind) '\(error.message)' hint '\(error.hint)', not invalidDownlink with a hint"))
+                return .broken(Problem("refused with \(error.kind) '\(error.message)' hint '\(error.hint)', not invalidDownlink with a hint"))
             }
-            lastRefusal = error.message
-            return .success(nil)
+            return .refused(error.message)
         }
-        if let queue, request.queue != queue { return .failure(Problem("the requested queue \(queue) was not kept")) }
+        if let queue, request.queue != queue { return .broken(Problem("the requested queue \(queue) was not kept")) }
         for downlink in request.downlinks {
-            do { try downlink.validate() } catch { return .failure(Problem("a parsed downlink does not validate: \(error)")) }
+            do { try downlink.validate() } catch { return .broken(Problem("a parsed downlink does not validate: \(error)")) }
         }
-        if request.queue == .push && request.downlinks.isEmpty { return .failure(Problem("an empty list went to down/push")) }
+        if request.queue == .push && request.downlinks.isEmpty { return .broken(Problem("an empty list went to down/push")) }
         if let v2Text = request.v2Text {
             // A v2 body is translated; the translation is a v3 body that parses to the same downlink.
-            guard v2Text == text, request.downlinks.count == 1 else { return .failure(Problem("a v2 body was not kept or not one downlink")) }
+            guard v2Text == text, request.downlinks.count == 1 else { return .broken(Problem("a v2 body was not kept or not one downlink")) }
             do {
                 let translated = try DownlinkRequest.parse(request.body, queue: request.queue)
                 guard translated.downlinks == request.downlinks else {
-                    return .failure(Problem("the v3 translation \(request.body) reads back as \(translated.downlinks)"))
+                    return .broken(Problem("the v3 translation \(request.body) reads back as \(translated.downlinks)"))
                 }
             } catch {
-                return .failure(Problem("the v3 translation \(request.body) is refused: \(error)"))
+                return .broken(Problem("the v3 translation \(request.body) is refused: \(error)"))
             }
         } else if request.body != text {
-            return .failure(Problem("a v3 body was not sent unchanged"))
+            return .broken(Problem("a v3 body was not sent unchanged"))
         }
         // The typed downlinks, encoded again, read back the same (on replace, where an empty list is allowed). The
         // body of a v2 request is that encoding, and was read back above.
         let encoded = DownlinkRequest.encode(request.downlinks)
         if request.v2Text != nil {
-            guard encoded == request.body else { return .failure(Problem("the v3 translation is not the encoding of its downlinks")) }
+            guard encoded == request.body else { return .broken(Problem("the v3 translation is not the encoding of its downlinks")) }
         } else {
             guard let reread = try? DownlinkRequest.parse(encoded, queue: .replace), reread.downlinks == request.downlinks else {
-                return .failure(Problem("encoded again as \(encoded) the downlinks do not read back the same"))
+                return .broken(Problem("encoded again as \(encoded) the downlinks do not read back the same"))
             }
         }
         // The legacy v2 body of a single downlink carries its port, payload and confirmation (checked in one case
@@ -254,9 +250,9 @@ struct FuzzTests {
             guard let back = try? DownlinkRequest.parse(legacy), let original = request.downlinks.first, let downlink = back.downlinks.first,
                   downlink.fPort == original.fPort, downlink.frmPayload == original.frmPayload,
                   downlink.decodedPayload == original.decodedPayload, downlink.confirmed == (original.confirmed ?? false)
-            else { return .failure(Problem("the legacy v2 body \(String(describing: try? request.legacyV2Body())) does not carry the downlink")) }
+            else { return .broken(Problem("the legacy v2 body \(String(describing: try? request.legacyV2Body())) does not carry the downlink")) }
         }
-        return .success(request)
+        return .parsed(request)
     }
 
     @Test("typed downlinks: validate() keeps exactly TTN's rules")
@@ -311,6 +307,13 @@ struct FuzzTests {
         for message in failures.messages { Issue.record("\(run.name): \(message)") }
         #expect(failures.count == 0, "\(failures.count) failing cases of \(run.indices.count); \(run)")
     }
+}
+
+/// What one input did: parsed, refused as documented (with the reason), or broke a property.
+enum Outcome<Value> {
+    case parsed(Value)
+    case refused(String)
+    case broken(Problem)
 }
 
 struct Problem: Error, CustomStringConvertible {
