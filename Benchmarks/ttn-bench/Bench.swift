@@ -116,11 +116,13 @@ struct Bench {
             var first: ContinuousClock.Instant?
             var lastProgress = ContinuousClock.now
             while true {
-                let handled = host.statistics.handlers.values.first?.handled ?? 0
+                let handler = host.statistics.handlers.values.first
+                let handled = handler?.handled ?? 0
                 if handled > 0 && first == nil { first = .now }
                 if handled >= count { break }
                 if ContinuousClock.now - lastProgress > .milliseconds(250) {
-                    emit("PROGRESS handled=\(handled) rss_mb=\(residentMegabytes())")  // memory over a long run
+                    // Memory over a long run, and the backlog that explains a step in it.
+                    emit("PROGRESS handled=\(handled) rss_mb=\(residentMegabytes()) waiting=\(handler?.waiting ?? 0)")
                     lastProgress = .now
                 }
                 try await Task.sleep(for: .milliseconds(1))
