@@ -125,14 +125,10 @@ final class JSONTape: Sendable {
         if element.isPlain, element.end - element.start <= 15, let integer = integer(at: index) {
             return Double(integer)  // exact: at most 15 digits
         }
-        let value = bytes.withUnsafeBufferPointer { buffer in
-            withUnsafeTemporaryAllocation(of: CChar.self, capacity: element.end - element.start + 1) { text in
-                for offset in 0..<(element.end - element.start) { text[offset] = CChar(bitPattern: buffer[element.start + offset]) }
-                text[element.end - element.start] = 0
-                return strtod(text.baseAddress!, nil)
-            }
-        }
-        return value.isFinite ? value : nil
+        // The standard library's conversion: correctly rounded, and independent of the C locale (strtod is not).
+        let text = String(decoding: bytes[element.start..<element.end], as: UTF8.self)
+        guard let value = Double(text), value.isFinite else { return nil }
+        return value
     }
 
     /// The number element at `index` as an integer, or nil when it has a fraction or does not fit an Int64.

@@ -94,7 +94,7 @@ public struct Uplink: Sendable, Hashable, Codable {
 
     /// The device id, from the body or else the topic.
     public var deviceID: String? {
-        if let tape = storage.tape, storage.isUndecodedV3 {
+        if let tape = storage.unchangedV3JSON {
             return tape.path("end_device_ids", "device_id").map(tape.string(at:)) ?? TopicLayout.deviceID(inTopic: topic)
         }
         return endDeviceIDs?.deviceID ?? TopicLayout.deviceID(inTopic: topic)
@@ -102,7 +102,7 @@ public struct Uplink: Sendable, Hashable, Codable {
 
     /// The application payload bytes (`frm_payload`), or nil for a MAC-only frame.
     public var payload: [UInt8]? {
-        if let tape = storage.tape, storage.isUndecodedV3 {
+        if let tape = storage.unchangedV3JSON {
             return tape.path("uplink_message", "frm_payload").flatMap { Base64.decode(tape.string(at: $0)) }
         }
         return uplinkMessage?.frmPayload.flatMap { Base64.decode($0) }
@@ -110,7 +110,7 @@ public struct Uplink: Sendable, Hashable, Codable {
 
     /// The payload formatter's output (`decoded_payload`), or nil when the application has none.
     public var decodedPayload: JSONValue? {
-        if let tape = storage.tape, storage.isUndecodedV3 {
+        if let tape = storage.unchangedV3JSON {
             return tape.path("uplink_message", "decoded_payload").flatMap(tape.jsonValue(at:))
         }
         return uplinkMessage?.decodedPayload
@@ -150,17 +150,18 @@ public struct Uplink: Sendable, Hashable, Codable {
     private final class Storage: Sendable {
         let topic: String
         let tape: JSONTape?
+        /// The v3 JSON the fields are decoded from, while nothing changed them: the accessors read it directly.
+        let unchangedV3JSON: JSONTape?
         private let decoded: Locked<Fields?>
 
         /// - Parameter fields: nil to decode them from `tape` (a v3 uplink already checked against its shape).
         init(topic: String, tape: JSONTape?, fields: Fields?) {
             self.topic = topic
             self.tape = tape
+            self.unchangedV3JSON = fields == nil ? tape : nil
             self.decoded = Locked(fields)
         }
 
-        /// Whether the fields still wait to be decoded from a v3 `tape`: then the JSON is their only source.
-        var isUndecodedV3: Bool { decoded.withLock { $0 == nil } }
 
         var fields: Fields {
             if let fields = decoded.withLock({ $0 }) { return fields }
