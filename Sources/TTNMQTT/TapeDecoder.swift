@@ -1,4 +1,4 @@
-/// Decodes `Decodable` types from a ``JSONTape``: the library's JSON decoder for uplinks, downlinks and events.
+/// Decodes `Decodable` types from a ``JSONTape``: the library's JSON decoder for uplinks and downlinks.
 ///
 /// Compared with Foundation's `JSONDecoder` it skips the intermediate tree, reads a ``JSONValue`` in one step
 /// instead of trying each type in turn, and builds a coding path only for an error message. Errors are the

@@ -1,3 +1,4 @@
+import Logging
 import Testing
 
 @testable import TTNMQTT
@@ -43,14 +44,18 @@ struct TLSTests {
         #expect(error?.kind == .tls)
     }
 
-    @Test("verification is off only when asked for explicitly")
+    @Test("verification is off only when asked for explicitly, and then a warning says so")
     func insecure() throws {
         var tls = MQTTClient.TLS.enabled(caFile: try #require(Broker.wrongCAFile))
         tls.allowUnverifiedCertificates = true
-        let client = try client(host: "127.0.0.1", tls: tls)
+        var configuration = try client(host: "127.0.0.1", tls: tls).configuration
+        let capture = LogCapture()
+        configuration.logger = Logger(label: "tls-test") { _ in capture }
+        let client = MQTTClient(configuration: configuration)
         try client.connect()
         #expect(client.isConnected)
         client.disconnect()
+        #expect(capture.messages.contains { $0.hasPrefix("warning") && $0.contains("verification are OFF") }, "\(capture.messages)")
     }
 
     @Test("TLS to a plain listener fails instead of hanging")
