@@ -128,7 +128,7 @@ lua_State *ttn_state_new(ttn_context *context) {
     if (!L) return NULL;
     lua_atpanic(L, ttn_panic);
     /* Each message decodes into a dozen tables that die at the end of the invocation: the generational
-     * collector, made for such short-lived objects, made a handler invocation about a quarter cheaper. */
+     * collector is made for such short-lived objects (a few percent cheaper per invocation, docs/benchmarks.md). */
     lua_gc(L, LUA_GCGEN, 0, 0);
     return L;
 }
