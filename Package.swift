@@ -80,13 +80,16 @@ let package = Package(
             path: "Benchmarks/ttn-bench"
         ),
 
-        // Seeded generator, mutator and random JSON shared by the fuzz tests. Test-only and in no product, so its
-        // unsafe flag never reaches a package that depends on this one; -O makes input generation ~10x faster in
-        // debug builds, which keeps 100,000 cases per parser affordable.
-        .target(name: "FuzzSupport", path: "Tests/FuzzSupport", swiftSettings: [.unsafeFlags(["-O"])]),
-        .testTarget(name: "TTNMQTTTests", dependencies: ["TTNMQTT", "FuzzSupport"], path: "Tests/TTNMQTTTests"),
-        .testTarget(name: "TTNLuaTests", dependencies: ["TTNLua", "TTNSync", "FuzzSupport"], path: "Tests/TTNLuaTests"),
-        .testTarget(name: "IntegrationTests", dependencies: ["TTNMQTT", "TTNHost", "TTNLua", "TTNSync"], path: "Tests/IntegrationTests"),
+        // Shared by the test targets: the fuzz tests' seeded generator, mutator and random JSON, and a log capture.
+        // Test-only and in no product, so its unsafe flag never reaches a package that depends on this one; -O makes
+        // input generation ~10x faster in debug builds, which keeps 100,000 cases per parser affordable.
+        .target(
+            name: "TestSupport", dependencies: ["TTNSync", .product(name: "Logging", package: "swift-log")],
+            path: "Tests/TestSupport", swiftSettings: [.unsafeFlags(["-O"])]
+        ),
+        .testTarget(name: "TTNMQTTTests", dependencies: ["TTNMQTT", "TestSupport"], path: "Tests/TTNMQTTTests"),
+        .testTarget(name: "TTNLuaTests", dependencies: ["TTNLua", "TTNSync", "TestSupport"], path: "Tests/TTNLuaTests"),
+        .testTarget(name: "IntegrationTests", dependencies: ["TTNMQTT", "TTNHost", "TTNLua", "TTNSync", "TestSupport"], path: "Tests/IntegrationTests"),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,5 +1,4 @@
 import Foundation
-import Logging
 import Synchronization
 import TTNSync
 import Testing
@@ -182,24 +181,4 @@ struct ChildProcess {
     private static func exitStatus(_ status: Int32) -> Int32 {
         status & 0x7F == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
     }
-}
-
-/// A log handler that keeps every message, for tests that assert what was logged.
-final class LogCapture: LogHandler, @unchecked Sendable {
-    // @unchecked Sendable: the only mutable state, `lines`, sits behind a lock; the LogHandler properties are
-    // set once when the test builds its Logger.
-    private let lines = Locked<[String]>([])
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .trace
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        lines.withLock { $0.append("\(event.level) \(event.message)") }
-    }
-
-    var messages: [String] { lines.withLock { $0 } }
 }

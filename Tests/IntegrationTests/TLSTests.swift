@@ -1,4 +1,5 @@
 import Logging
+import TestSupport
 import Testing
 
 @testable import TTNMQTT
@@ -55,7 +56,7 @@ struct TLSTests {
         try client.connect()
         #expect(client.isConnected)
         client.disconnect()
-        #expect(capture.messages.contains { $0.hasPrefix("warning") && $0.contains("verification are OFF") }, "\(capture.messages)")
+        #expect(capture.entries.contains { $0.level == .warning && $0.message.contains("verification are OFF") }, "\(capture.entries)")
     }
 
     @Test("TLS to a plain listener fails instead of hanging")

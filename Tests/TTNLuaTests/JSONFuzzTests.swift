@@ -1,4 +1,4 @@
-import FuzzSupport
+import TestSupport
 import Logging
 import TTNSync
 import Testing
@@ -18,13 +18,7 @@ struct LuaJSONFuzzTests {
     /// The handler: decode, report the type, and check the round trip through ttn.json.encode and decode.
     static let script = """
         local encode, decode, null = ttn.json.encode, ttn.json.decode, ttn.null
-        local function same(a, b)
-          if type(a) ~= type(b) then return false end
-          if type(a) ~= "table" then return a == b and math.type(a) == math.type(b) end
-          for k, v in pairs(a) do if not same(v, b[k]) then return false end end
-          for k in pairs(b) do if a[k] == nil then return false end end
-          return true
-        end
+        \(luaSame)
         setMessageHandler(function()
           local m = getLastMessage()  -- a malformed message raises "invalid JSON: ... at byte N" here
           local kind = m == null and "null" or type(m)

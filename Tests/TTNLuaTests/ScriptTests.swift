@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import TestSupport
 import Testing
 
 @testable import TTNLua
@@ -151,13 +152,7 @@ struct ScriptTests {
             setMessageHandler(function()
               local m = getLastMessage()
               assert(type(m) == "table")
-              local function same(a, b)
-                if type(a) ~= type(b) then return false end
-                if type(a) ~= "table" then return a == b and math.type(a) == math.type(b) end
-                for k, v in pairs(a) do if not same(v, b[k]) then return false end end
-                for k in pairs(b) do if a[k] == nil then return false end end
-                return true
-              end
+              \(luaSame)
               assert(same(ttn.json.decode(ttn.json.encode(m)), m), "round trip")
             end)
             """)

@@ -32,25 +32,16 @@ final class MemoryBridge: LuaHostBridge {
     }
 }
 
-/// A log handler that keeps what scripts print.
-final class LogCapture: LogHandler, @unchecked Sendable {
-    // @unchecked Sendable: the only mutable state, `lines`, sits behind a lock; the LogHandler
-    // properties are set once when the test builds its Logger.
-    private let lines = Locked<[String]>([])
-    var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level = .trace
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        lines.withLock { $0.append("\(event.message)") }
-    }
-
-    var messages: [String] { lines.withLock { $0 } }
-}
+/// Lua source of `same(a, b)`: deep equality of decoded JSON that tells integers from floats.
+let luaSame = """
+    local function same(a, b)
+      if type(a) ~= type(b) then return false end
+      if type(a) ~= "table" then return a == b and math.type(a) == math.type(b) end
+      for k, v in pairs(a) do if not same(v, b[k]) then return false end end
+      for k in pairs(b) do if a[k] == nil then return false end end
+      return true
+    end
+    """
 
 enum Fixtures {
     static let directory = URL(fileURLWithPath: #filePath)

@@ -1,4 +1,4 @@
-import FuzzSupport
+import TestSupport
 
 @testable import TTNMQTT
 

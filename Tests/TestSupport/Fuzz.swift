@@ -1,6 +1,6 @@
 import Foundation
 
-// Helpers shared by the fuzz tests of TTNMQTTTests and TTNLuaTests: a seeded generator, a byte-level mutator
+// Shared by the fuzz tests of TTNMQTTTests and TTNLuaTests: a seeded generator, a byte-level mutator
 // for real messages, and random JSON written with random (valid) spelling.
 
 /// SplitMix64: fast, and the same seed gives the same cases on every machine.
