@@ -8,17 +8,6 @@ struct TapeDecoder: Decoder {
     let index: Int
     private let path: CodingPathNode?
 
-    /// Parses `bytes` and decodes a `T` from them.
-    static func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {
-        let tape: JSONTape
-        do {
-            tape = try JSONTape(bytes)
-        } catch {
-            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "The JSON is malformed: \(error)"))
-        }
-        return try decode(type, from: tape)
-    }
-
     /// Decodes a `T` from the root of `tape`.
     static func decode<T: Decodable>(_ type: T.Type, from tape: JSONTape) throws -> T {
         try TapeDecoder(tape: tape, index: 0, path: nil).decodeValue(T.self)
