@@ -1,3 +1,5 @@
+import Foundation
+
 /// The JSON types a typed model expects for the members it knows. Checking a ``JSONTape`` against it refuses
 /// a message whose known fields have the wrong type when it arrives, before any handler sees it, without
 /// decoding the model: the typed ``Uplink`` fields are decoded only when first read.
@@ -6,23 +8,73 @@
 /// member that occurs twice must have the right type both times (decoding reads the last).
 /// `UplinkShapeTests` checks that ``uplink`` accepts and refuses exactly what decoding ``Uplink`` does.
 ///
-/// A struct over arrays rather than an indirect enum: the shapes are global constants, and LeakSanitizer does
-/// not recognize the tagged pointers of an indirect enum's boxes, so it reported them as leaked.
+/// A shape is stored flat, as arrays of plain values (nodes, members, and the member names' bytes), because the
+/// check runs on the network thread for every uplink: walking it takes no reference counting and compares
+/// member names with `memcmp`. Flat arrays also keep LeakSanitizer quiet, which did not recognize the tagged
+/// pointers of an indirect enum's boxes in the global shapes and reported them as leaked.
 struct JSONShape: Sendable {
-    private enum Kind: Sendable {
+    private enum Kind: UInt8, Sendable {
         case string, number, integer, boolean, any, array, map, object
+
+        var expected: String {
+            switch self {
+            case .string: "a string"
+            case .number: "a number"
+            case .integer: "an integer"
+            case .boolean: "true or false"
+            case .any: "any value"
+            case .array: "an array"
+            case .map, .object: "an object"
+            }
+        }
     }
 
-    private let kind: Kind
-    /// `array`: the elements' shape; `map`: the members' shape (one entry).
-    private let content: [JSONShape]
-    /// `object`: the known members.
-    private let members: [(name: String, shape: JSONShape)]
+    /// One shape. `array`: `first` is the elements' node; `map`: the members' node; `object`: its known members
+    /// are `members[first ..< first + count]`.
+    private struct Node: Sendable {
+        var kind: Kind
+        var first: Int32 = 0
+        var count: Int32 = 0
+    }
 
-    private init(_ kind: Kind, content: [JSONShape] = [], members: [(name: String, shape: JSONShape)] = []) {
-        self.kind = kind
-        self.content = content
-        self.members = members
+    /// A known member of an object: its name, as `names[nameStart ..< nameStart + nameLength]`, and its shape.
+    private struct Member: Sendable {
+        var node: Int32
+        var nameStart: Int32
+        var nameLength: Int32
+    }
+
+    /// Node 0 is the shape itself.
+    private var nodes: [Node]
+    private var members: [Member] = []
+    /// The member names' UTF-8 bytes, one after another.
+    private var names: [UInt8] = []
+    /// The member names as strings, parallel to `members`, for error messages.
+    private var memberNames: [String] = []
+
+    private init(_ kind: Kind) {
+        nodes = [Node(kind: kind)]
+    }
+
+    /// Copies `other`'s nodes and members after this shape's own; returns the index of `other`'s root node.
+    private mutating func append(_ other: JSONShape) -> Int32 {
+        let nodeOffset = Int32(nodes.count), memberOffset = Int32(members.count), nameOffset = Int32(names.count)
+        for var node in other.nodes {
+            switch node.kind {
+            case .array, .map: node.first += nodeOffset
+            case .object: node.first += memberOffset
+            default: break
+            }
+            nodes.append(node)
+        }
+        for var member in other.members {
+            member.node += nodeOffset
+            member.nameStart += nameOffset
+            members.append(member)
+        }
+        names += other.names
+        memberNames += other.memberNames
+        return nodeOffset
     }
 
     static let string = JSONShape(.string)
@@ -31,12 +83,30 @@ struct JSONShape: Sendable {
     static let boolean = JSONShape(.boolean)
     /// Any JSON value: free-form members such as `decoded_payload`.
     static let any = JSONShape(.any)
-    static func array(of elements: JSONShape) -> JSONShape { JSONShape(.array, content: [elements]) }
+    static func array(of elements: JSONShape) -> JSONShape { container(.array, of: elements) }
     /// An object whose members all have one shape, such as `locations`.
-    static func map(of values: JSONShape) -> JSONShape { JSONShape(.map, content: [values]) }
+    static func map(of values: JSONShape) -> JSONShape { container(.map, of: values) }
+
+    private static func container(_ kind: Kind, of content: JSONShape) -> JSONShape {
+        var shape = JSONShape(kind)
+        shape.nodes[0].first = shape.append(content)
+        return shape
+    }
+
     /// An object with known members.
-    static func object(_ members: KeyValuePairs<String, JSONShape>) -> JSONShape {
-        JSONShape(.object, members: members.map { (name: $0.key, shape: $0.value) })
+    static func object(_ known: KeyValuePairs<String, JSONShape>) -> JSONShape {
+        var shape = JSONShape(.object)
+        // The members of the root come first, so they are contiguous; their shapes' own members follow.
+        shape.members = known.map { name, _ in
+            defer { shape.names += name.utf8 }
+            return Member(node: 0, nameStart: Int32(shape.names.count), nameLength: Int32(name.utf8.count))
+        }
+        shape.memberNames = known.map(\.key)
+        shape.nodes[0].count = Int32(known.count)
+        for (position, member) in known.enumerated() {
+            shape.members[position].node = shape.append(member.value)
+        }
+        return shape
     }
 
     /// A mismatch: the path to the member and what was expected there.
@@ -48,64 +118,121 @@ struct JSONShape: Sendable {
 
     /// Checks the value at `index` of `tape`.
     func check(_ tape: JSONTape, at index: Int) throws(Mismatch) {
-        let element = tape.elements[index]
-        switch (kind, element.kind) {
-        case (.string, .string), (.boolean, .true), (.boolean, .false):
-            return
-        case (.any, _):
-            for child in index..<element.next where tape.elements[child].kind == .number && tape.double(at: child) == nil {
-                throw Mismatch(path: [], expected: "numbers that fit a Double")
-            }
-        case (.number, .number):
-            if tape.double(at: index) == nil { throw Mismatch(path: [], expected: "a number that fits a Double") }
-        case (.integer, .number):
-            if tape.integer(at: index) == nil { throw Mismatch(path: [], expected: "an integer that fits 64 bits") }
-        case (.array, .array):
-            var child = index + 1
-            for position in 0..<element.count {
-                try content[0].check(tape, at: child, inside: "\(position)")
-                child = tape.elements[child].next
-            }
-        case (.map, .object):
-            var key = index + 1
-            for _ in 0..<element.count {
-                try content[0].check(tape, at: key + 1, inside: tape.string(at: key))
-                key = tape.elements[key + 1].next
-            }
-        case (.object, .object):
-            // One pass over the message's members; a repeated member is checked every time it occurs.
-            var key = index + 1
-            for _ in 0..<element.count {
-                let value = key + 1
-                if tape.elements[value].kind != .null, let (name, shape) = members.first(where: { tape.string(at: key, equals: $0.name) }) {
-                    try shape.check(tape, at: value, inside: name)
+        let mismatch = tape.elements.withUnsafeBufferPointer { elements in
+            tape.bytes.withUnsafeBufferPointer { bytes in
+                nodes.withUnsafeBufferPointer { nodes in
+                    members.withUnsafeBufferPointer { members in
+                        names.withUnsafeBufferPointer { names in
+                            Checker(
+                                tape: tape, elements: elements, bytes: bytes, nodes: nodes, members: members, names: names,
+                                memberNames: memberNames
+                            ).mismatch(node: 0, at: index)
+                        }
+                    }
                 }
-                key = tape.elements[value].next
             }
-        default:
-            throw Mismatch(path: [], expected: description)
         }
+        if let mismatch { throw mismatch }
     }
 
-    private func check(_ tape: JSONTape, at index: Int, inside name: String) throws(Mismatch) {
-        do {
-            try check(tape, at: index)
-        } catch {
-            throw Mismatch(path: [name] + error.path, expected: error.expected)
-        }
-    }
+    /// One check's walk over a tape, on the buffers of the tape and of the shape.
+    private struct Checker {
+        let tape: JSONTape
+        let elements: UnsafeBufferPointer<JSONTape.Element>
+        let bytes: UnsafeBufferPointer<UInt8>
+        let nodes: UnsafeBufferPointer<Node>
+        let members: UnsafeBufferPointer<Member>
+        let names: UnsafeBufferPointer<UInt8>
+        let memberNames: [String]
 
-    private var description: String {
-        switch kind {
-        case .string: "a string"
-        case .number: "a number"
-        case .integer: "an integer"
-        case .boolean: "true or false"
-        case .any: "any value"
-        case .array: "an array"
-        case .map, .object: "an object"
+        /// Nil when the value at `index` has the shape of `node`; otherwise what does not match, and where.
+        func mismatch(node: Int, at index: Int) -> Mismatch? {
+            let shape = nodes[node]
+            let element = elements[index]
+            switch (shape.kind, element.kind) {
+            case (.string, .string), (.boolean, .true), (.boolean, .false):
+                return nil
+            case (.any, _):
+                for child in index..<element.next where elements[child].kind == .number && !fitsDouble(child) {
+                    return Mismatch(path: [], expected: "numbers that fit a Double")
+                }
+                return nil
+            case (.number, .number):
+                return fitsDouble(index) ? nil : Mismatch(path: [], expected: "a number that fits a Double")
+            case (.integer, .number):
+                return fitsInteger(index) ? nil : Mismatch(path: [], expected: "an integer that fits 64 bits")
+            case (.array, .array):
+                var child = index + 1
+                for position in 0..<element.count {
+                    if let mismatch = mismatch(node: Int(shape.first), at: child) { return mismatch.inside("\(position)") }
+                    child = elements[child].next
+                }
+                return nil
+            case (.map, .object):
+                var key = index + 1
+                for _ in 0..<element.count {
+                    if let mismatch = mismatch(node: Int(shape.first), at: key + 1) { return mismatch.inside(tape.string(at: key)) }
+                    key = elements[key + 1].next
+                }
+                return nil
+            case (.object, .object):
+                // One pass over the message's members; a repeated member is checked every time it occurs.
+                var key = index + 1
+                for _ in 0..<element.count {
+                    let value = key + 1
+                    if elements[value].kind != .null, let member = knownMember(named: key, of: shape),
+                        let mismatch = mismatch(node: Int(members[member].node), at: value)
+                    {
+                        return mismatch.inside(memberNames[member])
+                    }
+                    key = elements[value].next
+                }
+                return nil
+            default:
+                return Mismatch(path: [], expected: shape.kind.expected)
+            }
+        }
+
+        /// The index in `members` of the known member of `shape` whose name is the key element at `key`.
+        private func knownMember(named key: Int, of shape: Node) -> Int? {
+            let element = elements[key]
+            guard element.isPlain else {  // escapes in a member name: rare, compared as strings
+                let name = tape.string(at: key)
+                return (Int(shape.first)..<Int(shape.first + shape.count)).first { memberNames[$0] == name }
+            }
+            let length = element.end - element.start
+            for member in Int(shape.first)..<Int(shape.first + shape.count) where Int(members[member].nameLength) == length {
+                if length == 0 || memcmp(bytes.baseAddress! + element.start, names.baseAddress! + Int(members[member].nameStart), length) == 0 {
+                    return member
+                }
+            }
+            return nil
+        }
+
+        /// Whether the number element at `index` is a finite Double. Without an exponent, 300 characters cannot
+        /// reach Double's range (about 1.8e308); anything else is converted to know.
+        private func fitsDouble(_ index: Int) -> Bool {
+            let element = elements[index]
+            if element.end - element.start <= 300
+                && !bytes[element.start..<element.end].contains(where: { $0 | 0x20 == UInt8(ascii: "e") })
+            {
+                return true
+            }
+            return tape.double(at: index) != nil
+        }
+
+        /// Whether the number element at `index` is an integer that fits an Int64. Up to 18 digits always do.
+        private func fitsInteger(_ index: Int) -> Bool {
+            let element = elements[index]
+            let digits = element.end - element.start - (bytes[element.start] == UInt8(ascii: "-") ? 1 : 0)
+            return (element.isPlain && digits <= 18) || tape.integer(at: index) != nil
         }
     }
+}
+
+extension JSONShape.Mismatch {
+    /// The same mismatch, one member or element further down.
+    fileprivate func inside(_ name: String) -> Self { Self(path: [name] + path, expected: expected) }
 }
 
 extension JSONShape {
