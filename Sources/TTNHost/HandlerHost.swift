@@ -128,22 +128,26 @@ public final class HandlerHost: Service, Sendable {
     }
 
     func add(_ runner: HandlerRunner) {
-        let replaced = handlers.withLock { handlers -> Bool in
+        let replaced = handlers.withLock { handlers -> HandlerRunner? in
             if let index = handlers.firstIndex(where: { $0.name == runner.name }) {
-                handlers[index] = runner
-                return true
+                defer { handlers[index] = runner }
+                return handlers[index]
             }
             handlers.append(runner)
-            return false
+            return nil
         }
-        logger.info(replaced ? "Handler replaced" : "Handler added", metadata: ["handler": "\(runner.name)", "kind": "\(runner.kind)"])
+        // The end of the current burst no longer reaches a replaced runner: what it has queued starts now.
+        replaced?.wake()
+        logger.info(replaced != nil ? "Handler replaced" : "Handler added", metadata: ["handler": "\(runner.name)", "kind": "\(runner.kind)"])
     }
 
     func remove(name: String) {
         let removed = handlers.withLock { handlers in
             handlers.firstIndex { $0.name == name }.map { handlers.remove(at: $0) }
         }
-        if removed != nil { logger.info("Handler removed", metadata: ["handler": "\(name)"]) }
+        guard let removed else { return }
+        removed.wake()
+        logger.info("Handler removed", metadata: ["handler": "\(name)"])
     }
 
     /// Loads the scripts, connects (waiting for the broker if ``Configuration/waitForBroker``), routes uplinks
@@ -153,14 +157,19 @@ public final class HandlerHost: Service, Sendable {
     ///   TLS, a wrong setting), or for any reason when ``Configuration/waitForBroker`` is off.
     public func run() async throws {
         let scripts = try startScripts()
-        client.setUplinkSink { [weak self] uplink in
-            guard let self else { return }
-            // Under the lock that shutdown takes to set `stopping`, so no uplink is queued after it began.
-            handlers.withLock { runners in
-                guard !stopping.load(ordering: .relaxed) else { return arrivedDuringShutdown.increment() }
-                for runner in runners { runner.enqueue(uplink) }
+        client.setUplinkSink(
+            receive: { [weak self] uplink in
+                guard let self else { return }
+                // Under the lock that shutdown takes to set `stopping`, so no uplink is queued after it began.
+                handlers.withLock { runners in
+                    guard !stopping.load(ordering: .relaxed) else { return arrivedDuringShutdown.increment() }
+                    for runner in runners { runner.enqueue(uplink) }
+                }
+            },
+            endOfBurst: { [weak self] in
+                self?.handlers.withLock { $0 }.forEach { $0.wake() }
             }
-        }
+        )
         let hangups = await UnixSignalsSequence(trapping: .sighup)
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -275,7 +284,11 @@ final class HandlerRunner: Sendable {
         )
     }
 
-    func enqueue(_ uplink: Uplink) { queue.enqueue(uplink) }
+    /// Queues `uplink` on the network thread; it is handled after the burst it came in ends (``wake()``).
+    func enqueue(_ uplink: Uplink) { queue.enqueue(uplink, deferringWake: true) }
+
+    /// Starts handling the uplinks of a burst that ended.
+    func wake() { queue.wake() }
 
     /// Waits until nothing waits or runs, or the timeout passed; returns whether the handler is idle.
     func waitUntilIdle(timeout: Duration) -> Bool { queue.waitUntilIdle(timeout: timeout) }

@@ -11,6 +11,8 @@ package final class DeliveryQueue<Item: Sendable>: Sendable {
         var items = Deque<Item>()
         var isDraining = false
         var isPaused: Bool
+        /// Items wait for ``wake()``: they were queued with `deferringWake` while the queue was idle.
+        var isWakeDeferred = false
         var dropped = 0
         var handled = 0
     }
@@ -38,7 +40,11 @@ package final class DeliveryQueue<Item: Sendable>: Sendable {
         self.onDrop = onDrop
     }
 
-    package func enqueue(_ item: Item) {
+    /// Appends `item`, dropping the oldest waiting item if the queue is over its limit.
+    /// - Parameter deferringWake: when true and the queue is idle, handling starts only at the next ``wake()``.
+    ///   A producer that receives in bursts (the network thread) then wakes the handler's thread once per burst
+    ///   rather than once per item; it must call ``wake()`` at the end of every burst.
+    package func enqueue(_ item: Item, deferringWake: Bool = false) {
         let (startDrain, totalDropped) = state.withLock { state -> (Bool, Int?) in
             state.items.append(item)
             var dropped: Int?
@@ -48,10 +54,22 @@ package final class DeliveryQueue<Item: Sendable>: Sendable {
                 dropped = state.dropped
             }
             guard !state.isDraining, !state.isPaused else { return (false, dropped) }
-            state.isDraining = true
-            return (true, dropped)
+            if deferringWake {
+                state.isWakeDeferred = true
+                return (false, dropped)
+            }
+            return (Self.beginDrain(&state), dropped)
         }
         if let totalDropped { onDrop(totalDropped) }
+        if startDrain { dispatchQueue.async { self.drain() } }
+    }
+
+    /// Starts handling the items queued with `deferringWake`, if they are not being handled already.
+    package func wake() {
+        let startDrain = state.withLock { state -> Bool in
+            guard state.isWakeDeferred, !state.isPaused else { return false }
+            return Self.beginDrain(&state)
+        }
         if startDrain { dispatchQueue.async { self.drain() } }
     }
 
@@ -59,11 +77,17 @@ package final class DeliveryQueue<Item: Sendable>: Sendable {
     package func resume() {
         let startDrain = state.withLock { state -> Bool in
             state.isPaused = false
-            guard !state.isDraining, !state.items.isEmpty else { return false }
-            state.isDraining = true
-            return true
+            return Self.beginDrain(&state)
         }
         if startDrain { dispatchQueue.async { self.drain() } }
+    }
+
+    /// Marks the queue as draining if it is idle with items waiting; returns whether the caller must start it.
+    private static func beginDrain(_ state: inout State) -> Bool {
+        guard !state.isDraining, !state.items.isEmpty else { return false }
+        state.isDraining = true
+        state.isWakeDeferred = false
+        return true
     }
 
     /// Items dropped so far because the queue was full.
@@ -101,8 +125,11 @@ package final class DeliveryQueue<Item: Sendable>: Sendable {
     }
 
     private func drain() {
+        var handledOne = false
         while true {
+            // One lock per item: counting the item just handled and taking the next.
             let next = state.withLock { state -> Item? in
+                if handledOne { state.handled += 1 }
                 guard !state.isPaused, let item = state.items.popFirst() else {
                     state.isDraining = false
                     return nil
@@ -111,7 +138,7 @@ package final class DeliveryQueue<Item: Sendable>: Sendable {
             }
             guard let item = next else { break }
             handler(item)
-            state.withLock { $0.handled += 1 }
+            handledOne = true
         }
         let waiters = idle.withLock { waiters in
             defer { waiters.removeAll() }

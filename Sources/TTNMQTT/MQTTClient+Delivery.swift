@@ -25,7 +25,7 @@ extension MQTTClient: ConnectionObserver {
         let (topics, legacyV2, wantsUplinks, wantsEvents, sink, sizeLimit) = state.withLock { state in
             (
                 state.connection?.topics, state.configuration.legacyV2, !state.uplinkStreams.isEmpty,
-                !state.eventStreams.isEmpty, state.uplinkSink, state.configuration.maximumMessageSize
+                !state.eventStreams.isEmpty, state.uplinkSink?.receive, state.configuration.maximumMessageSize
             )
         }
         guard message.payload.count <= sizeLimit else {
@@ -54,7 +54,13 @@ extension MQTTClient: ConnectionObserver {
         // Decoded here only when an `uplinks` consumer waits; otherwise the delivery queue decodes it.
         let uplink = wantsUplinks ? decodeUplink(message, legacyV2: legacyV2) : nil
         if let uplink { publishUplink(uplink) }
-        delivery.enqueue(.message(message, uplink))
+        delivery.enqueue(.message(message, uplink), deferringWake: true)
+    }
+
+    /// Runs on the network thread at the end of a burst: wakes the delivery queue, or the sink's handlers.
+    package func connectionDidFinishBurst() {
+        delivery.wake()
+        state.withLock { $0.uplinkSink?.endOfBurst }?()
     }
 
     /// Runs on the delivery queue, one item at a time, in arrival order.
@@ -113,10 +119,14 @@ extension MQTTClient: ConnectionObserver {
         try Self.$invocation.withValue(Invocation(client: ObjectIdentifier(self), uplink: uplink), operation: body)
     }
 
-    /// Hands every decoded uplink to `sink` on the network thread, instead of to the seed's handler and
+    /// Hands every decoded uplink to `receive` on the network thread, instead of to the seed's handler and
     /// behaviours; history and ``getLastMessage()`` are kept as usual. For a host that runs its own queues.
-    package func setUplinkSink(_ sink: @escaping @Sendable (Uplink) -> Void) {
-        state.withLock { $0.uplinkSink = sink }
+    /// `endOfBurst` runs on the network thread after a burst of uplinks (see
+    /// ``ConnectionObserver/connectionDidFinishBurst()``), so that the host can wake each queue once per burst.
+    package func setUplinkSink(
+        receive: @escaping @Sendable (Uplink) -> Void, endOfBurst: @escaping @Sendable () -> Void
+    ) {
+        state.withLock { $0.uplinkSink = UplinkSink(receive: receive, endOfBurst: endOfBurst) }
     }
 
     private func decodeUplink(_ message: ReceivedMessage, legacyV2: Bool) -> Uplink? {
@@ -158,4 +168,10 @@ extension MQTTClient: ConnectionObserver {
             }
         }
     }
+}
+
+/// Where a host takes the uplinks on the network thread: ``MQTTClient/setUplinkSink(receive:endOfBurst:)``.
+struct UplinkSink: Sendable {
+    let receive: @Sendable (Uplink) -> Void
+    let endOfBurst: @Sendable () -> Void
 }

@@ -41,7 +41,7 @@ public final class MQTTClient: Sendable {
         var eventStreams: [UUID: AsyncStream<TTNEvent>.Continuation] = [:]
         var blockedStarts: [DispatchSemaphore] = []
         /// Set by a host: takes every decoded uplink on the network thread instead of the delivery queue.
-        var uplinkSink: (@Sendable (Uplink) -> Void)?
+        var uplinkSink: UplinkSink?
         var statistics = Statistics()
     }
 

@@ -1,6 +1,7 @@
 internal import CMosquitto
 import Foundation
 import Logging
+import Synchronization
 import TTNSync
 
 /// A message as received, copied out of libmosquitto's buffers.
@@ -17,6 +18,10 @@ package protocol ConnectionObserver: AnyObject, Sendable {
     /// The connection is up and every subscription was granted: after the first connect and after each reconnect.
     func connectionDidSubscribe(sessionPresent: Bool)
     func connectionDidReceive(_ message: ReceivedMessage)
+    /// The messages received since the last call are a burst that has ended: the socket held no more, or the
+    /// burst reached ``MosquittoConnection/maximumBurst``. An observer that queued them without waking their
+    /// handler wakes it now, once for the whole burst.
+    func connectionDidFinishBurst()
     /// A QoS 1 publish was acknowledged by the broker.
     func connectionDidPublish(messageID: Int)
 }
@@ -49,6 +54,12 @@ final class MosquittoConnection: Sendable {
     private let networkThreadExited = DispatchSemaphore(value: 0)
     /// The result of the first connection attempt.
     private let firstConnection = OneShot<Result<Void, TTNError>>()
+    /// Messages received since the observers last heard ``ConnectionObserver/connectionDidFinishBurst()``.
+    /// Touched only by the network thread (the message callback runs inside `mosquitto_loop`).
+    private let burstLength = Atomic(0)
+    /// The most messages handed on before the observers are told that a burst ended, so that a long burst
+    /// reaches the handlers while it lasts.
+    static let maximumBurst = 64
 
     struct Settings: Sendable {
         var keepAlive: Int32
@@ -182,8 +193,15 @@ final class MosquittoConnection: Sendable {
     private func runNetworkLoop() {
         defer { networkThreadExited.signal() }
         let raw = handle.raw
+        defer { finishBurst() }
         while true {
-            let rc = mosquitto_loop(raw, 1000, 1)
+            // In a burst, look for the next message without waiting: when none is there, the burst is over.
+            let before = burstLength.load(ordering: .relaxed)
+            let rc = mosquitto_loop(raw, before > 0 ? 0 : 1000, 1)
+            let after = burstLength.load(ordering: .relaxed)
+            if after > 0 && (after == before || after >= Self.maximumBurst || rc != MOSQ_ERR_SUCCESS.rawValue) {
+                finishBurst()
+            }
             if rc == MOSQ_ERR_SUCCESS.rawValue { continue }
             guard !isClosing else { return }
             if !state.withLock({ $0.hasConnectedOnce }) {
@@ -279,7 +297,13 @@ final class MosquittoConnection: Sendable {
     }
 
     private func didReceive(_ message: ReceivedMessage) {
+        burstLength.add(1, ordering: .relaxed)
         forEachObserver { $0.connectionDidReceive(message) }
+    }
+
+    private func finishBurst() {
+        guard burstLength.exchange(0, ordering: .relaxed) > 0 else { return }
+        forEachObserver { $0.connectionDidFinishBurst() }
     }
 
     private func didDisconnect(code: Int32) {

@@ -89,6 +89,7 @@ final class NetworkSide: ConnectionObserver {
     func close() { connection.close() }
 
     func connectionDidReceive(_ message: ReceivedMessage) { received.withLock { $0.append(message) } }
+    func connectionDidFinishBurst() {}
     func connectionDidSubscribe(sessionPresent: Bool) {}
     func connectionDidPublish(messageID: Int) {}
 }
