@@ -88,7 +88,8 @@ let package = Package(
             path: "Tests/TestSupport", swiftSettings: [.unsafeFlags(["-O"])]
         ),
         .testTarget(name: "TTNMQTTTests", dependencies: ["TTNMQTT", "TestSupport"], path: "Tests/TTNMQTTTests"),
-        .testTarget(name: "TTNLuaTests", dependencies: ["TTNLua", "TTNSync", "TestSupport"], path: "Tests/TTNLuaTests"),
+        // TTNMQTT only for the outlines of checked uplinks that the host hands to TTNLua.
+        .testTarget(name: "TTNLuaTests", dependencies: ["TTNLua", "TTNMQTT", "TTNSync", "TestSupport"], path: "Tests/TTNLuaTests"),
         .testTarget(name: "IntegrationTests", dependencies: ["TTNMQTT", "TTNHost", "TTNLua", "TTNSync", "TestSupport"], path: "Tests/IntegrationTests"),
     ],
     swiftLanguageModes: [.v6]

@@ -68,10 +68,12 @@ struct DetachedBridge: LuaHostBridge {
     }
 }
 
-/// Times one Lua handler invocation alone, including the decoding of the uplink into a Lua table.
+/// Times one Lua handler invocation alone, as the host runs it: with the uplink's outline from its check on
+/// arrival, and the decoding of what the script reads into Lua tables.
 func measureScript(file: String, uplink: String, count: Int) throws {
     let source = Array(try Data(contentsOf: URL(fileURLWithPath: file)))
-    let message = LuaMessage(json: Array(try Data(contentsOf: URL(fileURLWithPath: uplink))), deviceID: "bench-device")
+    let arrived = try Uplink(json: Array(try Data(contentsOf: URL(fileURLWithPath: uplink))))
+    let message = LuaMessage(json: arrived.jsonBytes, deviceID: "bench-device", outline: arrived.containerOutline)
     let script = try LuaScript(name: file, source: source, limits: LuaLimits(), bridge: DetachedBridge(), logger: Logger(label: "bench"))
     let start = ContinuousClock.now
     for _ in 0..<count { try script.handle(message) }

@@ -3,6 +3,7 @@
 
 #include <lauxlib.h>
 #include <lualib.h>
+#include <limits.h>
 #include <locale.h>
 #include <math.h>
 #include <stdatomic.h>
@@ -43,6 +44,8 @@ struct ttn_context {
     lua_State *main_thread;         /* the thread the run started on */
     const char *message;            /* the current invocation's uplink JSON (not owned) */
     size_t message_length;
+    const uint32_t *outline;        /* its containers, when the host checked it already (not owned), or NULL */
+    size_t outline_containers;
 };
 
 /* The count hook fires every TTN_HOOK_STEP instructions: the budget's granularity. */
@@ -84,6 +87,7 @@ static const char array_key = 'a';     /* the metatable that marks JSON arrays *
 static const char null_key = 'n';      /* ttn.null */
 static const char env_key = 'e';       /* the script's _ENV */
 static const char buffer_key = 'b';    /* the metatable of json.encode's buffer */
+static const char lazy_key = 'l';      /* in a lazy table not yet decoded: the number of its container */
 
 static ttn_context *context_of(lua_State *L) {
     void *ud = NULL;
@@ -250,12 +254,57 @@ int ttn_register(lua_State *L, const char *name, ttn_host_fn fn, ttn_release_fn 
     return status;
 }
 
+/* ---- A growable byte buffer: json.encode's output, and the extents of getLastMessage()'s containers. ---- */
+
+/* In a userdata, allocated through the state's allocator so the memory cap covers it, and freed by __gc even
+ * when encoding or decoding raises an error. Unlike luaL_Buffer it never moves values on the stack, so its
+ * users can push and pop freely. */
+typedef struct { char *data; size_t length, capacity; } json_buffer;
+
+static int json_buffer_gc(lua_State *L) {
+    json_buffer *buffer = lua_touserdata(L, 1);
+    if (buffer->data) {
+        void *ud;
+        lua_Alloc alloc = lua_getallocf(L, &ud);
+        alloc(ud, buffer->data, buffer->capacity, 0);
+        buffer->data = NULL;
+    }
+    return 0;
+}
+
+static void put(lua_State *L, json_buffer *buffer, const char *bytes, size_t length) {
+    if (buffer->length + length > buffer->capacity) {
+        size_t capacity = buffer->capacity ? buffer->capacity : 256;
+        while (capacity < buffer->length + length) capacity *= 2;
+        void *ud;
+        lua_Alloc alloc = lua_getallocf(L, &ud);
+        char *data = alloc(ud, buffer->data, buffer->data ? buffer->capacity : 0, capacity);
+        if (!data) luaL_error(L, "not enough memory");
+        buffer->data = data;
+        buffer->capacity = capacity;
+    }
+    memcpy(buffer->data + buffer->length, bytes, length);
+    buffer->length += length;
+}
+
 /* ---- JSON -> Lua, in one pass straight onto the Lua stack. ----
  * Objects become tables, arrays sequences marked with a shared metatable (so [] encodes back as []),
  * numbers without fraction or exponent that fit 64 bits Lua integers and other numbers floats, null the
- * ttn.null sentinel. (lua-cjson decodes every number as a float, which is why this decoder exists.) */
+ * ttn.null sentinel. (lua-cjson decodes every number as a float, which is why this decoder exists.)
+ *
+ * The same functions also scan without building anything (`extents` set): getLastMessage() checks the whole
+ * message that way, recording where each object and array ends, and then decodes each of them only when the
+ * script first looks into it (the lazy tables below). */
 
-typedef struct { const char *start, *p, *end; int depth; } json_reader;
+/* One object or array of a scanned text, numbered in document order: where it starts and ends, how many
+ * members or elements it has, and the number of the first container after everything inside it. */
+typedef struct { uint32_t start, end, count, next; } json_extent;
+
+typedef struct {
+    const char *start, *p, *end;
+    int depth;
+    json_buffer *extents; /* scanning: push nothing, record every container here */
+} json_reader;
 
 static void json_fail(lua_State *L, json_reader *r, const char *what) {
     luaL_error(L, "invalid JSON: %s at byte %d", what, (int)(r->p - r->start));
@@ -296,32 +345,61 @@ static void add_utf8(luaL_Buffer *b, unsigned code) {
     luaL_addlstring(b, utf8, n);
 }
 
+static int has_zero_byte(uint64_t word) {
+    return ((word - 0x0101010101010101ULL) & ~word & 0x8080808080808080ULL) != 0; /* exact for "any" */
+}
+
+/* Moves past the bytes of a string that need no attention: all but '"', '\\' and control characters. Most of
+ * a message's bytes are such, so eight at a time while a word holds none of them and no byte above 0x7F; a word
+ * that might (the subtraction's borrows can raise false alarms) is looked at byte by byte. */
+static void skip_plain(json_reader *r) {
+    const char *p = r->p;
+    for (;;) {
+        while (r->end - p >= 8) {
+            uint64_t word;
+            memcpy(&word, p, sizeof word);
+            if (((word | (word - 0x2020202020202020ULL)) & 0x8080808080808080ULL)
+                || has_zero_byte(word ^ 0x2222222222222222ULL) || has_zero_byte(word ^ 0x5C5C5C5C5C5C5C5CULL)) break;
+            p += 8;
+        }
+        const char *stop = r->end - p >= 8 ? p + 8 : r->end;
+        while (p < stop && *p != '"' && *p != '\\' && (unsigned char)*p >= 0x20) p++;
+        if (p < stop || p == r->end) break; /* a byte that needs attention, or the end */
+    }
+    r->p = p;
+}
+
 static void json_string(lua_State *L, json_reader *r) {
     r->p++; /* opening quote */
     const char *start = r->p;
-    while (r->p < r->end && *r->p != '"' && *r->p != '\\' && (unsigned char)*r->p >= 0x20) r->p++;
+    skip_plain(r);
     if (r->p < r->end && *r->p == '"') { /* fast path: no escapes */
-        lua_pushlstring(L, start, (size_t)(r->p - start));
+        if (!r->extents) lua_pushlstring(L, start, (size_t)(r->p - start));
         r->p++;
         return;
     }
+    /* Escapes: scanning checks them with the same code, adding to a buffer only when building. */
+    int build = r->extents == NULL;
     luaL_Buffer b;
-    luaL_buffinit(L, &b);
-    luaL_addlstring(&b, start, (size_t)(r->p - start));
+    if (build) {
+        luaL_buffinit(L, &b);
+        luaL_addlstring(&b, start, (size_t)(r->p - start));
+    }
+#define JSON_ADD(ch) do { if (build) luaL_addchar(&b, (ch)); } while (0)
     while (r->p < r->end && *r->p != '"') {
         unsigned char ch = (unsigned char)*r->p++;
         if (ch < 0x20) json_fail(L, r, "control character in string");
-        if (ch != '\\') { luaL_addchar(&b, (char)ch); continue; }
+        if (ch != '\\') { JSON_ADD((char)ch); continue; }
         if (r->p >= r->end) break;
         switch (*r->p++) {
-        case '"': luaL_addchar(&b, '"'); break;
-        case '\\': luaL_addchar(&b, '\\'); break;
-        case '/': luaL_addchar(&b, '/'); break;
-        case 'b': luaL_addchar(&b, '\b'); break;
-        case 'f': luaL_addchar(&b, '\f'); break;
-        case 'n': luaL_addchar(&b, '\n'); break;
-        case 'r': luaL_addchar(&b, '\r'); break;
-        case 't': luaL_addchar(&b, '\t'); break;
+        case '"': JSON_ADD('"'); break;
+        case '\\': JSON_ADD('\\'); break;
+        case '/': JSON_ADD('/'); break;
+        case 'b': JSON_ADD('\b'); break;
+        case 'f': JSON_ADD('\f'); break;
+        case 'n': JSON_ADD('\n'); break;
+        case 'r': JSON_ADD('\r'); break;
+        case 't': JSON_ADD('\t'); break;
         case 'u': {
             unsigned code = hex4(L, r);
             if (code >= 0xD800 && code <= 0xDBFF) {
@@ -333,15 +411,16 @@ static void json_string(lua_State *L, json_reader *r) {
             } else if (code >= 0xDC00 && code <= 0xDFFF) {
                 json_fail(L, r, "lone surrogate");
             }
-            add_utf8(&b, code);
+            if (build) add_utf8(&b, code);
             break;
         }
         default: json_fail(L, r, "bad escape");
         }
     }
+#undef JSON_ADD
     if (r->p >= r->end) json_fail(L, r, "unterminated string");
     r->p++;
-    luaL_pushresult(&b);
+    if (build) luaL_pushresult(&b);
 }
 
 /* A number, by the JSON grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
@@ -374,6 +453,7 @@ static void json_number(lua_State *L, json_reader *r) {
         if (!is_digit(r)) json_fail(L, r, "digit expected in exponent");
         while (is_digit(r)) r->p++;
     }
+    if (r->extents) return; /* scanning: the grammar is all that is checked */
     if (integral && !overflow) {
         if (!negative && magnitude <= (uint64_t)LUA_MAXINTEGER) { lua_pushinteger(L, (lua_Integer)magnitude); return; }
         if (negative && magnitude <= (uint64_t)LUA_MAXINTEGER) { lua_pushinteger(L, -(lua_Integer)magnitude); return; }
@@ -396,12 +476,29 @@ static void json_number(lua_State *L, json_reader *r) {
 
 static void json_value(lua_State *L, json_reader *r);
 
+/* Scanning: records the container starting at r->p; returns its number, for scan_end. */
+static size_t scan_begin(lua_State *L, json_reader *r) {
+    json_extent extent = { (uint32_t)(r->p - r->start), 0, 0, 0 };
+    put(L, r->extents, (const char *)&extent, sizeof extent);
+    return r->extents->length / sizeof extent - 1;
+}
+
+/* Scanning: the container numbered `number`, of `count` members or elements, ended just before r->p. */
+static void scan_end(json_reader *r, size_t number, uint32_t count) {
+    json_extent *extents = (json_extent *)r->extents->data;
+    extents[number].end = (uint32_t)(r->p - r->start);
+    extents[number].count = count;
+    extents[number].next = (uint32_t)(r->extents->length / sizeof *extents);
+}
+
 static void json_object(lua_State *L, json_reader *r) {
+    size_t number = r->extents ? scan_begin(L, r) : 0;
     r->p++;
-    lua_createtable(L, 0, 4); /* TTN's objects have a few members; skips the first rehashes */
+    if (!r->extents) lua_createtable(L, 0, 4); /* TTN's objects have a few members; skips the first rehashes */
     skip_space(r);
-    if (r->p < r->end && *r->p == '}') { r->p++; return; }
-    for (;;) {
+    uint32_t count = 0;
+    for (;; count++) {
+        if (count == 0 && r->p < r->end && *r->p == '}') break;
         skip_space(r);
         if (r->p >= r->end || *r->p != '"') json_fail(L, r, "expected a string key");
         json_string(L, r);
@@ -409,29 +506,41 @@ static void json_object(lua_State *L, json_reader *r) {
         if (r->p >= r->end || *r->p != ':') json_fail(L, r, "expected ':'");
         r->p++;
         json_value(L, r);
-        lua_rawset(L, -3);
+        if (!r->extents) lua_rawset(L, -3);
         skip_space(r);
         if (r->p < r->end && *r->p == ',') { r->p++; continue; }
-        if (r->p < r->end && *r->p == '}') { r->p++; return; }
+        if (r->p < r->end && *r->p == '}') {
+            count++;
+            break;
+        }
         json_fail(L, r, "expected ',' or '}'");
     }
+    r->p++;
+    if (r->extents) scan_end(r, number, count);
 }
 
 static void json_array(lua_State *L, json_reader *r) {
+    size_t number = r->extents ? scan_begin(L, r) : 0;
     r->p++;
-    lua_newtable(L);
-    lua_rawgetp(L, LUA_REGISTRYINDEX, &array_key);
-    lua_setmetatable(L, -2);
+    if (!r->extents) {
+        lua_newtable(L);
+        lua_rawgetp(L, LUA_REGISTRYINDEX, &array_key);
+        lua_setmetatable(L, -2);
+    }
     skip_space(r);
-    if (r->p < r->end && *r->p == ']') { r->p++; return; }
-    for (lua_Integer i = 1;; i++) {
+    lua_Integer count = 0;
+    for (;;) {
+        if (count == 0 && r->p < r->end && *r->p == ']') break;
         json_value(L, r);
-        lua_rawseti(L, -2, i);
+        count++;
+        if (!r->extents) lua_rawseti(L, -2, count);
         skip_space(r);
         if (r->p < r->end && *r->p == ',') { r->p++; continue; }
-        if (r->p < r->end && *r->p == ']') { r->p++; return; }
+        if (r->p < r->end && *r->p == ']') break;
         json_fail(L, r, "expected ',' or ']'");
     }
+    r->p++;
+    if (r->extents) scan_end(r, number, (uint32_t)count);
 }
 
 static int literal(json_reader *r, const char *word, size_t length) {
@@ -444,31 +553,204 @@ static void json_value(lua_State *L, json_reader *r) {
     skip_space(r);
     if (r->p >= r->end) json_fail(L, r, "unexpected end");
     if (++r->depth > TTN_JSON_MAX_DEPTH) json_fail(L, r, "nested too deeply");
-    luaL_checkstack(L, 4, "JSON nesting");
+    if (!r->extents) luaL_checkstack(L, 4, "JSON nesting");
     char ch = *r->p;
     if (ch == '{') json_object(L, r);
     else if (ch == '[') json_array(L, r);
     else if (ch == '"') json_string(L, r);
     else if (ch == '-' || (ch >= '0' && ch <= '9')) json_number(L, r);
-    else if (literal(r, "true", 4)) lua_pushboolean(L, 1);
-    else if (literal(r, "false", 5)) lua_pushboolean(L, 0);
-    else if (literal(r, "null", 4)) lua_rawgetp(L, LUA_REGISTRYINDEX, &null_key);
+    else if (literal(r, "true", 4)) { if (!r->extents) lua_pushboolean(L, 1); }
+    else if (literal(r, "false", 5)) { if (!r->extents) lua_pushboolean(L, 0); }
+    else if (literal(r, "null", 4)) { if (!r->extents) lua_rawgetp(L, LUA_REGISTRYINDEX, &null_key); }
     else json_fail(L, r, "unexpected character");
     r->depth--;
 }
 
-static void json_decode_into(lua_State *L, const char *json, size_t length) {
-    json_reader r = { json, json, json + length, 0 };
+/* Decodes `json` (or, with `extents`, scans it) and checks that nothing but white space follows. */
+static void json_read(lua_State *L, const char *json, size_t length, json_buffer *extents) {
+    json_reader r = { json, json, json + length, 0, extents };
     json_value(L, &r);
     skip_space(&r);
     if (r.p != r.end) json_fail(L, &r, "trailing characters");
+}
+
+/* ---- getLastMessage()'s lazy tables. ----
+ * A handler usually reads a few fields of a 1.6 KB uplink, and decoding all of it into tables (about 60 strings
+ * and a dozen tables) was most of a Lua invocation's cost. So the message is scanned whole when the script asks
+ * for it (a malformed one raises there, as before), and each object or array becomes a lazy table: empty but
+ * for a hidden key holding its container's number, with a metatable shared by the message's lazy tables that
+ * holds the text and the extents. The first look into it decodes its own members (nested containers become lazy
+ * tables in turn), drops the hidden key and gives it the metatable an eagerly decoded table has (none, or the
+ * JSON array mark). From then on it is an ordinary table.
+ *
+ * Indexing, assignment, `#` and tostring reach the metamethods. Everything that reads or writes a table raw is
+ * wrapped to decode its table arguments first: next, pairs, rawget, rawset, rawlen, getmetatable, setmetatable,
+ * the table library, ttn.json.encode and ttn.json.array. The hidden key is a light userdata, which scripts cannot
+ * make, and is gone before any of them can see the table's contents. */
+
+static void lazy_decode(lua_State *L, int index);
+
+static int lazy_index(lua_State *L) {
+    lazy_decode(L, 1);
+    lua_settop(L, 2);
+    lua_rawget(L, 1);
+    return 1;
+}
+
+static int lazy_newindex(lua_State *L) {
+    lazy_decode(L, 1);
+    lua_settop(L, 3);
+    lua_rawset(L, 1);
+    return 0;
+}
+
+static int lazy_len(lua_State *L) {
+    lazy_decode(L, 1);
+    lua_pushinteger(L, (lua_Integer)lua_rawlen(L, 1));
+    return 1;
+}
+
+static int lazy_tostring(lua_State *L) {
+    lazy_decode(L, 1);
+    luaL_tolstring(L, 1, NULL);
+    return 1;
+}
+
+/* Pushes a lazy table for container `number` (an array when `is_array`) of `extents`, with the message's lazy
+ * metatable at `meta`. It is made with room for its members, so that decoding them never grows it. */
+static void push_lazy(lua_State *L, const json_extent *extents, size_t number, int is_array, int meta) {
+    int count = extents[number].count < INT_MAX ? (int)extents[number].count : 0; /* only a size hint */
+    lua_createtable(L, is_array ? count : 0, is_array ? 1 : count + 1);
+    lua_pushinteger(L, (lua_Integer)number);
+    lua_rawsetp(L, -2, &lazy_key);
+    lua_pushvalue(L, meta);
+    lua_setmetatable(L, -2);
+}
+
+/* Decodes the members of the table at `index` if it is a lazy table; otherwise does nothing. The text was
+ * scanned whole, so only memory can fail here; a table left half filled then stays lazy and is filled again. */
+static void lazy_decode(lua_State *L, int index) {
+    index = lua_absindex(L, index);
+    if (lua_rawgetp(L, index, &lazy_key) != LUA_TNUMBER) {
+        lua_pop(L, 1);
+        return;
+    }
+    size_t number = (size_t)lua_tointeger(L, -1);
+    lua_getmetatable(L, index);
+    int meta = lua_gettop(L);
+    lua_rawgeti(L, meta, 1);
+    lua_rawgeti(L, meta, 2);
+    const char *text = lua_tostring(L, meta + 1);
+    const json_buffer *buffer = lua_touserdata(L, meta + 2);
+    const json_extent *extents = (const json_extent *)buffer->data;
+    size_t count = buffer->length / sizeof *extents;
+    json_reader r = { text, text + extents[number].start, text + extents[number].end, 0, NULL };
+    int is_array = *r.p == '[';
+    size_t child = number + 1;
+    lua_Integer position = 1;
+    r.p++;
+    skip_space(&r);
+    /* The text was checked, but the checks stay: a wrong outline must not make this read out of bounds. */
+    while (r.p < r.end && *r.p != ']' && *r.p != '}') {
+        if (!is_array) {
+            if (*r.p != '"') json_fail(L, &r, "expected a string key");
+            json_string(L, &r);
+            skip_space(&r);
+            if (r.p >= r.end || *r.p != ':') json_fail(L, &r, "expected ':'");
+            r.p++;
+            skip_space(&r);
+        }
+        if (r.p < r.end && (*r.p == '{' || *r.p == '[')) {
+            if (child >= count || extents[child].start != (uint32_t)(r.p - text)) json_fail(L, &r, "outline out of step");
+            push_lazy(L, extents, child, *r.p == '[', meta);
+            r.p = text + extents[child].end;
+            child = extents[child].next;
+        } else {
+            json_value(L, &r);
+        }
+        if (is_array) lua_rawseti(L, index, position++);
+        else lua_rawset(L, index);
+        skip_space(&r);
+        if (*r.p == ',') {
+            r.p++;
+            skip_space(&r);
+        }
+    }
+    if (is_array) lua_rawgetp(L, LUA_REGISTRYINDEX, &array_key);
+    else lua_pushnil(L);
+    lua_setmetatable(L, index);
+    lua_pushnil(L);
+    lua_rawsetp(L, index, &lazy_key);
+    lua_settop(L, meta - 2);
+}
+
+/* Whether `outline` describes containers of a text of `length` bytes that lazy_decode can walk safely. */
+static int outline_is_sound(const json_extent *outline, size_t containers, const char *json, size_t length) {
+    for (size_t i = 0; i < containers; i++) {
+        const json_extent *e = &outline[i];
+        if (e->start >= e->end || e->end > length || e->next <= i || e->next > containers) return 0;
+        char open = json[e->start], close = json[e->end - 1];
+        if (!((open == '{' && close == '}') || (open == '[' && close == ']'))) return 0;
+    }
+    return 1;
+}
+
+/* Pushes the uplink `json` for a script: an object or array as a lazy table, anything else decoded. Its
+ * containers come from the host's `outline` when it checked the text already, or else from scanning it whole
+ * now, so that a malformed one raises here. */
+static void push_message(lua_State *L, const char *json, size_t length, const uint32_t *outline, size_t containers) {
+    json_buffer *extents = lua_newuserdatauv(L, sizeof(json_buffer), 0);
+    *extents = (json_buffer){ NULL, 0, 0 };
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &buffer_key);
+    lua_setmetatable(L, -2);
+    if (outline && containers > 0 && outline_is_sound((const json_extent *)outline, containers, json, length)) {
+        put(L, extents, (const char *)outline, containers * sizeof(json_extent));
+    } else {
+        json_read(L, json, length, extents);
+    }
+    if (extents->length == 0) {
+        lua_pop(L, 1);
+        json_read(L, json, length, NULL);
+        return;
+    }
+    lua_createtable(L, 2, 5); /* the lazy metatable */
+    lua_pushlstring(L, json, length);
+    lua_rawseti(L, -2, 1);
+    lua_pushvalue(L, -2);
+    lua_rawseti(L, -2, 2);
+    lua_pushcfunction(L, lazy_index);
+    lua_setfield(L, -2, "__index");
+    lua_pushcfunction(L, lazy_newindex);
+    lua_setfield(L, -2, "__newindex");
+    lua_pushcfunction(L, lazy_len);
+    lua_setfield(L, -2, "__len");
+    lua_pushcfunction(L, lazy_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    const json_extent *root = (const json_extent *)extents->data;
+    push_lazy(L, root, 0, json[root->start] == '[', lua_gettop(L));
+    lua_replace(L, -3);
+    lua_pop(L, 1);
+}
+
+/* A library function that reads or writes tables raw (upvalue 1), called with its table arguments decoded. */
+static int with_tables_decoded(lua_State *L) {
+    int count = lua_gettop(L);
+    for (int i = 1; i <= count; i++) {
+        if (lua_type(L, i) == LUA_TTABLE) lazy_decode(L, i);
+    }
+    lua_pushvalue(L, lua_upvalueindex(1));
+    lua_insert(L, 1);
+    lua_call(L, count, LUA_MULTRET);
+    return lua_gettop(L);
 }
 
 /* ttn.json.decode(text) */
 static int lua_json_decode(lua_State *L) {
     size_t length;
     const char *text = luaL_checklstring(L, 1, &length);
-    json_decode_into(L, text, length);
+    json_read(L, text, length, NULL);
     return 1;
 }
 
@@ -480,6 +762,7 @@ static int lua_json_array(lua_State *L) {
     } else {
         luaL_checktype(L, 1, LUA_TTABLE);
         lua_settop(L, 1);
+        lazy_decode(L, 1);
         if (lua_getmetatable(L, 1)) {
             lua_rawgetp(L, LUA_REGISTRYINDEX, &array_key);
             if (!lua_rawequal(L, -1, -2)) luaL_argerror(L, 1, "the table already has a metatable");
@@ -492,37 +775,6 @@ static int lua_json_array(lua_State *L) {
 }
 
 /* ---- Lua -> JSON. Marked tables and sequences become arrays; nesting (and so cycles) is bounded. ---- */
-
-/* A growable byte buffer in a userdata, allocated through the state's allocator so the memory cap covers it,
- * and freed by __gc even when encoding raises an error. Unlike luaL_Buffer it never moves values on the
- * stack, so the encoder can push and pop freely. */
-typedef struct { char *data; size_t length, capacity; } json_buffer;
-
-static int json_buffer_gc(lua_State *L) {
-    json_buffer *buffer = lua_touserdata(L, 1);
-    if (buffer->data) {
-        void *ud;
-        lua_Alloc alloc = lua_getallocf(L, &ud);
-        alloc(ud, buffer->data, buffer->capacity, 0);
-        buffer->data = NULL;
-    }
-    return 0;
-}
-
-static void put(lua_State *L, json_buffer *buffer, const char *bytes, size_t length) {
-    if (buffer->length + length > buffer->capacity) {
-        size_t capacity = buffer->capacity ? buffer->capacity : 256;
-        while (capacity < buffer->length + length) capacity *= 2;
-        void *ud;
-        lua_Alloc alloc = lua_getallocf(L, &ud);
-        char *data = alloc(ud, buffer->data, buffer->data ? buffer->capacity : 0, capacity);
-        if (!data) luaL_error(L, "json.encode: not enough memory");
-        buffer->data = data;
-        buffer->capacity = capacity;
-    }
-    memcpy(buffer->data + buffer->length, bytes, length);
-    buffer->length += length;
-}
 
 static void put_text(lua_State *L, json_buffer *buffer, const char *text) { put(L, buffer, text, strlen(text)); }
 
@@ -587,6 +839,7 @@ static void json_encode_value(lua_State *L, json_buffer *b, int index, int depth
 static void json_encode_table(lua_State *L, json_buffer *b, int index, int depth) {
     char text[32];
     luaL_checkstack(L, 6, "json.encode nesting");
+    lazy_decode(L, index);
     lua_Integer count;
     if (is_array(L, index, &count)) {
         put(L, b, "[", 1);
@@ -676,13 +929,13 @@ static int lua_set_message_handler(lua_State *L) {
     return 0;
 }
 
-/* getLastMessage(): the triggering uplink as a table, decoded on first use and cached for the invocation. */
+/* getLastMessage(): the triggering uplink as a (lazy) table, made on first use and kept for the invocation. */
 static int lua_get_last_message(lua_State *L) {
     if (lua_rawgetp(L, LUA_REGISTRYINDEX, &message_key) != LUA_TNIL) return 1;
     lua_pop(L, 1);
     ttn_context *c = context_of(L);
     if (!c->message) return 0;
-    json_decode_into(L, c->message, c->message_length);
+    push_message(L, c->message, c->message_length, c->outline, c->outline_containers);
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &message_key);
     return 1;
@@ -718,6 +971,7 @@ static int sandbox_load(lua_State *L) {
 /* setmetatable without __gc: a finalizer would run Lua code outside any invocation (during a collection
  * started by the host, or when the state closes), where no time limit applies. */
 static int sandbox_setmetatable(lua_State *L) {
+    if (lua_type(L, 1) == LUA_TTABLE) lazy_decode(L, 1);
     if (lua_type(L, 2) == LUA_TTABLE) {
         lua_pushliteral(L, "__gc");
         if (lua_rawget(L, 2) != LUA_TNIL) luaL_argerror(L, 2, "__gc metamethods are not available to scripts");
@@ -810,6 +1064,21 @@ static int open_protected(lua_State *L) {
     }
     lua_pushcfunction(L, sandbox_load);
     lua_setglobal(L, "load");
+    /* Functions that touch tables raw decode lazy tables first (see getLastMessage()'s lazy tables). */
+    static const char *const raw_globals[] = { "next", "pairs", "rawget", "rawset", "rawlen", "getmetatable", NULL };
+    for (const char *const *name = raw_globals; *name; name++) {
+        lua_getglobal(L, *name);
+        lua_pushcclosure(L, with_tables_decoded, 1);
+        lua_setglobal(L, *name);
+    }
+    static const char *const table_functions[] = { "concat", "insert", "move", "remove", "sort", "unpack", NULL };
+    lua_getglobal(L, LUA_TABLIBNAME);
+    for (const char *const *name = table_functions; *name; name++) {
+        lua_getfield(L, -1, *name);
+        lua_pushcclosure(L, with_tables_decoded, 1);
+        lua_setfield(L, -2, *name);
+    }
+    lua_pop(L, 1);
     lua_getglobal(L, "setmetatable");
     lua_pushcclosure(L, sandbox_setmetatable, 1);
     lua_setglobal(L, "setmetatable");
@@ -1045,13 +1314,17 @@ static int handle_protected(lua_State *L) {
     return 0;
 }
 
-int ttn_handle(lua_State *L, const char *json, size_t length) {
+int ttn_handle(lua_State *L, const char *json, size_t length, const uint32_t *outline, size_t containers) {
     ttn_context *c = context_of(L);
     c->message = json;
     c->message_length = length;
+    c->outline = outline;
+    c->outline_containers = containers;
     int status = protected_call(L, handle_protected, 0, 0);
     c->message = NULL;
     c->message_length = 0;
+    c->outline = NULL;
+    c->outline_containers = 0;
     /* Forget the decoded table. Assigning nil to a registry key never allocates and never raises. */
     lua_pushnil(L);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &message_key);

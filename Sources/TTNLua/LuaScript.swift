@@ -91,7 +91,10 @@ public final class LuaScript {
         environment.currentDeviceID = message.deviceID
         defer { environment.currentDeviceID = nil }
         try run { message.json.withUnsafeBufferPointer { buffer in
-            buffer.withMemoryRebound(to: CChar.self) { ttn_handle(state, $0.baseAddress, $0.count) }
+            buffer.withMemoryRebound(to: CChar.self) { json in
+                guard let outline = message.outline else { return ttn_handle(state, json.baseAddress, json.count, nil, 0) }
+                return outline.withUnsafeBufferPointer { ttn_handle(state, json.baseAddress, json.count, $0.baseAddress, $0.count / 4) }
+            }
         } }
     }
 

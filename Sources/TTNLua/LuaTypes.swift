@@ -5,10 +5,21 @@ public struct LuaMessage: Sendable {
     /// The device it came from: where `publish` sends by default.
     public var deviceID: String?
 
+    /// Where each object and array of `json` starts and ends, in document order, four numbers each (start, end
+    /// after the closing bracket, member count, number of the next container after it), for JSON the host has
+    /// already checked: `getLastMessage()` then decodes it without scanning it first. Checked for consistency
+    /// before use; nil scans.
+    package var outline: [UInt32]?
+
     /// An uplink with its raw JSON and, when known, its device.
     public init(json: [UInt8], deviceID: String?) {
         self.json = json
         self.deviceID = deviceID
+    }
+
+    package init(json: [UInt8], deviceID: String?, outline: [UInt32]?) {
+        self.init(json: json, deviceID: deviceID)
+        self.outline = outline
     }
 }
 

@@ -72,6 +72,29 @@ final class JSONTape: Sendable {
         self.elements = parser.elements
     }
 
+    /// Every object and array in document order, four numbers each: where it starts and ends (the byte after its
+    /// closing bracket), how many members or elements it has, and the number of the first container after
+    /// everything inside it. TTNLua's lazy tables decode a checked uplink with it, without scanning it again.
+    func containerOutline() -> [UInt32] {
+        var containersBefore: [UInt32] = []
+        containersBefore.reserveCapacity(elements.count + 1)
+        var containers: UInt32 = 0
+        for element in elements {
+            containersBefore.append(containers)
+            if element.kind == .object || element.kind == .array { containers += 1 }
+        }
+        containersBefore.append(containers)
+        var outline: [UInt32] = []
+        outline.reserveCapacity(Int(containers) * 4)
+        for element in elements where element.kind == .object || element.kind == .array {
+            outline.append(UInt32(element.start))
+            outline.append(UInt32(element.end))
+            outline.append(UInt32(element.count))
+            outline.append(containersBefore[element.next])
+        }
+        return outline
+    }
+
     // MARK: Reading values
 
     /// The string value of the string element at `index`, with escapes resolved.

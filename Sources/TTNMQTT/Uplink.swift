@@ -18,6 +18,8 @@ public struct Uplink: Sendable, Hashable, Codable {
     public var json: String { String(decoding: jsonBytes, as: UTF8.self) }
     /// The JSON exactly as received, as bytes (empty when decoded by other means).
     package var jsonBytes: [UInt8] { storage.tape?.bytes ?? [] }
+    /// The objects and arrays of ``jsonBytes``, as ``JSONTape/containerOutline()`` lists them; nil without JSON.
+    package var containerOutline: [UInt32]? { storage.tape?.containerOutline() }
 
     public var endDeviceIDs: EndDeviceIDs? {
         get { storage.fields.endDeviceIDs }

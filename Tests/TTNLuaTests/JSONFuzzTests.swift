@@ -4,6 +4,7 @@ import TTNSync
 import Testing
 
 @testable import TTNLua
+@testable import TTNMQTT
 
 /// Fuzzing the C JSON decoder behind `getLastMessage()`, through the path an uplink takes: `LuaScript.handle`.
 ///
@@ -11,8 +12,9 @@ import Testing
 /// short runs of tokens parsers get wrong. Each must either become a Lua value, exactly when it is JSON by the
 /// grammar (checked by an independent recognizer, with the decoder's nesting limit of 200), of the type its first
 /// character says, that encodes and decodes back to the same value; or fail that invocation with "invalid JSON"
-/// and a byte offset inside the input. The seed is printed; `TTN_FUZZ_SEED` replays a run, `TTN_FUZZ_CASES` sets
-/// the count (default 100,000).
+/// and a byte offset inside the input. Inputs that the client's own parser accepts run a second time with its
+/// outline of the containers, as the host passes it: that path must decode to the same type without error. The
+/// seed is printed; `TTN_FUZZ_SEED` replays a run, `TTN_FUZZ_CASES` sets the count (default 100,000).
 @Suite("Fuzzing the Lua JSON decoder")
 struct LuaJSONFuzzTests {
     /// The handler: decode, report the type, and check the round trip through ttn.json.encode and decode.
@@ -50,7 +52,7 @@ struct LuaJSONFuzzTests {
                             "v2-up.json", "v3-down-push-decoded.json", "v3-service-data.json", "v3-down-nack.json"].map { try Fixtures.bytes($0) }
         let mutator = FuzzMutator(corpus: fixtures + Self.snippets)
         var failures = FuzzFailures()
-        var decoded = 0, refused = 0
+        var decoded = 0, refused = 0, outlined = 0
         for index in run.indices {
             var random = run.random(case: index)
             var input: [UInt8]
@@ -83,6 +85,16 @@ struct LuaJSONFuzzTests {
                 if let expected = Self.kind(of: input), log.last != expected {
                     failures.add("decoded a \(log.last ?? "?"), not a \(expected); \(context())")
                 }
+                if let tape = try? JSONTape(input) {
+                    let scanned = log.last
+                    do {
+                        try script.handle(LuaMessage(json: input, deviceID: "d", outline: tape.containerOutline()))
+                        outlined += 1
+                        if log.last != scanned { failures.add("with the outline: a \(log.last ?? "?"), scanned: a \(scanned ?? "?"); \(context())") }
+                    } catch {
+                        failures.add("with the outline: \(error.message); \(context())")
+                    }
+                }
             } catch {
                 refused += 1
                 if isJSON {
@@ -98,6 +110,7 @@ struct LuaJSONFuzzTests {
         #expect(failures.count == 0, "\(failures.count) failing cases of \(run.indices.count); \(run)")
         let minimum = run.indices.count / 10
         #expect(decoded >= minimum && refused >= minimum, "decoded \(decoded), refused \(refused); \(run)")
+        #expect(outlined >= minimum, "\(outlined) cases with an outline; \(run)")
         // The state is unharmed: a healthy uplink is handled, and the decoded tables did not pile up.
         try script.handle(emptyUplink)
         #expect(log.last == "table")

@@ -3,6 +3,7 @@
 /* The C half of TTNLua: everything that may raise a Lua error (longjmp) happens here, under lua_pcall,
  * so that no error ever unwinds through a Swift frame. Every function declared here returns normally. */
 #include <stddef.h>
+#include <stdint.h>
 #include <lua.h>
 
 /* Why an invocation was aborted by the hook. */
@@ -43,9 +44,11 @@ int ttn_state_finish(lua_State *L);
 /* Compiles `source` as text (never binary) in the script's environment and runs its top level.
  * Status; the error (with traceback) on the stack on failure. */
 int ttn_load(lua_State *L, const char *source, size_t length, const char *chunkname);
-/* Runs the message handler once; getLastMessage() decodes `json` on first use. Status; LUA_ERRRUN with
- * "no message handler" when none is set. */
-int ttn_handle(lua_State *L, const char *json, size_t length);
+/* Runs the message handler once; getLastMessage() decodes `json` as the script reads it. `outline` (or NULL)
+ * lists the text's objects and arrays in document order, four numbers each (start, end after the closing
+ * bracket, member count, number of the next container after it), for a text the host has checked already;
+ * without it the text is scanned first. Status; LUA_ERRRUN with "no message handler" when none is set. */
+int ttn_handle(lua_State *L, const char *json, size_t length, const uint32_t *outline, size_t containers);
 /* Whether setMessageHandler was called. */
 int ttn_has_handler(lua_State *L);
 /* Starts a run under the limits: instruction budget, time budget (0 = none) and the memory cap. */

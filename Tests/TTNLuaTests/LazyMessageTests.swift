@@ -1,0 +1,94 @@
+import Testing
+import TTNMQTT
+
+@testable import TTNLua
+
+/// `getLastMessage()` hands out lazy tables that decode each object or array on first use. A script must not be
+/// able to tell: every way of reading or writing a table sees what an eager decode (`getAllMessages()`, which
+/// goes through `ttn.json.decode`) gives, whether the containers come from the host's outline or from a scan.
+@Suite("getLastMessage() decodes lazily, unnoticed")
+struct LazyMessageTests {
+    /// One check per invocation, each on a message no earlier check has decoded; `e` is the eager decode.
+    static let checks = [
+        "assert(same(e, m))",
+        "local k, v = next(m); assert(k ~= nil and same(v, e[k]))",
+        "local n = 0; for k, v in pairs(m) do n = n + 1; assert(same(v, e[k])) end; for _ in pairs(e) do n = n - 1 end; assert(n == 0)",
+        "assert(rawget(m, 'uplink_message') ~= nil and rawget(m, 'uplink_message').f_cnt == e.uplink_message.f_cnt)",
+        "assert(rawlen(m.correlation_ids) == #e.correlation_ids)",
+        "assert(#m.correlation_ids == #e.correlation_ids and #m.correlation_ids > 0)",
+        "assert(getmetatable(m) == getmetatable(e) and getmetatable(m.correlation_ids) == getmetatable(e.correlation_ids))",
+        "assert(tostring(m.correlation_ids):match('^json.array: ') and tostring(m):match('^table: '))",
+        "assert(same(ttn.json.decode(ttn.json.encode(m)), e))",
+        "assert(ttn.json.encode(m.correlation_ids) == ttn.json.encode(e.correlation_ids))",
+        "assert(ttn.json.array(m.correlation_ids) == m.correlation_ids and #m.correlation_ids == #e.correlation_ids)",
+        "assert(table.concat(m.correlation_ids, ',') == table.concat(e.correlation_ids, ','))",
+        "table.insert(m.correlation_ids, 'x'); assert(#m.correlation_ids == #e.correlation_ids + 1 and m.correlation_ids[1] == e.correlation_ids[1])",
+        "assert(select('#', table.unpack(m.correlation_ids)) == #e.correlation_ids)",
+        "local seen = 0; for i, v in ipairs(m.correlation_ids) do seen = i; assert(v == e.correlation_ids[i]) end; assert(seen == #e.correlation_ids)",
+        "m.added = 1; assert(m.added == 1 and same(m.uplink_message, e.uplink_message))",
+        "rawset(m, 'added', 1); assert(same(m.uplink_message, e.uplink_message))",
+        "m.uplink_message = nil; assert(m.uplink_message == nil and next(m) ~= nil)",
+        "setmetatable(m, {}); assert(same(m.uplink_message, e.uplink_message))",
+        "local up = m.uplink_message; kept = up.rx_metadata",  // read again by the next check
+        "assert(same(kept, e.uplink_message.rx_metadata))",  // a table kept from the last invocation
+        "assert(m.missing == nil and m.uplink_message.missing == nil and m[1] == nil)",
+        "assert(getLastMessage() == m)",
+    ]
+
+    static let script = """
+        \(luaSame)
+        local checks = {\(checks.map { "function(m, e) \($0) end" }.joined(separator: ",\n"))}
+        local run = 0
+        setMessageHandler(function()
+          run = run + 1
+          checks[run](getLastMessage(), getAllMessages()[1])
+        end)
+        """
+
+    @Test("each way to read or write a table sees the eager decode", arguments: [
+        ("v3-up-decoded.json", true), ("v3-up-decoded.json", false), ("v3-up-multi-gateway.json", true),
+        ("v3-up-multi-gateway.json", false),
+    ])
+    func indistinguishable(fixture: String, withOutline: Bool) throws {
+        let json = try Fixtures.bytes(fixture)
+        let script = try makeScript(Self.script, bridge: MemoryBridge(messages: [json]))
+        let outline = withOutline ? try Uplink(json: json).containerOutline : nil
+        for _ in Self.checks {
+            try script.handle(LuaMessage(json: json, deviceID: "d", outline: outline))
+        }
+    }
+
+    @Test("an outline that does not fit the text is not used; the text is scanned instead")
+    func unsoundOutline() throws {
+        let json = Array(#"{"a":{"b":[1,2]},"c":"x"}"#.utf8)
+        let sound = try Uplink(json: json).containerOutline ?? []
+        #expect(sound == [0, 25, 2, 3, 5, 16, 1, 3, 10, 15, 2, 3])
+        var beyondTheEnd = sound
+        beyondTheEnd[1] = 99
+        var notABracket = sound
+        notABracket[4] = 6
+        var backwards = sound
+        backwards[3] = 0
+        let script = try makeScript("""
+            setMessageHandler(function()
+              local m = getLastMessage()
+              assert(m.a.b[2] == 2 and m.c == "x" and #m.a.b == 2)
+            end)
+            """)
+        for outline in [sound, beyondTheEnd, notABracket, backwards] {
+            try script.handle(LuaMessage(json: json, deviceID: "d", outline: outline))
+        }
+    }
+
+    @Test("an outline out of step with the text inside a sound frame is an error, never a read out of bounds")
+    func outOfStep() throws {
+        let json = Array(#"{"a":{"b":[1,2]},"c":"x"}"#.utf8)
+        // Every container still starts and ends on a bracket, but the first child claims the text of the second.
+        let shifted: [UInt32] = [0, 25, 2, 3, 10, 15, 1, 3, 10, 15, 2, 3]
+        let script = try makeScript("setMessageHandler(function() local m = getLastMessage(); local x = m.a end)")
+        let error = #expect(throws: LuaError.self) {
+            try script.handle(LuaMessage(json: json, deviceID: "d", outline: shifted))
+        }
+        #expect(error?.message.contains("outline out of step") == true)
+    }
+}
