@@ -171,7 +171,15 @@ final class MosquittoConnection: Sendable {
         mosquitto_disconnect_callback_set(raw) { _, context, code in
             MosquittoConnection.from(context).didDisconnect(code: code)
         }
-        mosquitto_log_callback_set(raw) { _, context, level, text in
+        setLibraryLog(enabled: true)
+    }
+
+    /// Turns libmosquitto's log on or off. Its errors explain failed connections (OpenSSL's reasons, for one), but
+    /// with a log callback set it formats a debug line for every message it sends or receives. So the log is off
+    /// while the connection is up, unless the logger is at trace level, and on again when it goes down.
+    private func setLibraryLog(enabled: Bool) {
+        guard enabled else { return mosquitto_log_callback_set(handle.raw, nil) }
+        mosquitto_log_callback_set(handle.raw) { _, context, level, text in
             guard let text else { return }
             MosquittoConnection.from(context).didLog(level: level, String(cString: text))
         }
@@ -287,7 +295,9 @@ final class MosquittoConnection: Sendable {
         state.withLock { state in
             state.phase = .connected
             state.hasConnectedOnce = true
+            state.lastLoggedError = nil
         }
+        if logger.logLevel > .trace { setLibraryLog(enabled: false) }
         logger.debug("MQTT connected and subscribed", metadata: ["mqtt.filters": "\(filters)"])
         // Take the observers before waking the first connect: the client that opened the connection is added
         // once `connect()` returns and reports this first subscription itself, so it must not hear it twice.
@@ -308,6 +318,7 @@ final class MosquittoConnection: Sendable {
 
     private func didDisconnect(code: Int32) {
         guard code != 0 else { return }
+        setLibraryLog(enabled: true)
         let (wasConnected, lastError) = state.withLock { state in
             defer { if state.phase != .closing { state.phase = .reconnecting } }
             return (state.phase == .connected, state.lastLoggedError)
@@ -367,8 +378,11 @@ final class MosquittoConnection: Sendable {
     }
 
     private func forEachObserver(_ body: (any ConnectionObserver) -> Void) {
-        let observers = state.withLock { $0.observers.values.compactMap(\.value) }
-        for observer in observers { body(observer) }
+        // Called for every message: iterates the dictionary's values as they are, without building an array.
+        let observers = state.withLock { $0.observers.values }
+        for observer in observers {
+            if let observer = observer.value { body(observer) }
+        }
     }
 
     // MARK: Used by clients
