@@ -58,8 +58,9 @@ final class MosquittoConnection: Sendable {
     /// Touched only by the network thread (the message callback runs inside `mosquitto_loop`).
     private let burstLength = Atomic(0)
     /// The most messages handed on before the observers are told that a burst ended, so that a long burst
-    /// reaches the handlers while it lasts.
-    static let maximumBurst = 64
+    /// reaches the handlers while it lasts: the first message of a burst waits for at most 15 others to be read
+    /// and checked (about 0.15 ms), and the handler's thread is still woken 16 times less often.
+    static let maximumBurst = 16
 
     struct Settings: Sendable {
         var keepAlive: Int32
