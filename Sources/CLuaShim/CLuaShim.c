@@ -576,12 +576,13 @@ static void json_read(lua_State *L, const char *json, size_t length, json_buffer
 
 /* ---- getLastMessage()'s lazy tables. ----
  * A handler usually reads a few fields of a 1.6 KB uplink, and decoding all of it into tables (about 60 strings
- * and a dozen tables) was most of a Lua invocation's cost. So the message is scanned whole when the script asks
- * for it (a malformed one raises there, as before), and each object or array becomes a lazy table: empty but
- * for a hidden key holding its container's number, with a metatable shared by the message's lazy tables that
- * holds the text and the extents. The first look into it decodes its own members (nested containers become lazy
- * tables in turn), drops the hidden key and gives it the metatable an eagerly decoded table has (none, or the
- * JSON array mark). From then on it is an ordinary table.
+ * and a dozen tables) was most of a Lua invocation's cost. So the message is checked whole when the script asks
+ * for it: by the host, which checked the uplink on arrival and passes along its outline of the containers, or
+ * else by a scan here (a malformed message raises there, as before). Each object or array becomes a lazy table:
+ * empty but for a hidden key holding its container's number, with a metatable shared by the message's lazy
+ * tables that holds the text and the extents. The first look into it decodes its own members (nested
+ * containers become lazy tables in turn), drops the hidden key and gives it the metatable an eagerly decoded
+ * table has (none, or the JSON array mark). From then on it is an ordinary table.
  *
  * Indexing, assignment, `#` and tostring reach the metamethods. Everything that reads or writes a table raw is
  * wrapped to decode its table arguments first: next, pairs, rawget, rawset, rawlen, getmetatable, setmetatable,
@@ -628,7 +629,8 @@ static void push_lazy(lua_State *L, const json_extent *extents, size_t number, i
 }
 
 /* Decodes the members of the table at `index` if it is a lazy table; otherwise does nothing. The text was
- * scanned whole, so only memory can fail here; a table left half filled then stays lazy and is filled again. */
+ * checked whole, so only memory can fail here (or an outline that does not fit the text, which raises); a table
+ * left half filled then stays lazy and is filled again. */
 static void lazy_decode(lua_State *L, int index) {
     index = lua_absindex(L, index);
     if (lua_rawgetp(L, index, &lazy_key) != LUA_TNUMBER) {
@@ -644,6 +646,7 @@ static void lazy_decode(lua_State *L, int index) {
     const json_buffer *buffer = lua_touserdata(L, meta + 2);
     const json_extent *extents = (const json_extent *)buffer->data;
     size_t count = buffer->length / sizeof *extents;
+    if (number >= count) luaL_error(L, "invalid JSON: outline out of step"); /* cannot happen: numbers are ours */
     json_reader r = { text, text + extents[number].start, text + extents[number].end, 0, NULL };
     int is_array = *r.p == '[';
     size_t child = number + 1;
@@ -661,7 +664,9 @@ static void lazy_decode(lua_State *L, int index) {
             skip_space(&r);
         }
         if (r.p < r.end && (*r.p == '{' || *r.p == '[')) {
-            if (child >= count || extents[child].start != (uint32_t)(r.p - text)) json_fail(L, &r, "outline out of step");
+            if (child >= count || extents[child].start != (uint32_t)(r.p - text)) {
+                json_fail(L, &r, "outline out of step");
+            }
             push_lazy(L, extents, child, *r.p == '[', meta);
             r.p = text + extents[child].end;
             child = extents[child].next;
@@ -713,19 +718,16 @@ static void push_message(lua_State *L, const char *json, size_t length, const ui
         json_read(L, json, length, NULL);
         return;
     }
+    static const luaL_Reg metamethods[] = {
+        { "__index", lazy_index }, { "__newindex", lazy_newindex }, { "__len", lazy_len },
+        { "__tostring", lazy_tostring }, { NULL, NULL }
+    };
     lua_createtable(L, 2, 5); /* the lazy metatable */
     lua_pushlstring(L, json, length);
     lua_rawseti(L, -2, 1);
     lua_pushvalue(L, -2);
     lua_rawseti(L, -2, 2);
-    lua_pushcfunction(L, lazy_index);
-    lua_setfield(L, -2, "__index");
-    lua_pushcfunction(L, lazy_newindex);
-    lua_setfield(L, -2, "__newindex");
-    lua_pushcfunction(L, lazy_len);
-    lua_setfield(L, -2, "__len");
-    lua_pushcfunction(L, lazy_tostring);
-    lua_setfield(L, -2, "__tostring");
+    luaL_setfuncs(L, metamethods, 0);
     lua_pushboolean(L, 0);
     lua_setfield(L, -2, "__metatable");
     const json_extent *root = (const json_extent *)extents->data;

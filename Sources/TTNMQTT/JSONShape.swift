@@ -97,11 +97,11 @@ struct JSONShape: Sendable {
     static func object(_ known: KeyValuePairs<String, JSONShape>) -> JSONShape {
         var shape = JSONShape(.object)
         // The members of the root come first, so they are contiguous; their shapes' own members follow.
-        shape.members = known.map { name, _ in
-            defer { shape.names += name.utf8 }
-            return Member(node: 0, nameStart: Int32(shape.names.count), nameLength: Int32(name.utf8.count))
+        for (name, _) in known {
+            shape.members.append(Member(node: 0, nameStart: Int32(shape.names.count), nameLength: Int32(name.utf8.count)))
+            shape.names += name.utf8
+            shape.memberNames.append(name)
         }
-        shape.memberNames = known.map(\.key)
         shape.nodes[0].count = Int32(known.count)
         for (position, member) in known.enumerated() {
             shape.members[position].node = shape.append(member.value)

@@ -191,7 +191,7 @@ struct HostTests {
         }
     }
 
-    @Test("malformed and oversized uplinks are skipped and counted")
+    @Test("malformed, truncated, non-UTF-8 and oversized uplinks, and a topic of the wrong shape, are skipped and counted")
     func badInput() async throws {
         let app = Broker.application()
         let network = try NetworkSide(port: try Broker.requirePort())
@@ -200,14 +200,20 @@ struct HostTests {
         try await withRunningHost(application: app) { host in
             host.register(name: "seen") { seen.append(host.getLastMessage()?.uplinkMessage?.fCnt ?? -1) }
         } _: { host in
-            for bad in ["{", "[1]", "\u{FF}\u{FE}", #"{"uplink_message":{"f_cnt":"x"}}"#] {
-                try network.publishUplink(application: app, device: "dev", json: Array(bad.utf8))
-            }
+            let malformed: [[UInt8]] = [
+                Array("{".utf8), Array("[1]".utf8), Array(#"{"uplink_message":{"f_cnt":"x"}}"#.utf8),
+                Array(#"{"a":""#.utf8) + [0xFF, 0xFE] + Array(#""}"#.utf8),  // not UTF-8
+                Array(uplinkJSON(counter: 2).prefix(60)),  // truncated
+            ]
+            for bad in malformed { try network.publishUplink(application: app, device: "dev", json: bad) }
             try network.publishUplink(application: app, device: "dev", json: Array(repeating: UInt8(ascii: " "), count: 1_000_000))
+            // An empty device id matches the uplink filter's `+` but is no device topic.
+            try network.publish(topic: "v3/\(app)@ttn/devices//up", payload: uplinkJSON(counter: 3))
             try network.publishUplink(application: app, device: "dev", json: uplinkJSON(counter: 1))
             #expect(await eventually { seen.count == 1 })
-            #expect(host.statistics.malformed == 4)
+            #expect(host.statistics.malformed == malformed.count)
             #expect(host.statistics.oversized == 1)
+            #expect(host.client.statistics.unexpectedTopics == 1)
         }
         #expect(seen.all == [1])
     }
