@@ -138,7 +138,10 @@ public final class HandlerHost: Service, Sendable {
         }
         // The end of the current burst no longer reaches a replaced runner: what it has queued starts now.
         replaced?.wake()
-        logger.info(replaced != nil ? "Handler replaced" : "Handler added", metadata: ["handler": "\(runner.name)", "kind": "\(runner.kind)"])
+        logger.info(
+            replaced != nil ? "Handler replaced" : "Handler added",
+            metadata: ["handler": "\(runner.name)", "kind": "\(runner.kind)"]
+        )
     }
 
     func remove(name: String) {

@@ -93,7 +93,9 @@ public final class LuaScript {
         try run { message.json.withUnsafeBufferPointer { buffer in
             buffer.withMemoryRebound(to: CChar.self) { json in
                 guard let outline = message.outline else { return ttn_handle(state, json.baseAddress, json.count, nil, 0) }
-                return outline.withUnsafeBufferPointer { ttn_handle(state, json.baseAddress, json.count, $0.baseAddress, $0.count / 4) }
+                return outline.withUnsafeBufferPointer { outline in
+                    ttn_handle(state, json.baseAddress, json.count, outline.baseAddress, outline.count / 4)
+                }
             }
         } }
     }

@@ -202,9 +202,8 @@ struct JSONShape: Sendable {
             }
             let length = element.end - element.start
             for member in Int(shape.first)..<Int(shape.first + shape.count) where Int(members[member].nameLength) == length {
-                if length == 0 || memcmp(bytes.baseAddress! + element.start, names.baseAddress! + Int(members[member].nameStart), length) == 0 {
-                    return member
-                }
+                let name = names.baseAddress! + Int(members[member].nameStart)
+                if length == 0 || memcmp(bytes.baseAddress! + element.start, name, length) == 0 { return member }
             }
             return nil
         }

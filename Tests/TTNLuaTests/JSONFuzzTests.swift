@@ -90,7 +90,9 @@ struct LuaJSONFuzzTests {
                     do {
                         try script.handle(LuaMessage(json: input, deviceID: "d", outline: tape.containerOutline()))
                         outlined += 1
-                        if log.last != scanned { failures.add("with the outline: a \(log.last ?? "?"), scanned: a \(scanned ?? "?"); \(context())") }
+                        if log.last != scanned {
+                            failures.add("with the outline: a \(log.last ?? "?"), scanned: a \(scanned ?? "?"); \(context())")
+                        }
                     } catch {
                         failures.add("with the outline: \(error.message); \(context())")
                     }
