@@ -3,6 +3,7 @@ import Logging
 import ServiceLifecycle
 import Synchronization
 import Testing
+import TTNLua
 
 @testable import TTNHost
 @testable import TTNMQTT
@@ -189,6 +190,39 @@ struct HostTests {
             release.signal()
             for _ in 0..<20 { release.signal() }
         }
+    }
+
+    @Test("hostile scripts fail every invocation, contained; the healthy script and closure beside them see every uplink")
+    func hostileScripts() async throws {
+        let app = Broker.application()
+        let network = try NetworkSide(port: try Broker.requirePort(), watching: ["v3/\(app)@ttn/devices/+/down/#"])
+        defer { network.close() }
+        let hostile = [
+            "endless.lua": "setMessageHandler(function() while true do end end)",
+            "bomb.lua": "setMessageHandler(function() local t = {} for i = 1, 1e9 do t[i] = ('x'):rep(100) .. i end end)",
+            "recursion.lua": "local function f() return f() + 1 end\nsetMessageHandler(function() f() end)",
+            "error.lua": "setMessageHandler(function() error('broken on purpose') end)",
+        ]
+        var configuration = hostConfiguration(
+            application: app, port: try Broker.requirePort(), scripts: try scriptDirectory(hostile.merging(["echo.lua": echoScript]) { $1 })
+        )
+        configuration.luaLimits = LuaLimits(timeLimit: .milliseconds(50), instructionLimit: 1_000_000_000_000, memoryLimit: 8 * 1024 * 1024)
+        configuration.shutdownDeadline = .seconds(30)
+        let uplinks = 20
+        let seen = Recorder<Int>()
+        try await withRunningHost(configuration: configuration) { host in
+            host.register(name: "closure") { seen.append(host.getLastMessage()?.uplinkMessage?.fCnt ?? -1) }
+        } _: { host in
+            #expect(await eventually { host.handlerNames.count == hostile.count + 2 })
+            for counter in 0..<uplinks { try network.publishUplink(application: app, device: "dev", json: uplinkJSON(counter: counter)) }
+            #expect(await eventually(timeout: .seconds(30)) { host.statistics.handlers.values.allSatisfy { $0.handled == uplinks } })
+            let handlers = host.statistics.handlers
+            for name in hostile.keys { #expect(handlers[name]?.failed == uplinks, "\(name): \(String(describing: handlers[name]))") }
+            #expect(handlers["echo.lua"]?.failed == 0 && handlers["echo.lua"]?.dropped == 0)
+            #expect(await eventually { network.messages.count == uplinks })
+        }
+        #expect(seen.all == Array(0..<uplinks))
+        #expect(Set(network.messages.map { String(decoding: $0.payload, as: UTF8.self) }).count == uplinks)
     }
 
     @Test("malformed, truncated, non-UTF-8 and oversized uplinks, and a topic of the wrong shape, are skipped and counted")
