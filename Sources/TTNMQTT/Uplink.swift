@@ -19,7 +19,8 @@ public struct Uplink: Sendable, Hashable, Codable {
     /// The JSON exactly as received, as bytes (empty when decoded by other means).
     package var jsonBytes: [UInt8] { storage.tape?.bytes ?? [] }
     /// The objects and arrays of ``jsonBytes``, as ``JSONTape/containerOutline()`` lists them; nil without JSON.
-    package var containerOutline: [UInt32]? { storage.tape?.containerOutline() }
+    /// Made on first use and shared by every copy: each Lua script of a host reads it for the same uplink.
+    package var containerOutline: [UInt32]? { storage.containerOutline }
 
     public var endDeviceIDs: EndDeviceIDs? {
         get { storage.fields.endDeviceIDs }
@@ -148,25 +149,38 @@ public struct Uplink: Sendable, Hashable, Codable {
         }
     }
 
-    /// The received JSON and the typed fields, decoded from it on first use and shared by every copy.
+    /// The received JSON, and what is derived from it on first use and shared by every copy: the typed fields and
+    /// the outline of its containers.
     private final class Storage: Sendable {
         let topic: String
         let tape: JSONTape?
         /// The v3 JSON the fields are decoded from, while nothing changed them: the accessors read it directly.
         let unchangedV3JSON: JSONTape?
-        private let decoded: Locked<Fields?>
+        private let derived: Locked<Derived>
+
+        private struct Derived {
+            var fields: Fields?
+            var containerOutline: [UInt32]?
+        }
 
         /// - Parameter fields: nil to decode them from `tape` (a v3 uplink already checked against its shape).
         init(topic: String, tape: JSONTape?, fields: Fields?) {
             self.topic = topic
             self.tape = tape
             self.unchangedV3JSON = fields == nil ? tape : nil
-            self.decoded = Locked(fields)
+            self.derived = Locked(Derived(fields: fields))
         }
 
+        var containerOutline: [UInt32]? {
+            guard let tape else { return nil }
+            if let outline = derived.withLock({ $0.containerOutline }) { return outline }
+            let outline = tape.containerOutline()
+            derived.withLock { $0.containerOutline = outline }
+            return outline
+        }
 
         var fields: Fields {
-            if let fields = decoded.withLock({ $0 }) { return fields }
+            if let fields = derived.withLock({ $0.fields }) { return fields }
             let fields: Fields
             do {
                 fields = try TapeDecoder.decode(Fields.self, from: tape!)
@@ -174,7 +188,7 @@ public struct Uplink: Sendable, Hashable, Codable {
                 // The shape check at arrival refuses what decoding would; `UplinkShapeTests` holds them together.
                 preconditionFailure("An uplink that passed its shape check failed to decode: \(error)")
             }
-            decoded.withLock { $0 = fields }
+            derived.withLock { $0.fields = fields }
             return fields
         }
     }
