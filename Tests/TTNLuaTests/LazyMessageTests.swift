@@ -33,6 +33,15 @@ struct LazyMessageTests {
         "assert(same(kept, e.uplink_message.rx_metadata))",  // a table kept from the last invocation
         "assert(m.missing == nil and m.uplink_message.missing == nil and m[1] == nil)",
         "assert(getLastMessage() == m)",
+        // Objects decode member by member: a member the script removed or replaced stays so, whole decode or not.
+        "assert(m.received_at == e.received_at); m.received_at = nil; assert(m.received_at == nil and rawget(m, 'received_at') == nil)",
+        "local up = m.uplink_message; m.uplink_message = nil; assert(m.uplink_message == nil); e.uplink_message = nil; assert(same(m, e))",
+        "m.uplink_message = 5; assert(m.uplink_message == 5); e.uplink_message = 5; assert(same(m, e))",
+        "local up = m.uplink_message; up.f_cnt = nil; up.f_port = 'x'; assert(up.f_cnt == nil and up.f_port == 'x'); "
+            + "e.uplink_message.f_cnt = nil; e.uplink_message.f_port = 'x'; assert(same(m, e))",
+        "m.uplink_message.f_cnt = nil; local n = 0; for k in pairs(m.uplink_message) do assert(k ~= 'f_cnt'); n = n + 1 end; "
+            + "e.uplink_message.f_cnt = nil; for _ in pairs(e.uplink_message) do n = n - 1 end; assert(n == 0)",
+        "m[1] = 'one'; m[true] = 'yes'; assert(m[1] == 'one' and m[true] == 'yes' and same(m.uplink_message, e.uplink_message))",
     ]
 
     static let script = """
@@ -54,6 +63,37 @@ struct LazyMessageTests {
         let script = try makeScript(Self.script, bridge: MemoryBridge(messages: [json]))
         let outline = withOutline ? try Uplink(json: json).containerOutline : nil
         for _ in Self.checks {
+            try script.handle(LuaMessage(json: json, deviceID: "d", outline: outline))
+        }
+    }
+
+    @Test("member by member: repeated and escaped names, large objects and null read as eagerly decoded", arguments: [true, false])
+    func unusualObjects(withOutline: Bool) throws {
+        let large = (0..<70).map { "\"k\($0)\":\($0)" }.joined(separator: ",")
+        let json = Array(#"{"d":1,"n":null,"d":{"x":2},"a\u0062":3,"\"q\"":4,"big":{\#(large)},"s":"x","e":{}}"#.utf8)
+        let checks = [
+            "assert(same(m.d, e.d) and m.d.x == 2)",  // the last of repeated names, as an eager decode keeps
+            #"assert(m.ab == 3 and m['"q"'] == 4 and m['a\\u0062'] == nil)"#,
+            "assert(m.big.k69 == 69 and m.big.k0 == 0 and same(m.big, e.big))",  // over 64 members: decoded whole
+            "assert(m.n == ttn.null and m.s == 'x' and same(m.e, e.e) and next(m.e) == nil)",
+            "m.d = nil; assert(m.d == nil); e.d = nil; assert(same(m, e))",  // both members named d stay removed
+            "m.ab = nil; m.big.k3 = 'three'; e.ab = nil; e.big.k3 = 'three'; assert(same(m, e))",
+            "assert(m.nope == nil and m[1] == nil and m[2.5] == nil and m[false] == nil); assert(same(m, e))",
+        ]
+        let script = try makeScript(
+            """
+            \(luaSame)
+            local checks = {\(checks.map { "function(m, e) \($0) end" }.joined(separator: ",\n"))}
+            local run = 0
+            setMessageHandler(function()
+              run = run + 1
+              checks[run](getLastMessage(), getAllMessages()[1])
+            end)
+            """,
+            bridge: MemoryBridge(messages: [json])
+        )
+        let outline = withOutline ? try Uplink(json: json).containerOutline : nil
+        for _ in checks {
             try script.handle(LuaMessage(json: json, deviceID: "d", outline: outline))
         }
     }
