@@ -345,21 +345,30 @@ static void add_utf8(luaL_Buffer *b, unsigned code) {
     luaL_addlstring(b, utf8, n);
 }
 
-static int has_zero_byte(uint64_t word) {
-    return ((word - 0x0101010101010101ULL) & ~word & 0x8080808080808080ULL) != 0; /* exact for "any" */
+/* The high bit of each zero byte of `word`, and maybe of bytes above the lowest one (a borrow's false alarm). */
+static uint64_t zero_bytes(uint64_t word) {
+    return (word - 0x0101010101010101ULL) & ~word & 0x8080808080808080ULL;
 }
 
 /* Moves past the bytes of a string that need no attention: all but '"', '\\' and control characters. Most of
- * a message's bytes are such, so eight at a time while a word holds none of them and no byte above 0x7F; a word
- * that might (the subtraction's borrows can raise false alarms) is looked at byte by byte. */
+ * a message's bytes are such, so eight at a time: the bytes of a word that need attention, or are above 0x7F,
+ * are flagged by bit tricks whose lowest flag is always exact (a false flag can only follow a true one), so
+ * the first of them is found at once. Bytes above 0x7F are then passed one by one. */
 static void skip_plain(json_reader *r) {
     const char *p = r->p;
     for (;;) {
         while (r->end - p >= 8) {
             uint64_t word;
             memcpy(&word, p, sizeof word);
-            if (((word | (word - 0x2020202020202020ULL)) & 0x8080808080808080ULL)
-                || has_zero_byte(word ^ 0x2222222222222222ULL) || has_zero_byte(word ^ 0x5C5C5C5C5C5C5C5CULL)) break;
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+            word = __builtin_bswap64(word); /* the first byte the lowest, for the count of trailing zeros */
+#endif
+            uint64_t flags = ((word | (word - 0x2020202020202020ULL)) & 0x8080808080808080ULL)
+                | zero_bytes(word ^ 0x2222222222222222ULL) | zero_bytes(word ^ 0x5C5C5C5C5C5C5C5CULL);
+            if (flags) {
+                p += __builtin_ctzll(flags) / 8;
+                break;
+            }
             p += 8;
         }
         const char *stop = r->end - p >= 8 ? p + 8 : r->end;

@@ -65,11 +65,7 @@ final class JSONTape: Sendable {
     init(_ bytes: [UInt8]) throws(SyntaxError) {
         guard bytes.count < UInt32.max else { throw SyntaxError(reason: "text longer than 4 GiB", offset: 0) }
         self.bytes = bytes
-        var parser = Parser(capacity: bytes.count / 6)
-        try bytes.withUnsafeBufferPointer { (buffer) throws(SyntaxError) in
-            try parser.parseDocument(buffer)
-        }
-        self.elements = parser.elements
+        self.elements = try bytes.withUnsafeBufferPointer { (buffer) throws(SyntaxError) in try Parser.parse(buffer) }
     }
 
     /// Every object and array in document order, four numbers each: where it starts and ends (the byte after its
@@ -260,34 +256,65 @@ final class JSONTape: Sendable {
     }
 }
 
-/// The one-pass validating parser behind ``JSONTape``.
+/// The one-pass validating parser behind ``JSONTape``. It reads through a pointer that every step checks
+/// against the end of the text, and writes the elements straight into the tape's array (an array's append
+/// checks that the array is not shared, every time), made with room for about 1.3 times what TTN's uplinks
+/// need. A text with more elements than that moves them to a buffer of its own, copied into the array at the end.
 private struct Parser {
-    var elements: [JSONTape.Element] = []
-    private var bytes = UnsafeBufferPointer<UInt8>(start: nil, count: 0)
-    private var position = 0
+    private let start: UnsafePointer<UInt8>
+    private let end: UnsafePointer<UInt8>
+    private var position: UnsafePointer<UInt8>
     private var depth = 0
+    private var elements: UnsafeMutablePointer<JSONTape.Element>
+    private var count = 0
+    private var capacity: Int
+    /// Whether `elements` is a buffer of the parser's own (to deallocate), not the array's.
+    private var ownsElements = false
 
-    init(capacity: Int) {
-        elements.reserveCapacity(capacity)
+    /// The elements of `buffer`, which must hold exactly one JSON value and optional whitespace around it.
+    static func parse(_ buffer: UnsafeBufferPointer<UInt8>) throws(JSONTape.SyntaxError) -> [JSONTape.Element] {
+        var failure: JSONTape.SyntaxError?
+        var moved: UnsafeMutableBufferPointer<JSONTape.Element>?
+        let inPlace = [JSONTape.Element](unsafeUninitializedCapacity: max(16, buffer.count / 8)) { storage, initialized in
+            var parser = Parser(buffer, elements: storage)
+            do throws(JSONTape.SyntaxError) {
+                parser.skipWhitespace()
+                try parser.parseValue()
+                parser.skipWhitespace()
+                if parser.position < parser.end { throw parser.error("unexpected data after the JSON value") }
+            } catch {
+                failure = error
+            }
+            if parser.ownsElements {
+                moved = UnsafeMutableBufferPointer(start: parser.elements, count: parser.count)
+            } else {
+                initialized = parser.count
+            }
+        }
+        defer { moved?.deallocate() }
+        if let failure { throw failure }
+        return moved.map { Array($0) } ?? inPlace
     }
 
-    mutating func parseDocument(_ buffer: UnsafeBufferPointer<UInt8>) throws(JSONTape.SyntaxError) {
-        bytes = buffer
-        skipWhitespace()
-        try parseValue()
-        skipWhitespace()
-        if position < bytes.count { throw error("unexpected data after the JSON value") }
+    private init(_ buffer: UnsafeBufferPointer<UInt8>, elements: UnsafeMutableBufferPointer<JSONTape.Element>) {
+        // An empty buffer may have no address; any address then stands for the empty text.
+        start = buffer.baseAddress ?? UnsafePointer(bitPattern: 1)!
+        end = start + buffer.count
+        position = start
+        self.elements = elements.baseAddress!
+        capacity = elements.count
     }
 
     private func error(_ reason: String) -> JSONTape.SyntaxError {
-        JSONTape.SyntaxError(reason: reason, offset: position)
+        JSONTape.SyntaxError(reason: reason, offset: position - start)
     }
 
-    private var current: UInt8? { position < bytes.count ? bytes[position] : nil }
+    /// The byte at the position, or nil at the end of the text.
+    private var current: UInt8? { position < end ? position.pointee : nil }
 
     private mutating func skipWhitespace() {
-        while position < bytes.count {
-            switch bytes[position] {
+        while position < end {
+            switch position.pointee {
             case 0x20, 0x0A, 0x0D, 0x09: position += 1
             default: return
             }
@@ -308,28 +335,39 @@ private struct Parser {
         }
     }
 
-    private mutating func append(_ kind: JSONTape.Kind, plain: Bool, start: Int, end: Int) {
-        elements.append(.init(kind: kind, isPlain: plain, start: start, end: end, next: elements.count + 1))
+    @inline(__always)
+    private mutating func append(_ kind: JSONTape.Kind, plain: Bool, from first: UnsafePointer<UInt8>) {
+        if count == capacity {
+            let larger = UnsafeMutablePointer<JSONTape.Element>.allocate(capacity: capacity * 2)
+            larger.moveInitialize(from: elements, count: count)
+            if ownsElements { elements.deallocate() }
+            elements = larger
+            capacity *= 2
+            ownsElements = true
+        }
+        (elements + count).initialize(
+            to: .init(kind: kind, isPlain: plain, start: first - start, end: position - start, next: count + 1)
+        )
+        count += 1
     }
 
     private mutating func parseLiteral(_ literal: StaticString, _ kind: JSONTape.Kind) throws(JSONTape.SyntaxError) {
-        let start = position
+        let first = position
         for expected in UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount) {
             guard current == expected else { throw error("invalid literal (expected \(literal))") }
             position += 1
         }
-        append(kind, plain: true, start: start, end: position)
+        append(kind, plain: true, from: first)
     }
 
     private mutating func parseContainer(_ kind: JSONTape.Kind, closing: UInt8) throws(JSONTape.SyntaxError) {
         depth += 1
         guard depth <= JSONTape.maximumDepth else { throw error("nesting deeper than \(JSONTape.maximumDepth) levels") }
-        let index = elements.count
-        let start = position
-        append(kind, plain: true, start: start, end: start)
+        let index = count
+        append(kind, plain: true, from: position)
         position += 1
         skipWhitespace()
-        var count = 0
+        var members = 0
         if current == closing {
             position += 1
         } else {
@@ -343,7 +381,7 @@ private struct Parser {
                     skipWhitespace()
                 }
                 try parseValue()
-                count += 1
+                members += 1
                 skipWhitespace()
                 if current == UInt8(ascii: ",") {
                     position += 1
@@ -356,20 +394,20 @@ private struct Parser {
                 }
             }
         }
-        elements[index].end = position
-        elements[index].count = count
-        elements[index].next = elements.count
+        elements[index].end = position - start
+        elements[index].count = members
+        elements[index].next = self.count
         depth -= 1
     }
 
     private mutating func parseString() throws(JSONTape.SyntaxError) {
         position += 1  // the opening quote
-        let start = position
+        let first = position
         var plain = true
         while true {
             skipPlainCharacters()
-            guard position < bytes.count else { throw error("unterminated string") }
-            let byte = bytes[position]
+            guard position < end else { throw error("unterminated string") }
+            let byte = position.pointee
             if byte == UInt8(ascii: "\"") { break }
             if byte == UInt8(ascii: "\\") {
                 plain = false
@@ -380,31 +418,35 @@ private struct Parser {
                 try parseMultibyteCharacter()
             }
         }
-        append(.string, plain: plain, start: start, end: position)
+        append(.string, plain: plain, from: first)
         position += 1  // the closing quote
     }
 
-    /// Moves past printable ASCII other than `"` and `\\`: most of a message's bytes. Eight at a time while it
-    /// can (a word holds none of them when no byte is `"`, `\\`, below 0x20 or above 0x7F), then byte by byte.
+    /// Moves past printable ASCII other than `"` and `\\`: most of a message's bytes. Eight at a time: a word's
+    /// bytes that need attention (`"`, `\\`, below 0x20 or above 0x7F) are flagged by bit tricks whose lowest
+    /// flag is always exact (a false flag can only follow a true one), so the first of them is found at once.
+    @inline(__always)
     private mutating func skipPlainCharacters() {
-        var next = position
         let ones: UInt64 = 0x0101_0101_0101_0101, highBits: UInt64 = 0x8080_8080_8080_8080
-        /// Whether some byte of `word` is zero (exact: the classic bit trick has no false positives for "any").
-        func hasZeroByte(_ word: UInt64) -> Bool { (word &- ones) & ~word & highBits != 0 }
-        if let base = UnsafeRawPointer(bytes.baseAddress) {
-            while next + 8 <= bytes.count {
-                let word = base.loadUnaligned(fromByteOffset: next, as: UInt64.self)
-                let special = (word | (word &- ones &* 0x20)) & highBits != 0  // a byte >= 0x80, or < 0x20
-                if special || hasZeroByte(word ^ (ones &* 0x22)) || hasZeroByte(word ^ (ones &* 0x5C)) { break }
-                next += 8
+        /// The high bit of each zero byte of `word`, and maybe of bytes above the lowest one.
+        func zeroBytes(_ word: UInt64) -> UInt64 { (word &- ones) & ~word & highBits }
+        var next = position
+        defer { position = next }
+        while end - next >= 8 {
+            let word = UInt64(littleEndian: UnsafeRawPointer(next).loadUnaligned(as: UInt64.self))
+            let flags = ((word | (word &- ones &* 0x20)) & highBits)  // a byte >= 0x80, or < 0x20
+                | zeroBytes(word ^ (ones &* 0x22)) | zeroBytes(word ^ (ones &* 0x5C))
+            if flags != 0 {
+                next += flags.trailingZeroBitCount / 8
+                return
             }
+            next += 8
         }
-        while next < bytes.count {
-            let byte = bytes[next]
-            guard byte &- 0x20 < 0x60, byte != UInt8(ascii: "\""), byte != UInt8(ascii: "\\") else { break }
+        while next < end {
+            let byte = next.pointee
+            guard byte &- 0x20 < 0x60, byte != UInt8(ascii: "\""), byte != UInt8(ascii: "\\") else { return }
             next += 1
         }
-        position = next
     }
 
     private mutating func parseEscape() throws(JSONTape.SyntaxError) {
@@ -419,7 +461,7 @@ private struct Parser {
             let unit = try parseHexQuad()
             if (0xDC00..<0xE000).contains(unit) { throw error("unpaired low surrogate in \\u escape") }
             guard (0xD800..<0xDC00).contains(unit) else { return }
-            guard current == UInt8(ascii: "\\"), position + 1 < bytes.count, bytes[position + 1] == UInt8(ascii: "u") else {
+            guard end - position >= 2, position[0] == UInt8(ascii: "\\"), position[1] == UInt8(ascii: "u") else {
                 throw error("unpaired high surrogate in \\u escape")
             }
             position += 2
@@ -441,7 +483,7 @@ private struct Parser {
 
     /// Checks one UTF-8 sequence of two to four bytes (Unicode table 3-7: no overlong forms, no surrogates).
     private mutating func parseMultibyteCharacter() throws(JSONTape.SyntaxError) {
-        let lead = bytes[position]
+        let lead = position.pointee
         let length: Int
         var secondRange: ClosedRange<UInt8> = 0x80...0xBF
         switch lead {
@@ -454,15 +496,15 @@ private struct Parser {
         case 0xF4: length = 4; secondRange = 0x80...0x8F
         default: throw error("invalid UTF-8")
         }
-        guard position + length <= bytes.count, secondRange.contains(bytes[position + 1]) else { throw error("invalid UTF-8") }
-        for offset in 2..<length where !(0x80...0xBF).contains(bytes[position + offset]) {
+        guard end - position >= length, secondRange.contains(position[1]) else { throw error("invalid UTF-8") }
+        for offset in 2..<length where !(0x80...0xBF).contains(position[offset]) {
             throw error("invalid UTF-8")
         }
         position += length
     }
 
     private mutating func parseNumber() throws(JSONTape.SyntaxError) {
-        let start = position
+        let first = position
         if current == UInt8(ascii: "-") { position += 1 }
         if current == UInt8(ascii: "0") {
             position += 1
@@ -481,12 +523,12 @@ private struct Parser {
             if current == UInt8(ascii: "+") || current == UInt8(ascii: "-") { position += 1 }
             guard skipDigits() > 0 else { throw error("invalid number: digits must follow the exponent") }
         }
-        append(.number, plain: plain, start: start, end: position)
+        append(.number, plain: plain, from: first)
     }
 
     private mutating func skipDigits() -> Int {
-        let start = position
-        while let byte = current, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte) { position += 1 }
-        return position - start
+        let first = position
+        while position < end, position.pointee &- UInt8(ascii: "0") < 10 { position += 1 }
+        return position - first
     }
 }

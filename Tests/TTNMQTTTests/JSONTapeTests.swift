@@ -41,6 +41,15 @@ struct JSONTapeTests {
         #expect(throws: JSONTape.SyntaxError.self) { try JSONTape(Array(String(repeating: "[", count: 100_000).utf8)) }
     }
 
+    @Test("a text with more elements than the parser first makes room for reads the same", arguments: [1, 100, 5000])
+    func dense(count: Int) throws {
+        // One digit and a comma per element: four times denser than the room made for a TTN uplink.
+        let numbers = (0..<count).map { $0 % 10 }
+        let tape = try JSONTape(Array("{\"n\":[\(numbers.map(String.init).joined(separator: ","))],\"s\":\"x\"}".utf8))
+        #expect(tape.elements.count == count + 5)
+        #expect(tape.jsonValue(at: 0) == .object(["n": .array(numbers.map { .number(Double($0)) }), "s": .string("x")]))
+    }
+
     @Test("strings resolve escapes and compare by content")
     func strings() throws {
         let tape = try JSONTape(Array(#"{"k\u0065y":"caf\u00e9 \ud83d\ude00 \"q\" \\ \/","plain":"é"}"#.utf8))
