@@ -38,7 +38,8 @@ func residentMegabytes() -> Double {
 }
 
 /// Times the client's per-uplink JSON work without MQTT: the check on arrival (`Uplink(json:)`), reading
-/// `decodedPayload` as the benchmark handlers do, and decoding every typed field.
+/// `decodedPayload` as the Swift benchmark handler does, the outline a Lua handler reads the uplink with, and
+/// decoding every typed field.
 func measureDecoding(file: String, count: Int) throws {
     let json = Array(try Data(contentsOf: URL(fileURLWithPath: file)))
     let topic = "v3/my-app@ttn/devices/bench-device/up"
@@ -53,10 +54,13 @@ func measureDecoding(file: String, count: Int) throws {
     let payload = try microseconds {
         if case .number(let value)? = try Uplink(json: json, topic: topic).decodedPayload?["temperature"] { checksum += value }
     }
+    let outline = try microseconds {
+        checksum += Double(try Uplink(json: json, topic: topic, legacyV2: false, recordingOutline: true).containerOutline?.count ?? 0)
+    }
     let typed = try microseconds { checksum += Double(try Uplink(json: json, topic: topic).uplinkMessage?.rxMetadata?.count ?? 0) }
     emit(
-        "RESULT bytes=\(json.count) arrival_us=\(arrival) with_decoded_payload_us=\(payload) all_fields_us=\(typed) "
-            + "checksum=\(checksum)"
+        "RESULT bytes=\(json.count) arrival_us=\(arrival) with_decoded_payload_us=\(payload) with_outline_us=\(outline) "
+            + "all_fields_us=\(typed) checksum=\(checksum)"
     )
 }
 
@@ -72,7 +76,7 @@ struct DetachedBridge: LuaHostBridge {
 /// arrival, and the decoding of what the script reads into Lua tables.
 func measureScript(file: String, uplink: String, count: Int) throws {
     let source = Array(try Data(contentsOf: URL(fileURLWithPath: file)))
-    let arrived = try Uplink(json: Array(try Data(contentsOf: URL(fileURLWithPath: uplink))))
+    let arrived = try Uplink(json: Array(try Data(contentsOf: URL(fileURLWithPath: uplink))), topic: "", legacyV2: false, recordingOutline: true)
     let message = LuaMessage(json: arrived.jsonBytes, deviceID: "bench-device", outline: arrived.containerOutline)
     let script = try LuaScript(name: file, source: source, limits: LuaLimits(), bridge: DetachedBridge(), logger: Logger(label: "bench"))
     let start = ContinuousClock.now

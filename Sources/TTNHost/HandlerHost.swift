@@ -161,6 +161,7 @@ public final class HandlerHost: Service, Sendable {
     public func run() async throws {
         let scripts = try startScripts()
         client.setUplinkSink(
+            recordingOutlines: scripts != nil,  // scripts read uplinks through them
             receive: { [weak self] uplink in
                 guard let self else { return }
                 // Under the lock that shutdown takes to set `stopping`, so no uplink is queued after it began.

@@ -60,35 +60,20 @@ final class JSONTape: Sendable {
 
     let bytes: [UInt8]
     let elements: [Element]
-
-    /// Parses `bytes`, which must hold exactly one JSON value and optional whitespace around it.
-    init(_ bytes: [UInt8]) throws(SyntaxError) {
-        guard bytes.count < UInt32.max else { throw SyntaxError(reason: "text longer than 4 GiB", offset: 0) }
-        self.bytes = bytes
-        self.elements = try bytes.withUnsafeBufferPointer { (buffer) throws(SyntaxError) in try Parser.parse(buffer) }
-    }
-
     /// Every object and array in document order, four numbers each: where it starts and ends (the byte after its
     /// closing bracket), how many members or elements it has, and the number of the first container after
     /// everything inside it. TTNLua's lazy tables decode a checked uplink with it, without scanning it again.
-    func containerOutline() -> [UInt32] {
-        var containersBefore: [UInt32] = []
-        containersBefore.reserveCapacity(elements.count + 1)
-        var containers: UInt32 = 0
-        for element in elements {
-            containersBefore.append(containers)
-            if element.kind == .object || element.kind == .array { containers += 1 }
+    /// Recorded when asked for at parse time; nil otherwise.
+    let containerOutline: [UInt32]?
+
+    /// Parses `bytes`, which must hold exactly one JSON value and optional whitespace around it; with
+    /// `recordingOutline`, records ``containerOutline`` as well.
+    init(_ bytes: [UInt8], recordingOutline: Bool = false) throws(SyntaxError) {
+        guard bytes.count < UInt32.max else { throw SyntaxError(reason: "text longer than 4 GiB", offset: 0) }
+        self.bytes = bytes
+        (elements, containerOutline) = try bytes.withUnsafeBufferPointer { (buffer) throws(SyntaxError) in
+            try Parser.parse(buffer, recordingOutline: recordingOutline)
         }
-        containersBefore.append(containers)
-        var outline: [UInt32] = []
-        outline.reserveCapacity(Int(containers) * 4)
-        for element in elements where element.kind == .object || element.kind == .array {
-            outline.append(UInt32(element.start))
-            outline.append(UInt32(element.end))
-            outline.append(UInt32(element.count))
-            outline.append(containersBefore[element.next])
-        }
-        return outline
     }
 
     // MARK: Reading values
@@ -104,28 +89,33 @@ final class JSONTape: Sendable {
 
     /// Whether the string element at `index` equals `text`.
     func string(at index: Int, equals text: String) -> Bool {
+        var utf8 = text
+        return utf8.withUTF8 { wanted in string(at: index, equals: wanted, text) }
+    }
+
+    /// Whether the string element at `index` equals `text`, whose UTF-8 bytes are `wanted`.
+    private func string(at index: Int, equals wanted: UnsafeBufferPointer<UInt8>, _ text: String) -> Bool {
         let element = elements[index]
         guard element.isPlain else { return string(at: index) == text }
         let length = element.end - element.start
-        guard length == text.utf8.count else { return false }
-        guard length > 0 else { return true }
-        var text = text
-        return text.withUTF8 { wanted in
-            bytes.withUnsafeBufferPointer { buffer in memcmp(wanted.baseAddress!, buffer.baseAddress! + element.start, length) == 0 }
-        }
+        guard length == wanted.count else { return false }
+        return length == 0 || bytes.withUnsafeBufferPointer { memcmp(wanted.baseAddress!, $0.baseAddress! + element.start, length) == 0 }
     }
 
     /// The value element of the member `name` of the object at `index`; the last one when the name repeats, as in
     /// most JSON readers. Nil when the element is not an object or has no such member.
     func member(_ name: String, of index: Int) -> Int? {
         guard elements[index].kind == .object else { return nil }
-        var found: Int?
-        var key = index + 1
-        for _ in 0..<elements[index].count {
-            if string(at: key, equals: name) { found = key + 1 }
-            key = elements[key + 1].next
+        var utf8 = name
+        return utf8.withUTF8 { wanted in
+            var found: Int?
+            var key = index + 1
+            for _ in 0..<elements[index].count {
+                if string(at: key, equals: wanted, name) { found = key + 1 }
+                key = elements[key + 1].next
+            }
+            return found
         }
-        return found
     }
 
     /// The value at the end of a path of member names from the root; nil when a member is missing or null.
@@ -141,13 +131,62 @@ final class JSONTape: Sendable {
     /// The number element at `index` as a finite Double, or nil when it is too large for one.
     func double(at index: Int) -> Double? {
         let element = elements[index]
-        if element.isPlain, element.end - element.start <= 15, let integer = integer(at: index) {
-            return Double(integer)  // exact: at most 15 digits
+        if let value = bytes.withUnsafeBufferPointer({ Self.exactDouble(UnsafeBufferPointer(rebasing: $0[element.start..<element.end])) }) {
+            return value
         }
         // The standard library's conversion: correctly rounded, and independent of the C locale (strtod is not).
         let text = String(decoding: bytes[element.start..<element.end], as: UTF8.self)
         guard let value = Double(text), value.isFinite else { return nil }
         return value
+    }
+
+    /// Powers of ten that a Double holds exactly.
+    private static let exactPowersOfTen: [Double] = (0...22).map { (exponent: Int) in
+        (0..<exponent).reduce(1.0) { power, _ in power * 10 }
+    }
+
+    /// A JSON number (checked by the parser) whose digits make an integer below 2^53 and whose decimal exponent is
+    /// at most 22 either way: both are exact Doubles, so one multiplication or division gives the correctly
+    /// rounded value (Clinger's fast path). Nil for any other number, left to the full conversion.
+    private static func exactDouble(_ number: UnsafeBufferPointer<UInt8>) -> Double? {
+        var position = 0
+        let negative = number[0] == UInt8(ascii: "-")
+        if negative { position = 1 }
+        var mantissa: UInt64 = 0
+        var exponent = 0
+        var inFraction = false
+        while position < number.count {
+            let byte = number[position]
+            if byte == UInt8(ascii: ".") {
+                inFraction = true
+            } else if byte &- UInt8(ascii: "0") < 10 {
+                mantissa = mantissa * 10 + UInt64(byte &- UInt8(ascii: "0"))
+                guard mantissa < 1 << 53 else { return nil }
+                if inFraction { exponent -= 1 }
+            } else {
+                break  // the exponent
+            }
+            position += 1
+        }
+        if position < number.count {
+            position += 1  // e or E
+            var sign = 1
+            if number[position] == UInt8(ascii: "-") || number[position] == UInt8(ascii: "+") {
+                sign = number[position] == UInt8(ascii: "-") ? -1 : 1
+                position += 1
+            }
+            guard number.count - position <= 3 else { return nil }
+            var written = 0
+            while position < number.count {
+                written = written * 10 + Int(number[position] &- UInt8(ascii: "0"))
+                position += 1
+            }
+            exponent += sign * written
+        }
+        guard abs(exponent) <= 22 else { return nil }
+        let power = exactPowersOfTen[abs(exponent)]
+        let magnitude = exponent < 0 ? Double(mantissa) / power : Double(mantissa) * power
+        return negative ? -magnitude : magnitude
     }
 
     /// The number element at `index` as an integer, or nil when it has a fraction or does not fit an Int64.
@@ -270,13 +309,26 @@ private struct Parser {
     private var capacity: Int
     /// Whether `elements` is a buffer of the parser's own (to deallocate), not the array's.
     private var ownsElements = false
+    /// ``JSONTape/containerOutline`` so far, four numbers per container, when recording it (nil otherwise).
+    private var outline: UnsafeMutablePointer<UInt32>?
+    private var outlineCount = 0
+    private var outlineCapacity = 0
 
-    /// The elements of `buffer`, which must hold exactly one JSON value and optional whitespace around it.
-    static func parse(_ buffer: UnsafeBufferPointer<UInt8>) throws(JSONTape.SyntaxError) -> [JSONTape.Element] {
+    /// The elements of `buffer`, which must hold exactly one JSON value and optional whitespace around it, and
+    /// with `recordingOutline` the outline of its containers.
+    static func parse(
+        _ buffer: UnsafeBufferPointer<UInt8>, recordingOutline: Bool
+    ) throws(JSONTape.SyntaxError) -> ([JSONTape.Element], [UInt32]?) {
         var failure: JSONTape.SyntaxError?
         var moved: UnsafeMutableBufferPointer<JSONTape.Element>?
+        var outline: [UInt32]?
         let inPlace = [JSONTape.Element](unsafeUninitializedCapacity: max(16, buffer.count / 8)) { storage, initialized in
             var parser = Parser(buffer, elements: storage)
+            if recordingOutline {
+                parser.outlineCapacity = 4 * max(4, buffer.count / 100)  // about 1.5 times a TTN uplink's
+                parser.outline = .allocate(capacity: parser.outlineCapacity)
+            }
+            defer { parser.outline?.deallocate() }
             do throws(JSONTape.SyntaxError) {
                 parser.skipWhitespace()
                 try parser.parseValue()
@@ -290,10 +342,11 @@ private struct Parser {
             } else {
                 initialized = parser.count
             }
+            outline = parser.outline.map { Array(UnsafeBufferPointer(start: $0, count: parser.outlineCount)) }
         }
         defer { moved?.deallocate() }
         if let failure { throw failure }
-        return moved.map { Array($0) } ?? inPlace
+        return (moved.map { Array($0) } ?? inPlace, outline)
     }
 
     private init(_ buffer: UnsafeBufferPointer<UInt8>, elements: UnsafeMutableBufferPointer<JSONTape.Element>) {
@@ -364,6 +417,7 @@ private struct Parser {
         depth += 1
         guard depth <= JSONTape.maximumDepth else { throw error("nesting deeper than \(JSONTape.maximumDepth) levels") }
         let index = count
+        let container = outline != nil ? beginOutlineEntry() : 0
         append(kind, plain: true, from: position)
         position += 1
         skipWhitespace()
@@ -397,7 +451,26 @@ private struct Parser {
         elements[index].end = position - start
         elements[index].count = members
         elements[index].next = self.count
+        if let outline {
+            outline[container + 1] = UInt32(position - start)
+            outline[container + 2] = UInt32(members)
+            outline[container + 3] = UInt32(outlineCount / 4)  // the number of the next container
+        }
         depth -= 1
+    }
+
+    /// Starts the outline's entry for the container at the position; returns where it is.
+    private mutating func beginOutlineEntry() -> Int {
+        if outlineCount == outlineCapacity {
+            let larger = UnsafeMutablePointer<UInt32>.allocate(capacity: outlineCapacity * 2)
+            larger.moveInitialize(from: outline!, count: outlineCount)
+            outline!.deallocate()
+            outline = larger
+            outlineCapacity *= 2
+        }
+        outline![outlineCount] = UInt32(position - start)
+        outlineCount += 4
+        return outlineCount - 4
     }
 
     private mutating func parseString() throws(JSONTape.SyntaxError) {

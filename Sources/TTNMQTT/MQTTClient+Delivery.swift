@@ -25,7 +25,7 @@ extension MQTTClient: ConnectionObserver {
         let (topics, legacyV2, wantsUplinks, wantsEvents, sink, sizeLimit) = state.withLock { state in
             (
                 state.connection?.topics, state.configuration.legacyV2, !state.uplinkStreams.isEmpty,
-                !state.eventStreams.isEmpty, state.uplinkSink?.receive, state.configuration.maximumMessageSize
+                !state.eventStreams.isEmpty, state.uplinkSink, state.configuration.maximumMessageSize
             )
         }
         guard message.payload.count <= sizeLimit else {
@@ -45,10 +45,10 @@ extension MQTTClient: ConnectionObserver {
             return
         }
         if let sink {
-            guard let uplink = decodeUplink(message, legacyV2: legacyV2) else { return }
+            guard let uplink = decodeUplink(message, legacyV2: legacyV2, recordingOutline: sink.recordsOutlines) else { return }
             if wantsUplinks { publishUplink(uplink) }
             remember(uplink)
-            sink(uplink)
+            sink.receive(uplink)
             return
         }
         // Decoded here only when an `uplinks` consumer waits; otherwise the delivery queue decodes it.
@@ -123,15 +123,20 @@ extension MQTTClient: ConnectionObserver {
     /// behaviours; history and ``getLastMessage()`` are kept as usual. For a host that runs its own queues.
     /// `endOfBurst` runs on the network thread after a burst of uplinks (see
     /// ``ConnectionObserver/connectionDidFinishBurst()``), so that the host can wake each queue once per burst.
+    /// With `recordingOutlines`, each uplink's ``Uplink/containerOutline`` is recorded as it is checked, for a
+    /// host whose Lua scripts read uplinks through it.
     package func setUplinkSink(
-        receive: @escaping @Sendable (Uplink) -> Void, endOfBurst: @escaping @Sendable () -> Void
+        recordingOutlines: Bool = false, receive: @escaping @Sendable (Uplink) -> Void,
+        endOfBurst: @escaping @Sendable () -> Void
     ) {
-        state.withLock { $0.uplinkSink = UplinkSink(receive: receive, endOfBurst: endOfBurst) }
+        state.withLock {
+            $0.uplinkSink = UplinkSink(receive: receive, endOfBurst: endOfBurst, recordsOutlines: recordingOutlines)
+        }
     }
 
-    private func decodeUplink(_ message: ReceivedMessage, legacyV2: Bool) -> Uplink? {
+    private func decodeUplink(_ message: ReceivedMessage, legacyV2: Bool, recordingOutline: Bool = false) -> Uplink? {
         do {
-            let uplink = try Uplink(json: message.payload, topic: message.topic, legacyV2: legacyV2)
+            let uplink = try Uplink(json: message.payload, topic: message.topic, legacyV2: legacyV2, recordingOutline: recordingOutline)
             state.withLock { $0.statistics.uplinks += 1 }
             return uplink
         } catch {
@@ -174,4 +179,5 @@ extension MQTTClient: ConnectionObserver {
 struct UplinkSink: Sendable {
     let receive: @Sendable (Uplink) -> Void
     let endOfBurst: @Sendable () -> Void
+    let recordsOutlines: Bool
 }

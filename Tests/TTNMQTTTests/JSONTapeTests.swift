@@ -50,6 +50,20 @@ struct JSONTapeTests {
         #expect(tape.jsonValue(at: 0) == .object(["n": .array(numbers.map { .number(Double($0)) }), "s": .string("x")]))
     }
 
+    @Test("the outline of the containers: where each starts and ends, its size, the number of the one after it")
+    func outline() throws {
+        let nested = try JSONTape(Array(#"{"a":{"b":[1,2]},"c":"x","d":[]}"#.utf8), recordingOutline: true)
+        #expect(nested.containerOutline == [0, 32, 3, 4, 5, 16, 1, 3, 10, 15, 2, 3, 29, 31, 0, 4])
+        #expect(try JSONTape(Array("1".utf8), recordingOutline: true).containerOutline == [])
+        #expect(try JSONTape(Array("{}".utf8)).containerOutline == nil)
+        // More containers than the room made at first for a text this long.
+        let count = 1000
+        let many = try JSONTape(Array("[\(Array(repeating: "[]", count: count).joined(separator: ","))]".utf8), recordingOutline: true)
+        var expected: [UInt32] = [0, UInt32(3 * count + 1), UInt32(count), UInt32(count + 1)]
+        for index in 1...count { expected += [UInt32(3 * index - 2), UInt32(3 * index), 0, UInt32(index + 1)] }
+        #expect(many.containerOutline == expected)
+    }
+
     @Test("strings resolve escapes and compare by content")
     func strings() throws {
         let tape = try JSONTape(Array(#"{"k\u0065y":"caf\u00e9 \ud83d\ude00 \"q\" \\ \/","plain":"é"}"#.utf8))
@@ -79,6 +93,28 @@ struct JSONTapeTests {
         #expect(try double("123456789012345678901234567890") == 123456789012345678901234567890.0)
         #expect(try double("1e999") == nil)
         #expect(try double("-1e999") == nil)
+    }
+
+    @Test("doubles: every number reads as the standard library converts its text, on the fast path or off it")
+    func doublesAgree() throws {
+        func double(_ text: String) throws -> Double? { try JSONTape(Array(text.utf8)).double(at: 0) }
+        let edges = [
+            "0", "-0", "0.0", "-0.0", "9007199254740991", "9007199254740992", "9007199254740993", "0.1", "0.3",
+            "1e22", "1e23", "1e-22", "1e-23", "123456789012345e-22", "4.9e-324", "2.2250738585072014e-308",
+            "1.7976931348623157e308", "3.4", "21.5", "1E+2", "1e-0", "5e-1", "0.000000000000000000001",
+        ]
+        for text in edges { #expect(try double(text) == Double(text), "\(text)") }
+        var random = SystemRandomNumberGenerator()
+        for _ in 0..<20_000 {
+            let digits = String(UInt64.random(in: 0...UInt64.max, using: &random) >> UInt64.random(in: 0...63, using: &random))
+            let point = Int.random(in: 0...digits.count, using: &random)
+            var text = digits
+            if point < digits.count { text.insert(".", at: text.index(text.startIndex, offsetBy: max(1, point))) }
+            if Bool.random(using: &random) { text += "e\(Int.random(in: -30...30, using: &random))" }
+            if Bool.random(using: &random) { text = "-" + text }
+            guard !text.contains(".e"), !(text.hasSuffix(".")), (try? JSONTape(Array(text.utf8))) != nil else { continue }
+            #expect(try double(text) == Double(text), "\(text)")
+        }
     }
 
     @Test("every fixture reads as Foundation's JSONDecoder reads it", arguments: try FileManager.default
