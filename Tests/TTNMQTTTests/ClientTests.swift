@@ -28,6 +28,27 @@ struct ClientTests {
         #expect(invalid?.kind == .invalidDownlink)
     }
 
+    @Test("device ids: the hand-written check accepts exactly what TTN's pattern does")
+    func deviceIDs() throws {
+        let pattern = try Regex("[a-z0-9](?:[-_]?[a-z0-9]){1,35}")
+        let examples = [
+            "dev1", "my-device", "a_b-c", "ab", "a", "", "-ab", "ab-", "a--b", "a-_b", "A1", "dev 1", "dév",
+            String(repeating: "a", count: 36), String(repeating: "a", count: 37), String(repeating: "a-", count: 35) + "a",
+            String(repeating: "a-", count: 36) + "a",
+        ]
+        var random = SystemRandomNumberGenerator()
+        let alphabet = Array("ab9-_A ")
+        let randomIDs = (0..<5_000).map { _ in
+            String((0..<Int.random(in: 0...40, using: &random)).map { _ in alphabet.randomElement(using: &random)! })
+        }
+        for id in examples + randomIDs {
+            #expect(MQTTClient.isDeviceID(id) == (id.wholeMatch(of: pattern) != nil), "\(id)")
+        }
+        let client = MQTTClient("my-app", "EUI", "KEY")
+        let refused = #expect(throws: TTNError.self) { try client.publish(#"{"port":1,"payload_raw":"AA=="}"#, to: "Bad_ID") }
+        #expect(refused?.kind == .invalidDownlink)
+    }
+
     @Test("v2 regions fail before any network traffic")
     func customConnectV2() {
         let client = MQTTClient("my-app", "EUI", "KEY")
