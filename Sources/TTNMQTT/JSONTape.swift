@@ -93,10 +93,15 @@ final class JSONTape: Sendable {
         return utf8.withUTF8 { wanted in string(at: index, equals: wanted, text) }
     }
 
+    /// Whether the string element at `index` equals the ASCII literal `text` (a member name the client knows).
+    func string(at index: Int, equalsLiteral text: StaticString) -> Bool {
+        string(at: index, equals: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount), "\(text)")
+    }
+
     /// Whether the string element at `index` equals `text`, whose UTF-8 bytes are `wanted`.
-    private func string(at index: Int, equals wanted: UnsafeBufferPointer<UInt8>, _ text: String) -> Bool {
+    private func string(at index: Int, equals wanted: UnsafeBufferPointer<UInt8>, _ text: @autoclosure () -> String) -> Bool {
         let element = elements[index]
-        guard element.isPlain else { return string(at: index) == text }
+        guard element.isPlain else { return string(at: index) == text() }
         let length = element.end - element.start
         guard length == wanted.count else { return false }
         return length == 0 || bytes.withUnsafeBufferPointer { memcmp(wanted.baseAddress!, $0.baseAddress! + element.start, length) == 0 }
@@ -115,6 +120,17 @@ final class JSONTape: Sendable {
                 key = elements[key + 1].next
             }
             return found
+        }
+    }
+
+    /// Calls `body` with each member's key and value element of the object at `index`, in order; nothing when
+    /// the element is not an object.
+    func forEachMember(of index: Int, _ body: (_ key: Int, _ value: Int) -> Void) {
+        guard elements[index].kind == .object else { return }
+        var key = index + 1
+        for _ in 0..<elements[index].count {
+            body(key, key + 1)
+            key = elements[key + 1].next
         }
     }
 

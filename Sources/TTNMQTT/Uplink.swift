@@ -105,7 +105,7 @@ public struct Uplink: Sendable, Hashable, Codable {
     /// The device id, from the body or else the topic.
     public var deviceID: String? {
         if let tape = storage.unchangedV3JSON {
-            return tape.path("end_device_ids", "device_id").map(tape.string(at:)) ?? TopicLayout.deviceID(inTopic: topic)
+            return storage.landmarks.deviceID.map(tape.string(at:)) ?? TopicLayout.deviceID(inTopic: topic)
         }
         return endDeviceIDs?.deviceID ?? TopicLayout.deviceID(inTopic: topic)
     }
@@ -113,7 +113,7 @@ public struct Uplink: Sendable, Hashable, Codable {
     /// The application payload bytes (`frm_payload`), or nil for a MAC-only frame.
     public var payload: [UInt8]? {
         if let tape = storage.unchangedV3JSON {
-            return tape.path("uplink_message", "frm_payload").flatMap { Base64.decode(tape.string(at: $0)) }
+            return storage.landmarks.frmPayload.flatMap { Base64.decode(tape.string(at: $0)) }
         }
         return uplinkMessage?.frmPayload.flatMap { Base64.decode($0) }
     }
@@ -121,7 +121,7 @@ public struct Uplink: Sendable, Hashable, Codable {
     /// The payload formatter's output (`decoded_payload`), or nil when the application has none.
     public var decodedPayload: JSONValue? {
         if let tape = storage.unchangedV3JSON {
-            return tape.path("uplink_message", "decoded_payload").flatMap(tape.jsonValue(at:))
+            return storage.landmarks.decodedPayload.flatMap(tape.jsonValue(at:))
         }
         return uplinkMessage?.decodedPayload
     }
@@ -158,11 +158,43 @@ public struct Uplink: Sendable, Hashable, Codable {
 
     /// The received JSON, and what is derived from it on first use and shared by every copy: the typed fields and
     /// the outline of its containers.
+    /// Where `deviceID`, `payload` and `decodedPayload` are in a v3 uplink's tape (nil when absent or null),
+    /// found once on arrival. A handler reading them on another thread would otherwise walk the members from
+    /// the root, fetching each element it passes from the cache of the core that parsed them.
+    private struct Landmarks: Sendable {
+        var deviceID: Int?
+        var frmPayload: Int?
+        var decodedPayload: Int?
+
+        init() {}
+
+        init(_ tape: JSONTape) {
+            // The last of repeated names, and a null as absent, as `JSONTape.path` reads them.
+            func present(_ index: Int?) -> Int? { index.flatMap { tape.elements[$0].kind == .null ? nil : $0 } }
+            var endDeviceIDs: Int?, uplinkMessage: Int?
+            tape.forEachMember(of: 0) { key, value in
+                if tape.string(at: key, equalsLiteral: "uplink_message") { uplinkMessage = value }
+                if tape.string(at: key, equalsLiteral: "end_device_ids") { endDeviceIDs = value }
+            }
+            if let endDeviceIDs { deviceID = present(tape.member("device_id", of: endDeviceIDs)) }
+            if let uplinkMessage {
+                tape.forEachMember(of: uplinkMessage) { key, value in
+                    if tape.string(at: key, equalsLiteral: "decoded_payload") { decodedPayload = value }
+                    if tape.string(at: key, equalsLiteral: "frm_payload") { frmPayload = value }
+                }
+                decodedPayload = present(decodedPayload)
+                frmPayload = present(frmPayload)
+            }
+        }
+    }
+
     private final class Storage: Sendable {
         let topic: String
         let tape: JSONTape?
         /// The v3 JSON the fields are decoded from, while nothing changed them: the accessors read it directly.
         let unchangedV3JSON: JSONTape?
+        /// In ``unchangedV3JSON``: where the fields read without decoding are.
+        let landmarks: Landmarks
         private let derived: Locked<Derived>
 
         private struct Derived {
@@ -175,6 +207,7 @@ public struct Uplink: Sendable, Hashable, Codable {
             self.topic = topic
             self.tape = tape
             self.unchangedV3JSON = fields == nil ? tape : nil
+            self.landmarks = unchangedV3JSON.map(Landmarks.init) ?? Landmarks()
             self.derived = Locked(Derived(fields: fields, containerOutline: tape?.containerOutline))
         }
 

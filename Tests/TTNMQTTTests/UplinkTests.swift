@@ -93,6 +93,22 @@ struct UplinkTests {
         #expect(error?.message.contains("frequency") == true, "\(error?.message ?? "")")
     }
 
+    @Test("device, payload and decoded payload read straight from the JSON agree with the decoded fields", arguments: [
+        #"{"end_device_ids":{"device_id":"a"},"uplink_message":{"frm_payload":"AQI=","decoded_payload":{"t":1}}}"#,
+        #"{"uplink_message":{"frm_payload":null,"decoded_payload":null}}"#,
+        #"{"end_device_ids":{"device_id":null},"uplink_message":null}"#,
+        #"{"end_device_ids":{"device_id":"a","device_id":"b"},"uplink_message":{"decoded_payload":1,"decoded_payload":[2]}}"#,
+        #"{"uplink_message":{"f_port":1},"uplink_message":{"frm_payload":"AA=="},"end_device_ids":{},"end_device_ids":{"device_id":"c"}}"#,
+        #"{"end_device_ids":{"device_id":"d\u0065v"},"uplink_message":{"frm_p\u0061yload":"AQ=="}}"#,
+        "{}",
+    ])
+    func straightFromTheJSON(json: String) throws {
+        let uplink = try Uplink(json: Array(json.utf8), topic: "v3/app@ttn/devices/from-topic/up")
+        #expect(uplink.deviceID == (uplink.endDeviceIDs?.deviceID ?? "from-topic"))
+        #expect(uplink.payload == uplink.uplinkMessage?.frmPayload.flatMap { Base64.decode($0) })
+        #expect(uplink.decodedPayload == uplink.uplinkMessage?.decodedPayload)
+    }
+
     @Test("unknown fields are ignored and missing ones are nil")
     func tolerant() throws {
         let uplink = try Uplink(json: Array(#"{"brand_new_field": {"x": 1}, "uplink_message": {}}"#.utf8))
