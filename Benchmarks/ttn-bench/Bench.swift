@@ -6,6 +6,7 @@
 //   ttn-bench decode FILE COUNT                (no broker: decodes the uplink in FILE COUNT times)
 //   ttn-bench script FILE.lua UPLINK COUNT     (no broker: runs the script's handler COUNT times)
 //   ttn-bench probe HOST PORT USER PASSWORD UPLINKS.jsonl RATE COUNT            (the latency run's network side)
+//   ttn-bench floor HOST PORT USER PASSWORD COUNT   (the latency floor: answers from libmosquitto's callback)
 //   ttn-bench publish HOST PORT USER PASSWORD UPLINKS.jsonl RATE COUNT REPEAT   (the memory run's network side)
 import Foundation
 import Logging
@@ -97,6 +98,7 @@ struct Bench {
         }
         if mode == "decode" { return try measureDecoding(file: arguments[1], count: count) }
         if mode == "probe" { return try runLatencyProbe(arguments) }
+        if mode == "floor" { return try runLatencyFloor(arguments) }
         if mode == "publish" { return try runSteadyPublisher(arguments) }
         if mode == "script" { return try measureScript(file: arguments[1], uplink: arguments[2], count: count) }
         var client = MQTTClient.Configuration(
