@@ -40,8 +40,8 @@ func residentMegabytes() -> Double {
 }
 
 /// Times the client's per-uplink JSON work without MQTT: the check on arrival (`Uplink(json:)`), reading
-/// `decodedPayload` as the Swift benchmark handler does, the outline a Lua handler reads the uplink with, and
-/// decoding every typed field.
+/// `decodedPayload` as the Swift benchmark handler does, the outline a Lua handler reads the uplink with,
+/// decoding every typed field, and checking a downlink as `publish` does before it sends one.
 func measureDecoding(file: String, count: Int) throws {
     let json = Array(try Data(contentsOf: URL(fileURLWithPath: file)))
     let topic = "v3/my-app@ttn/devices/bench-device/up"
@@ -60,9 +60,13 @@ func measureDecoding(file: String, count: Int) throws {
         checksum += Double(try Uplink(json: json, topic: topic, legacyV2: false, recordingOutline: true).containerOutline?.count ?? 0)
     }
     let typed = try microseconds { checksum += Double(try Uplink(json: json, topic: topic).uplinkMessage?.rxMetadata?.count ?? 0) }
+    // A downlink as the latency run's handler sends it, checked and refused only for want of a connection.
+    let client = MQTTClient("my-app", "EUI", "KEY")
+    let downlink = #"{"downlinks":[{"f_port":1,"frm_payload":"AQ==","correlation_ids":["bench:120"]}]}"#
+    let downlinkCheck = microseconds { if (try? client.publish(downlink, to: "bench-device")) == nil { checksum += 1 } }
     emit(
         "RESULT bytes=\(json.count) arrival_us=\(arrival) with_decoded_payload_us=\(payload) with_outline_us=\(outline) "
-            + "all_fields_us=\(typed) checksum=\(checksum)"
+            + "all_fields_us=\(typed) downlink_check_us=\(downlinkCheck) checksum=\(checksum)"
     )
 }
 

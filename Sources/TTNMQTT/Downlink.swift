@@ -113,11 +113,11 @@ struct DownlinkRequest: Sendable, Equatable {
         } catch {
             throw .invalidDownlink("the JSON is malformed (\(error))", hint: Self.formHint)
         }
-        guard case .object(let object)? = tape.jsonValue(at: 0) else {
+        guard tape.elements[0].kind == .object, tape.numbersFitDouble() else {
             throw .invalidDownlink("the JSON is not an object, or has a number too large for a Double", hint: Self.formHint)
         }
 
-        if object["downlinks"] != nil {
+        if tape.member("downlinks", of: 0) != nil {
             let downlinks: [Downlink]
             do {
                 downlinks = try TapeDecoder.decode(V3Body.self, from: tape).downlinks
@@ -135,6 +135,9 @@ struct DownlinkRequest: Sendable, Equatable {
             return DownlinkRequest(body: text, queue: queue, downlinks: downlinks, v2Text: nil)
         }
 
+        guard case .object(let object)? = tape.jsonValue(at: 0) else {
+            preconditionFailure("an object whose numbers fit a Double is a JSON value")
+        }
         if object["port"] != nil || object["payload_raw"] != nil || object["payload_fields"] != nil {
             return try fromV2(object, text: text, requestedQueue: requestedQueue)
         }

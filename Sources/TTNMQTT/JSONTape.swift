@@ -156,6 +156,11 @@ final class JSONTape: Sendable {
         return value
     }
 
+    /// Whether every number in the text is a finite Double (what ``jsonValue(at:)`` needs to succeed).
+    func numbersFitDouble() -> Bool {
+        elements.indices.allSatisfy { elements[$0].kind != .number || double(at: $0) != nil }
+    }
+
     /// Powers of ten that a Double holds exactly.
     private static let exactPowersOfTen: [Double] = (0...22).map { (exponent: Int) in
         (0..<exponent).reduce(1.0) { power, _ in power * 10 }
