@@ -87,12 +87,6 @@ final class JSONTape: Sendable {
         }
     }
 
-    /// Whether the string element at `index` equals `text`.
-    func string(at index: Int, equals text: String) -> Bool {
-        var utf8 = text
-        return utf8.withUTF8 { wanted in string(at: index, equals: wanted, text) }
-    }
-
     /// Whether the string element at `index` equals the ASCII literal `text` (a member name the client knows).
     func string(at index: Int, equalsLiteral text: StaticString) -> Bool {
         string(at: index, equals: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount), "\(text)")
@@ -132,16 +126,6 @@ final class JSONTape: Sendable {
             body(key, key + 1)
             key = elements[key + 1].next
         }
-    }
-
-    /// The value at the end of a path of member names from the root; nil when a member is missing or null.
-    func path(_ names: String...) -> Int? {
-        var index = 0
-        for name in names {
-            guard let value = member(name, of: index) else { return nil }
-            index = value
-        }
-        return elements[index].kind == .null ? nil : index
     }
 
     /// The number element at `index` as a finite Double, or nil when it is too large for one.

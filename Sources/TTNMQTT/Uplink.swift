@@ -156,8 +156,6 @@ public struct Uplink: Sendable, Hashable, Codable {
         }
     }
 
-    /// The received JSON, and what is derived from it on first use and shared by every copy: the typed fields and
-    /// the outline of its containers.
     /// Where `deviceID`, `payload` and `decodedPayload` are in a v3 uplink's tape (nil when absent or null),
     /// found once on arrival. A handler reading them on another thread would otherwise walk the members from
     /// the root, fetching each element it passes from the cache of the core that parsed them.
@@ -169,7 +167,7 @@ public struct Uplink: Sendable, Hashable, Codable {
         init() {}
 
         init(_ tape: JSONTape) {
-            // The last of repeated names, and a null as absent, as `JSONTape.path` reads them.
+            // The last of repeated names, as `JSONTape.member` reads them, and a null as absent.
             func present(_ index: Int?) -> Int? { index.flatMap { tape.elements[$0].kind == .null ? nil : $0 } }
             var endDeviceIDs: Int?, uplinkMessage: Int?
             tape.forEachMember(of: 0) { key, value in
@@ -188,6 +186,8 @@ public struct Uplink: Sendable, Hashable, Codable {
         }
     }
 
+    /// The received JSON, and what is derived from it on first use and shared by every copy: the typed fields and
+    /// the outline of its containers.
     private final class Storage: Sendable {
         let topic: String
         let tape: JSONTape?
