@@ -38,11 +38,7 @@ func runLatencyFloor(_ arguments: [String]) throws {
 /// Publishes the downlink for an uplink whose `f_cnt` is a multiple of 10, as `answer-every-10th.lua` does.
 private func answer(_ message: mosquitto_message, on handle: OpaquePointer) {
     let payload = UnsafeBufferPointer(start: message.payload.assumingMemoryBound(to: UInt8.self), count: Int(message.payloadlen))
-    let marker = Array("\"f_cnt\":".utf8)
-    guard let found = payload.indices.first(where: { payload[$0...].starts(with: marker) }) else { return }
-    var fCnt = 0
-    for digit in payload[(found + marker.count)...].prefix(while: { (48...57).contains($0) }) { fCnt = fCnt * 10 + Int(digit - 48) }
-    guard fCnt % 10 == 0, let topic = String(validatingCString: message.topic), topic.hasSuffix("/up") else { return }
+    guard let fCnt = number(after: "\"f_cnt\":", in: payload), fCnt % 10 == 0, let topic = String(validatingCString: message.topic), topic.hasSuffix("/up") else { return }
     let body = Array(#"{"downlinks":[{"f_port":1,"frm_payload":"AQ==","correlation_ids":["bench:\#(fCnt)"]}]}"#.utf8)
     let downlinkTopic = String(topic.dropLast(3)) + "/down/push"
     _ = mosquitto_publish(handle, nil, downlinkTopic, Int32(body.count), body, 1, false)  // QoS 1, as ttn-host sends

@@ -76,11 +76,7 @@ final class NetworkSide {
     private func record(_ message: mosquitto_message) {
         let arrival = Self.now()
         let payload = UnsafeBufferPointer(start: message.payload.assumingMemoryBound(to: UInt8.self), count: Int(message.payloadlen))
-        let marker = Array("\"bench:".utf8)
-        guard let found = payload.indices.first(where: { payload[$0...].starts(with: marker) }) else { return }
-        var index = 0
-        for digit in payload[(found + marker.count)...].prefix(while: { (48...57).contains($0) }) { index = index * 10 + Int(digit - 48) }
-        guard index < receivedAt.count, receivedAt[index] == 0 else { return }
+        guard let index = number(after: "\"bench:", in: payload), index < receivedAt.count, receivedAt[index] == 0 else { return }
         receivedAt[index] = arrival
         received.add(1, ordering: .releasing)
     }
@@ -106,6 +102,14 @@ final class NetworkSide {
         }
         while now() < target {}
     }
+}
+
+/// The decimal digits right after the first `marker` in `payload`, as a number (0 when none follow); nil when
+/// `marker` is not there.
+func number(after marker: String, in payload: UnsafeBufferPointer<UInt8>) -> Int? {
+    let marker = Array(marker.utf8)
+    guard let found = payload.indices.first(where: { payload[$0...].starts(with: marker) }) else { return nil }
+    return payload[(found + marker.count)...].prefix(while: { (48...57).contains($0) }).reduce(0) { $0 * 10 + Int($1 - 48) }
 }
 
 /// The network side's arguments: `HOST PORT USER PASSWORD UPLINKS.jsonl RATE COUNT`.

@@ -44,15 +44,23 @@ struct LazyMessageTests {
         "m[1] = 'one'; m[true] = 'yes'; assert(m[1] == 'one' and m[true] == 'yes' and same(m.uplink_message, e.uplink_message))",
     ]
 
-    static let script = """
-        \(luaSame)
-        local checks = {\(checks.map { "function(m, e) \($0) end" }.joined(separator: ",\n"))}
-        local run = 0
-        setMessageHandler(function()
-          run = run + 1
-          checks[run](getLastMessage(), getAllMessages()[1])
-        end)
-        """
+    /// Runs each of `checks` once, in an invocation of its own for `json`; `m` is `getLastMessage()` and `e` the
+    /// eager decode of the same uplink (`getAllMessages()[1]`, which goes through `ttn.json.decode`).
+    static func run(_ checks: [String], on json: [UInt8], outline: [UInt32]?) throws {
+        let source = """
+            \(luaSame)
+            local checks = {\(checks.map { "function(m, e) \($0) end" }.joined(separator: ",\n"))}
+            local run = 0
+            setMessageHandler(function()
+              run = run + 1
+              checks[run](getLastMessage(), getAllMessages()[1])
+            end)
+            """
+        let script = try makeScript(source, bridge: MemoryBridge(messages: [json]))
+        for _ in checks {
+            try script.handle(LuaMessage(json: json, deviceID: "d", outline: outline))
+        }
+    }
 
     @Test("each way to read or write a table sees the eager decode", arguments: [
         ("v3-up-decoded.json", true), ("v3-up-decoded.json", false), ("v3-up-multi-gateway.json", true),
@@ -60,13 +68,10 @@ struct LazyMessageTests {
     ])
     func indistinguishable(fixture: String, withOutline: Bool) throws {
         let json = try Fixtures.bytes(fixture)
-        let script = try makeScript(Self.script, bridge: MemoryBridge(messages: [json]))
         let outline = withOutline ? try Uplink(json: json, topic: "", legacyV2: false, recordingOutline: true).containerOutline : nil
         // Made on arrival or on first use, it is the same outline.
         #expect(try outline == nil || outline == Uplink(json: json).containerOutline)
-        for _ in Self.checks {
-            try script.handle(LuaMessage(json: json, deviceID: "d", outline: outline))
-        }
+        try Self.run(Self.checks, on: json, outline: outline)
     }
 
     @Test("member by member: repeated and escaped names, large objects and null read as eagerly decoded", arguments: [true, false])
@@ -82,22 +87,7 @@ struct LazyMessageTests {
             "m.ab = nil; m.big.k3 = 'three'; e.ab = nil; e.big.k3 = 'three'; assert(same(m, e))",
             "assert(m.nope == nil and m[1] == nil and m[2.5] == nil and m[false] == nil); assert(same(m, e))",
         ]
-        let script = try makeScript(
-            """
-            \(luaSame)
-            local checks = {\(checks.map { "function(m, e) \($0) end" }.joined(separator: ",\n"))}
-            local run = 0
-            setMessageHandler(function()
-              run = run + 1
-              checks[run](getLastMessage(), getAllMessages()[1])
-            end)
-            """,
-            bridge: MemoryBridge(messages: [json])
-        )
-        let outline = withOutline ? try Uplink(json: json).containerOutline : nil
-        for _ in checks {
-            try script.handle(LuaMessage(json: json, deviceID: "d", outline: outline))
-        }
+        try Self.run(checks, on: json, outline: withOutline ? try Uplink(json: json).containerOutline : nil)
     }
 
     @Test("an outline that does not fit the text is not used; the text is scanned instead")
