@@ -8,6 +8,18 @@ import Foundation
 final class JSONTape: Sendable {
     enum Kind: UInt8, Sendable {
         case null, `true`, `false`, number, string, array, object
+
+        /// What an error message calls a value of this kind: "a string", "null".
+        var described: String {
+            switch self {
+            case .null: "null"
+            case .true, .false: "a boolean"
+            case .number: "a number"
+            case .string: "a string"
+            case .array: "an array"
+            case .object: "an object"
+            }
+        }
     }
 
     /// One value, or one object member's key (a string element followed by its value). 32-bit offsets keep it
@@ -119,12 +131,27 @@ final class JSONTape: Sendable {
 
     /// Calls `body` with each member's key and value element of the object at `index`, in order; nothing when
     /// the element is not an object.
-    func forEachMember(of index: Int, _ body: (_ key: Int, _ value: Int) -> Void) {
+    func forEachMember<Failure: Error>(
+        of index: Int, _ body: (_ key: Int, _ value: Int) throws(Failure) -> Void
+    ) throws(Failure) {
         guard elements[index].kind == .object else { return }
         var key = index + 1
         for _ in 0..<elements[index].count {
-            body(key, key + 1)
+            try body(key, key + 1)
             key = elements[key + 1].next
+        }
+    }
+
+    /// Calls `body` with each element's position and index in the array at `index`, in order; nothing when the
+    /// element is not an array.
+    func forEachElement<Failure: Error>(
+        of index: Int, _ body: (_ position: Int, _ element: Int) throws(Failure) -> Void
+    ) throws(Failure) {
+        guard elements[index].kind == .array else { return }
+        var element = index + 1
+        for position in 0..<elements[index].count {
+            try body(position, element)
+            element = elements[element].next
         }
     }
 

@@ -46,16 +46,9 @@ struct TapeDecoder: Decoder {
     }
 
     fileprivate func mismatch(_ expected: String) -> DecodingError {
-        let found =
-            switch element.kind {
-            case .null: "null"
-            case .true, .false: "a boolean"
-            case .number: "a number"
-            case .string: "a string"
-            case .array: "an array"
-            case .object: "an object"
-            }
-        return DecodingError.typeMismatch(Any.self, .init(codingPath: codingPath, debugDescription: "expected \(expected), found \(found)"))
+        DecodingError.typeMismatch(
+            Any.self, .init(codingPath: codingPath, debugDescription: "expected \(expected), found \(element.kind.described)")
+        )
     }
 
     fileprivate func decodeValue<T: Decodable>(_ type: T.Type) throws -> T {

@@ -122,4 +122,65 @@ struct DownlinkTests {
         #expect(v2["payload_raw"] as? String == "AQ==")
         #expect(v2["schedule"] as? String == "last")
     }
+
+    @Test("the downlink reader reads what Decodable reads and refuses what it refuses", arguments: [
+        #"{"downlinks":[{"f_port":1,"frm_payload":"AQ==","correlation_ids":["bench:120"]}]}"#,
+        #"{"downlinks":[{"f_port":2,"decoded_payload":{"on":true,"level":[1,2.5]},"confirmed":true,"priority":"HIGH"}]}"#,
+        #"{"downlinks":[{"f_port":1,"frm_payload":"AQ==","class_b_c":{"gateways":[]},"confirmed_retry":{"max_attempts":3}}]}"#,
+        #"{"downlinks":[{"f_port":1.0,"frm_payload":"AQ=="},{"f_port":3e0,"frm_payload":null,"decoded_payload":null}]}"#,
+        #"{"downlinks":[{"f_port":1,"f_port":7,"frm_payload":"AQ==","frm_payload":null,"unknown":[{}]}]}"#,
+        #"{"downlinks":[{"f_port":"x","f_port":7,"priority":2,"priority":"LOW","frm_payload":"AQ=="}]}"#,
+        #"{"downlinks":[{"f\u005fport":5,"frm_payload":"AQ==","confirmed":null,"priority":null,"correlation_ids":null}]}"#,
+        #"{"downlinks":[]}"#,
+        #"{"downlinks":[{"frm_payload":"AQ=="}]}"#,
+        #"{"downlinks":[{"f_port":null}]}"#,
+        #"{"downlinks":[{"f_port":"1"}]}"#,
+        #"{"downlinks":[{"f_port":1.5}]}"#,
+        #"{"downlinks":[{"f_port":1e30}]}"#,
+        #"{"downlinks":[{"f_port":1,"frm_payload":1}]}"#,
+        #"{"downlinks":[{"f_port":1,"confirmed":"yes"}]}"#,
+        #"{"downlinks":[{"f_port":1,"priority":"URGENT"}]}"#,
+        #"{"downlinks":[{"f_port":1,"priority":1}]}"#,
+        #"{"downlinks":[{"f_port":1,"correlation_ids":["a",2]}]}"#,
+        #"{"downlinks":[{"f_port":1,"correlation_ids":"a"}]}"#,
+        #"{"downlinks":[{"f_port":1},3]}"#,
+        #"{"downlinks":{"f_port":1}}"#,
+        #"{"downlinks":null}"#,
+    ])
+    func readerAgreesWithDecodable(text: String) {
+        #expect(downlinkReaderDisagreement(text) == nil)
+    }
+
+    @Test("the downlink reader says where a downlink breaks the schema")
+    func readerMessages() throws {
+        let cases = [
+            (#"{"downlinks":[{"f_port":1},{"frm_payload":"AQ=="}]}"#, "downlinks.1.f_port: missing"),
+            (#"{"downlinks":[{"f_port":1,"correlation_ids":["a",2]}]}"#, "downlinks.0.correlation_ids.1: expected a string, found a number"),
+            (#"{"downlinks":[{"f_port":1,"priority":"URGENT"}]}"#, #"downlinks.0.priority: "URGENT" is not one of LOWEST"#),
+            (#"{"downlinks":[{"f_port":"1"}]}"#, "downlinks.0.f_port: expected an integer that fits Int, found a string"),
+            (#"{"downlinks":"x"}"#, "downlinks: expected an array, found a string"),
+        ]
+        for (text, message) in cases {
+            let error = #expect(throws: TTNError.self) { try DownlinkRequest.parse(text) }
+            #expect(error?.message.contains(message) == true, "\(error?.message ?? "accepted"), not \(message)")
+        }
+    }
+}
+
+/// Nil when ``DownlinkReader`` and `Decodable` agree on the v3 body `text`: both read the same downlinks, or both
+/// refuse it (or it is not a v3 body); otherwise what differs. The fuzz tests run it on their downlink bodies too.
+func downlinkReaderDisagreement(_ text: String) -> String? {
+    struct Body: Decodable { var downlinks: [Downlink] }
+    guard let tape = try? JSONTape(Array(text.utf8)), tape.elements[0].kind == .object, tape.numbersFitDouble(),
+          let list = tape.member("downlinks", of: 0)
+    else { return nil }
+    let decoded = Result { try TapeDecoder.decode(Body.self, from: tape).downlinks }
+    let read = Result { () throws(DownlinkReader.Mismatch) in try DownlinkReader(tape: tape).downlinks(at: list) }
+    switch (decoded, read) {
+    case (.success(let expected), .success(let downlinks)):
+        return expected == downlinks ? nil : "read \(downlinks), Decodable \(expected)"
+    case (.failure, .failure): return nil
+    case (.success(let expected), .failure(let mismatch)): return "refused (\(mismatch)) what Decodable reads as \(expected)"
+    case (.failure(let error), .success(let downlinks)): return "read \(downlinks) where Decodable refuses: \(error)"
+    }
 }

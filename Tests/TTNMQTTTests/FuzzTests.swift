@@ -207,6 +207,7 @@ struct FuzzTests {
 
     /// The generic properties of one downlink body: the request (nil when refused as documented) or what is wrong.
     private func checkDownlink(_ text: String, queue: DownlinkQueue?, checkLegacy: Bool) -> Outcome<DownlinkRequest> {
+        if let disagreement = downlinkReaderDisagreement(text) { return .broken(Problem("the downlink reader \(disagreement)")) }
         let request: DownlinkRequest
         do {
             request = try DownlinkRequest.parse(text, queue: queue)
