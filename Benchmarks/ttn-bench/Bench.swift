@@ -5,7 +5,8 @@
 //                                              TTN_BENCH_POLL_MS: how often to look at the host, default 5)
 //   ttn-bench decode FILE COUNT                (no broker: decodes the uplink in FILE COUNT times)
 //   ttn-bench script FILE.lua UPLINK COUNT     (no broker: runs the script's handler COUNT times)
-//   ttn-bench probe HOST PORT USER PASSWORD UPLINKS.jsonl RATE COUNT            (the latency run's network side)
+//   ttn-bench probe HOST PORT USER PASSWORD UPLINKS.jsonl RATE COUNT            (the latency run's network side;
+//                                              TTN_BENCH_DUMP=FILE: each answered uplink's send time and latency)
 //   ttn-bench floor HOST PORT USER PASSWORD COUNT   (the latency floor: answers from libmosquitto's callback)
 //   ttn-bench publish HOST PORT USER PASSWORD UPLINKS.jsonl RATE COUNT REPEAT   (the memory run's network side)
 import Foundation

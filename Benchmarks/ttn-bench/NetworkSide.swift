@@ -69,7 +69,22 @@ final class NetworkSide {
             let arrival = receivedAt[index]
             return arrival == 0 ? nil : Double(arrival - sentAt[index]) / 1e6
         }
+        if let file = ProcessInfo.processInfo.environment["TTN_BENCH_DUMP"] { dump(to: file, count: count, answerEvery: answerEvery) }
         return (milliseconds.sorted(), expected - milliseconds.count)
+    }
+
+    /// Writes a line per answered uplink, `f_cnt sent_ms latency_ms` (sent since the first uplink; latency -1 when
+    /// no downlink came), so it shows whether slow downlinks come alone or in stretches.
+    private func dump(to file: String, count: Int, answerEvery: Int) {
+        let lines = stride(from: 0, to: count, by: answerEvery).map { index in
+            let latency = receivedAt[index] == 0 ? -1 : Double(receivedAt[index] - sentAt[index]) / 1e6
+            return "\(index) \(Double(sentAt[index] - sentAt[0]) / 1e6) \(latency)"
+        }
+        do {
+            try (lines.joined(separator: "\n") + "\n").write(toFile: file, atomically: true, encoding: .utf8)
+        } catch {
+            FileHandle.standardError.write(Data("probe: cannot write \(file): \(error)\n".utf8))
+        }
     }
 
     /// Runs on libmosquitto's thread: notes when the downlink for `bench:<n>` arrived.
