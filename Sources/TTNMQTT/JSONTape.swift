@@ -116,14 +116,11 @@ final class JSONTape: Sendable {
     /// The value element of the member `name` of the object at `index`; the last one when the name repeats, as in
     /// most JSON readers. Nil when the element is not an object or has no such member.
     func member(_ name: String, of index: Int) -> Int? {
-        guard elements[index].kind == .object else { return nil }
         var utf8 = name
         return utf8.withUTF8 { wanted in
             var found: Int?
-            var key = index + 1
-            for _ in 0..<elements[index].count {
-                if string(at: key, equals: wanted, name) { found = key + 1 }
-                key = elements[key + 1].next
+            forEachMember(of: index) { key, value in
+                if string(at: key, equals: wanted, name) { found = value }
             }
             return found
         }

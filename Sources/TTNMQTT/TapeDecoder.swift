@@ -134,13 +134,8 @@ private struct KeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
 
     /// The (key, value) element indexes of the object's members, in document order.
     private var members: [(key: Int, value: Int)] {
-        let elements = decoder.tape.elements
         var result: [(key: Int, value: Int)] = []
-        var key = decoder.index + 1
-        for _ in 0..<elements[decoder.index].count {
-            result.append((key, key + 1))
-            key = elements[key + 1].next
-        }
+        decoder.tape.forEachMember(of: decoder.index) { key, value in result.append((key, value)) }
         return result
     }
 
