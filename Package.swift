@@ -3,8 +3,8 @@ import PackageDescription
 
 let package = Package(
     name: "swift-ttnmqtt",
-    platforms: [.macOS(.v15)],
     products: [
+        .library(name: "TTNCore", targets: ["TTNCore"]),
         .library(name: "TTNMQTT", targets: ["TTNMQTT"]),
         .library(name: "TTNLua", targets: ["TTNLua"]),
         .library(name: "TTNHost", targets: ["TTNHost"]),
@@ -33,17 +33,19 @@ let package = Package(
         // Everything that may raise a Lua error (longjmp) lives in C, never in a Swift frame.
         .target(name: "CLuaShim", dependencies: ["CLua"]),
 
+        // Pure Swift: the models, topics, errors and the JSON engine, shared by every module above.
+        .target(name: "TTNCore", dependencies: ["TTNSync"]),
         .target(
             name: "TTNMQTT",
             dependencies: [
-                "CMosquitto", "TTNSync",
+                "TTNCore", "CMosquitto", "TTNSync",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
         .target(
             name: "TTNLua",
-            dependencies: ["CLua", "CLuaShim", "TTNSync", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["TTNCore", "CLua", "CLuaShim", "TTNSync", .product(name: "Logging", package: "swift-log")]
         ),
 
         .target(
@@ -87,6 +89,7 @@ let package = Package(
             name: "TestSupport", dependencies: ["TTNSync", .product(name: "Logging", package: "swift-log")],
             path: "Tests/TestSupport", swiftSettings: [.unsafeFlags(["-O"])]
         ),
+        .testTarget(name: "TTNCoreTests", dependencies: ["TTNCore", "TestSupport"], path: "Tests/TTNCoreTests"),
         .testTarget(name: "TTNMQTTTests", dependencies: ["TTNMQTT", "TestSupport"], path: "Tests/TTNMQTTTests"),
         // TTNMQTT only for the outlines of checked uplinks that the host hands to TTNLua.
         .testTarget(name: "TTNLuaTests", dependencies: ["TTNLua", "TTNMQTT", "TTNSync", "TestSupport"], path: "Tests/TTNLuaTests"),

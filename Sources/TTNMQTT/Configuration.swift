@@ -1,3 +1,4 @@
+import TTNCore
 import Logging
 
 extension MQTTClient {

@@ -1,3 +1,4 @@
+import TTNCore
 import DequeModule
 import Dispatch
 import TTNSync

@@ -1,3 +1,4 @@
+import TTNCore
 import Foundation
 
 /// The Swift-native side: async connect, and uplinks and events as async sequences.

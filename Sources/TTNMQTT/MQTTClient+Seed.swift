@@ -1,3 +1,4 @@
+import TTNCore
 import Dispatch
 import Foundation
 import Logging

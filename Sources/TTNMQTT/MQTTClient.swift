@@ -1,3 +1,4 @@
+@_exported import TTNCore
 import DequeModule
 import Dispatch
 import Foundation

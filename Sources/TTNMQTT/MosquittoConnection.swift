@@ -1,4 +1,5 @@
 internal import CMosquitto
+import TTNCore
 import Foundation
 import Logging
 import Synchronization

@@ -1,4 +1,5 @@
 internal import CMosquitto
+import TTNCore
 import Foundation
 
 /// The libmosquitto handle of one connection.
@@ -32,4 +33,10 @@ enum MosquittoCode {
 
 func isReadableFile(_ path: String) -> Bool {
     access(path, R_OK) == 0
+}
+
+extension TTNError {
+    static func mosquitto(_ code: Int32, _ operation: String) -> TTNError {
+        TTNError(.mosquitto, "\(operation) failed: \(MosquittoCode.describe(code)) (mosquitto error \(code)).")
+    }
 }

@@ -105,13 +105,6 @@ func eventually(timeout: Duration = .seconds(10), _ condition: @Sendable () -> B
     return condition()
 }
 
-/// The sample TTN messages in Tests/Fixtures/ttn.
-enum Fixtures {
-    static func bytes(_ name: String) throws -> [UInt8] {
-        [UInt8](try Data(contentsOf: Broker.repository.appendingPathComponent("Tests/Fixtures/ttn/\(name)")))
-    }
-}
-
 /// Collects values from any thread.
 final class Recorder<Value: Sendable>: Sendable {
     private let values = Locked<[Value]>([])

@@ -43,15 +43,6 @@ let luaSame = """
     end
     """
 
-enum Fixtures {
-    static let directory = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Fixtures/ttn")
-
-    static func bytes(_ name: String) throws -> [UInt8] {
-        [UInt8](try Data(contentsOf: directory.appendingPathComponent(name)))
-    }
-}
-
 let quietLogger = Logger(label: "lua-test") { _ in SwiftLogNoOpLogHandler() }
 
 func makeScript(

@@ -1,9 +1,9 @@
 import Foundation
 
 /// Standard base64 (RFC 4648 §4), the encoding of TTN's `bytes` fields.
-enum Base64 {
+package enum Base64 {
     /// The decoded bytes, or nil when `text` is not base64. Padding may be omitted.
-    static func decode(_ text: String) -> [UInt8]? {
+    package static func decode(_ text: String) -> [UInt8]? {
         var padded = text
         let remainder = padded.utf8.count % 4
         if remainder == 1 { return nil }
@@ -11,7 +11,7 @@ enum Base64 {
         return Data(base64Encoded: padded).map { [UInt8]($0) }
     }
 
-    static func encode(_ bytes: some Collection<UInt8>) -> String {
+    package static func encode(_ bytes: some Collection<UInt8>) -> String {
         Data(bytes).base64EncodedString()
     }
 }

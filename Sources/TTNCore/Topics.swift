@@ -1,29 +1,29 @@
 /// The TTN topic layout for one application: v3 (`v3/<app>@<tenant>/devices/<device>/...`) or legacy v2
 /// (`<app>/devices/<device>/...`).
-struct TopicLayout: Sendable, Hashable {
+package struct TopicLayout: Sendable, Hashable {
     /// `v3/my-app@ttn` or, for v2, `my-app`.
-    let root: String
-    let legacyV2: Bool
+    package let root: String
+    package let legacyV2: Bool
 
-    init(username: String, legacyV2: Bool) {
+    package init(username: String, legacyV2: Bool) {
         self.legacyV2 = legacyV2
         self.root = legacyV2 ? username : "v3/\(username)"
     }
 
-    var uplinkFilter: String { "\(root)/devices/+/up" }
+    package var uplinkFilter: String { "\(root)/devices/+/up" }
 
     /// The topics behind ``MQTTClient/events``: joins, downlink outcomes, normalized uplinks, locations, service data.
-    var eventFilters: [String] {
+    package var eventFilters: [String] {
         if legacyV2 { return ["\(root)/devices/+/events/#"] }
         return ["join", "down/+", "up/normalized", "location/solved", "service/data"].map { "\(root)/devices/+/\($0)" }
     }
 
-    func downlinkTopic(deviceID: String, queue: DownlinkQueue) -> String {
+    package func downlinkTopic(deviceID: String, queue: DownlinkQueue) -> String {
         legacyV2 ? "\(root)/devices/\(deviceID)/down" : "\(root)/devices/\(deviceID)/down/\(queue.rawValue)"
     }
 
     /// What a received topic is, or nil when it is not one of this application's device topics.
-    func classify(_ topic: String) -> (deviceID: String, suffix: Substring)? {
+    package func classify(_ topic: String) -> (deviceID: String, suffix: Substring)? {
         guard topic.hasPrefix(root) else { return nil }
         let rest = topic.utf8.dropFirst(root.utf8.count)
         let devices = "/devices/".utf8
@@ -49,7 +49,7 @@ public enum DownlinkQueue: String, Sendable, Hashable, Codable {
 
 extension TopicLayout {
     /// The `<device>` of any `.../devices/<device>/...` topic.
-    static func deviceID(inTopic topic: String) -> String? {
+    package static func deviceID(inTopic topic: String) -> String? {
         let parts = topic.split(separator: "/", omittingEmptySubsequences: false)
         guard let index = parts.firstIndex(of: "devices"), index + 1 < parts.count, !parts[index + 1].isEmpty else {
             return nil

@@ -132,7 +132,7 @@ public struct Uplink: Sendable, Hashable, Codable {
         storage = Storage(topic: storage.topic, tape: storage.tape, fields: fields)
     }
 
-    static func describe(_ error: any Error) -> String {
+    package static func describe(_ error: any Error) -> String {
         switch error {
         case DecodingError.dataCorrupted(let context): context.debugDescription
         case DecodingError.typeMismatch(_, let context), DecodingError.valueNotFound(_, let context),
@@ -143,14 +143,14 @@ public struct Uplink: Sendable, Hashable, Codable {
     }
 
     /// The typed top-level members.
-    struct Fields: Sendable, Hashable, Codable {
-        var endDeviceIDs: EndDeviceIDs?
-        var correlationIDs: [String]?
-        var receivedAt: String?
-        var simulated: Bool?
-        var uplinkMessage: UplinkMessage?
+    package struct Fields: Sendable, Hashable, Codable {
+        package var endDeviceIDs: EndDeviceIDs?
+        package var correlationIDs: [String]?
+        package var receivedAt: String?
+        package var simulated: Bool?
+        package var uplinkMessage: UplinkMessage?
 
-        enum CodingKeys: String, CodingKey {
+        package enum CodingKeys: String, CodingKey {
             case endDeviceIDs = "end_device_ids", correlationIDs = "correlation_ids", receivedAt = "received_at"
             case simulated, uplinkMessage = "uplink_message"
         }
@@ -160,13 +160,13 @@ public struct Uplink: Sendable, Hashable, Codable {
     /// found once on arrival. A handler reading them on another thread would otherwise walk the members from
     /// the root, fetching each element it passes from the cache of the core that parsed them.
     private struct Landmarks: Sendable {
-        var deviceID: Int?
-        var frmPayload: Int?
-        var decodedPayload: Int?
+        package var deviceID: Int?
+        package var frmPayload: Int?
+        package var decodedPayload: Int?
 
-        init() {}
+        package init() {}
 
-        init(_ tape: JSONTape) {
+        package init(_ tape: JSONTape) {
             // The last of repeated names, as `JSONTape.member` reads them, and a null as absent.
             func present(_ index: Int?) -> Int? { index.flatMap { tape.elements[$0].kind == .null ? nil : $0 } }
             var endDeviceIDs: Int?, uplinkMessage: Int?
@@ -189,21 +189,21 @@ public struct Uplink: Sendable, Hashable, Codable {
     /// The received JSON, and what is derived from it on first use and shared by every copy: the typed fields and
     /// the outline of its containers.
     private final class Storage: Sendable {
-        let topic: String
-        let tape: JSONTape?
+        package let topic: String
+        package let tape: JSONTape?
         /// The v3 JSON the fields are decoded from, while nothing changed them: the accessors read it directly.
-        let unchangedV3JSON: JSONTape?
+        package let unchangedV3JSON: JSONTape?
         /// In ``unchangedV3JSON``: where the fields read without decoding are.
-        let landmarks: Landmarks
+        package let landmarks: Landmarks
         private let derived: Locked<Derived>
 
         private struct Derived {
-            var fields: Fields?
-            var containerOutline: [UInt32]?
+            package var fields: Fields?
+            package var containerOutline: [UInt32]?
         }
 
         /// - Parameter fields: nil to decode them from `tape` (a v3 uplink already checked against its shape).
-        init(topic: String, tape: JSONTape?, fields: Fields?) {
+        package init(topic: String, tape: JSONTape?, fields: Fields?) {
             self.topic = topic
             self.tape = tape
             self.unchangedV3JSON = fields == nil ? tape : nil
@@ -211,7 +211,7 @@ public struct Uplink: Sendable, Hashable, Codable {
             self.derived = Locked(Derived(fields: fields, containerOutline: tape?.containerOutline))
         }
 
-        var containerOutline: [UInt32]? {
+        package var containerOutline: [UInt32]? {
             guard let tape else { return nil }
             if let outline = derived.withLock({ $0.containerOutline }) { return outline }
             // Not recorded on arrival: the text is parsed again to record it (it parsed once, so it parses again).
@@ -220,7 +220,7 @@ public struct Uplink: Sendable, Hashable, Codable {
             return outline
         }
 
-        var fields: Fields {
+        package var fields: Fields {
             if let fields = derived.withLock({ $0.fields }) { return fields }
             let fields: Fields
             do {
@@ -245,10 +245,10 @@ public struct EndDeviceIDs: Sendable, Hashable, Codable {
 
     public struct ApplicationIDs: Sendable, Hashable, Codable {
         public var applicationID: String?
-        enum CodingKeys: String, CodingKey { case applicationID = "application_id" }
+        package enum CodingKeys: String, CodingKey { case applicationID = "application_id" }
     }
 
-    enum CodingKeys: String, CodingKey {
+    package enum CodingKeys: String, CodingKey {
         case deviceID = "device_id", applicationIDs = "application_ids", devEUI = "dev_eui", joinEUI = "join_eui"
         case devAddr = "dev_addr"
     }
@@ -275,7 +275,7 @@ public struct UplinkMessage: Sendable, Hashable, Codable {
     public var versionIDs: JSONValue?
     public var networkIDs: JSONValue?
 
-    enum CodingKeys: String, CodingKey {
+    package enum CodingKeys: String, CodingKey {
         case sessionKeyID = "session_key_id", fPort = "f_port", fCnt = "f_cnt", frmPayload = "frm_payload"
         case decodedPayload = "decoded_payload", decodedPayloadWarnings = "decoded_payload_warnings"
         case rxMetadata = "rx_metadata", settings, receivedAt = "received_at", confirmed
@@ -300,10 +300,10 @@ public struct RxMetadata: Sendable, Hashable, Codable {
     public struct GatewayIDs: Sendable, Hashable, Codable {
         public var gatewayID: String?
         public var eui: String?
-        enum CodingKeys: String, CodingKey { case gatewayID = "gateway_id", eui }
+        package enum CodingKeys: String, CodingKey { case gatewayID = "gateway_id", eui }
     }
 
-    enum CodingKeys: String, CodingKey {
+    package enum CodingKeys: String, CodingKey {
         case gatewayIDs = "gateway_ids", time, timestamp, rssi, channelRSSI = "channel_rssi", snr, location
         case channelIndex = "channel_index", receivedAt = "received_at", packetBroker = "packet_broker"
     }
@@ -335,53 +335,53 @@ public struct TxSettings: Sendable, Hashable, Codable {
             public var bandwidth: Int?
             public var spreadingFactor: Int?
             public var codingRate: String?
-            enum CodingKeys: String, CodingKey {
+            package enum CodingKeys: String, CodingKey {
                 case bandwidth, spreadingFactor = "spreading_factor", codingRate = "coding_rate"
             }
         }
 
         public struct FSK: Sendable, Hashable, Codable {
             public var bitRate: Int?
-            enum CodingKeys: String, CodingKey { case bitRate = "bit_rate" }
+            package enum CodingKeys: String, CodingKey { case bitRate = "bit_rate" }
         }
     }
 
-    enum CodingKeys: String, CodingKey {
+    package enum CodingKeys: String, CodingKey {
         case dataRate = "data_rate", frequency, timestamp, time, codingRate = "coding_rate"
     }
 }
 
 /// A TTN v2 uplink, mapped onto the v3 model.
 private struct LegacyUplink: Decodable {
-    var app_id: String?
-    var dev_id: String?
-    var hardware_serial: String?
-    var port: Int?
-    var counter: Int?
-    var confirmed: Bool?
-    var payload_raw: String?
-    var payload_fields: JSONValue?
-    var metadata: Metadata?
+    package var app_id: String?
+    package var dev_id: String?
+    package var hardware_serial: String?
+    package var port: Int?
+    package var counter: Int?
+    package var confirmed: Bool?
+    package var payload_raw: String?
+    package var payload_fields: JSONValue?
+    package var metadata: Metadata?
 
-    struct Metadata: Decodable {
-        var time: String?
-        var frequency: Double?
-        var coding_rate: String?
-        var gateways: [Gateway]?
+    package struct Metadata: Decodable {
+        package var time: String?
+        package var frequency: Double?
+        package var coding_rate: String?
+        package var gateways: [Gateway]?
     }
 
-    struct Gateway: Decodable {
-        var gtw_id: String?
-        var eui: String?
-        var timestamp: Int64?
-        var time: String?
-        var channel: Int?
-        var rssi: Double?
-        var snr: Double?
+    package struct Gateway: Decodable {
+        package var gtw_id: String?
+        package var eui: String?
+        package var timestamp: Int64?
+        package var time: String?
+        package var channel: Int?
+        package var rssi: Double?
+        package var snr: Double?
     }
 
     /// - Throws: `DecodingError` for a frequency whose Hz do not fit a 64-bit integer (1e13, or 1e999 read as infinity).
-    func fields() throws -> Uplink.Fields {
+    package func fields() throws -> Uplink.Fields {
         var message = UplinkMessage()
         message.fPort = port
         message.fCnt = counter

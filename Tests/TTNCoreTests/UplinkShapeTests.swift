@@ -1,7 +1,8 @@
 import Foundation
+import TestSupport
 import Testing
 
-@testable import TTNMQTT
+@testable import TTNCore
 
 /// An uplink is checked against `JSONShape.uplink` when it arrives and decoded only later, so the shape must
 /// accept and refuse exactly what decoding accepts and refuses; these tests hold the two together.

@@ -2,7 +2,7 @@ import Foundation
 import TestSupport
 import Testing
 
-@testable import TTNMQTT
+@testable import TTNCore
 
 /// Fuzzing the uplink and downlink parsers through their entry points: `Uplink(json:topic:legacyV2:)`,
 /// `DownlinkRequest.parse` (behind `publish(_:)`) and `Downlink.validate()`.

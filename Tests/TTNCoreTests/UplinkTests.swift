@@ -1,6 +1,7 @@
+import TestSupport
 import Testing
 
-@testable import TTNMQTT
+@testable import TTNCore
 
 @Suite("Uplink decoding")
 struct UplinkTests {

@@ -1,7 +1,8 @@
 import Foundation
+import TestSupport
 import Testing
 
-@testable import TTNMQTT
+@testable import TTNCore
 
 @Suite("JSON tape parser")
 struct JSONTapeTests {

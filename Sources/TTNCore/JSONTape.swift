@@ -5,12 +5,12 @@ import Foundation
 /// Parsing checks the whole text in one pass (RFC 8259 grammar, UTF-8, escapes, nesting depth) and
 /// allocates only the element array. Strings and numbers stay bytes until something reads them, so a message
 /// whose fields are never read costs little more than the scan. ``TapeDecoder`` reads Codable types from it.
-final class JSONTape: Sendable {
-    enum Kind: UInt8, Sendable {
+package final class JSONTape: Sendable {
+    package enum Kind: UInt8, Sendable {
         case null, `true`, `false`, number, string, array, object
 
         /// What an error message calls a value of this kind: "a string", "null".
-        var described: String {
+        package var described: String {
             switch self {
             case .null: "null"
             case .true, .false: "a boolean"
@@ -24,16 +24,16 @@ final class JSONTape: Sendable {
 
     /// One value, or one object member's key (a string element followed by its value). 32-bit offsets keep it
     /// at 20 bytes, as tapes stay in the client's history.
-    struct Element: Sendable {
-        var kind: Kind
+    package struct Element: Sendable {
+        package var kind: Kind
         /// A string without escapes, or an integer number without fraction or exponent.
-        var isPlain: Bool
+        package var isPlain: Bool
         private var startOffset: UInt32
         private var endOffset: UInt32
         private var memberCount: UInt32
         private var nextIndex: UInt32
 
-        init(kind: Kind, isPlain: Bool, start: Int, end: Int, next: Int) {
+        package init(kind: Kind, isPlain: Bool, start: Int, end: Int, next: Int) {
             self.kind = kind
             self.isPlain = isPlain
             self.startOffset = UInt32(start)
@@ -43,44 +43,44 @@ final class JSONTape: Sendable {
         }
 
         /// Strings: the bytes between the quotes; numbers: the number's bytes; containers: the brackets.
-        var start: Int { Int(startOffset) }
-        var end: Int {
+        package var start: Int { Int(startOffset) }
+        package var end: Int {
             get { Int(endOffset) }
             set { endOffset = UInt32(newValue) }
         }
         /// Members of an object or elements of an array.
-        var count: Int {
+        package var count: Int {
             get { Int(memberCount) }
             set { memberCount = UInt32(newValue) }
         }
         /// The index of the element after this value and everything inside it.
-        var next: Int {
+        package var next: Int {
             get { Int(nextIndex) }
             set { nextIndex = UInt32(newValue) }
         }
     }
 
     /// A syntax error, with the byte offset where it was found.
-    struct SyntaxError: Error, CustomStringConvertible {
-        var reason: String
-        var offset: Int
-        var description: String { "\(reason) at byte \(offset)" }
+    package struct SyntaxError: Error, CustomStringConvertible {
+        package var reason: String
+        package var offset: Int
+        package var description: String { "\(reason) at byte \(offset)" }
     }
 
     /// Deeper nesting is refused, so hostile input cannot exhaust the stack.
-    static let maximumDepth = 256
+    package static let maximumDepth = 256
 
-    let bytes: [UInt8]
-    let elements: [Element]
+    package let bytes: [UInt8]
+    package let elements: [Element]
     /// Every object and array in document order, four numbers each: where it starts and ends (the byte after its
     /// closing bracket), how many members or elements it has, and the number of the first container after
     /// everything inside it. TTNLua's lazy tables decode a checked uplink with it, without scanning it again.
     /// Recorded when asked for at parse time; nil otherwise.
-    let containerOutline: [UInt32]?
+    package let containerOutline: [UInt32]?
 
     /// Parses `bytes`, which must hold exactly one JSON value and optional whitespace around it; with
     /// `recordingOutline`, records ``containerOutline`` as well.
-    init(_ bytes: [UInt8], recordingOutline: Bool = false) throws(SyntaxError) {
+    package init(_ bytes: [UInt8], recordingOutline: Bool = false) throws(SyntaxError) {
         guard bytes.count < UInt32.max else { throw SyntaxError(reason: "text longer than 4 GiB", offset: 0) }
         self.bytes = bytes
         (elements, containerOutline) = try bytes.withUnsafeBufferPointer { (buffer) throws(SyntaxError) in
@@ -91,7 +91,7 @@ final class JSONTape: Sendable {
     // MARK: Reading values
 
     /// The string value of the string element at `index`, with escapes resolved.
-    func string(at index: Int) -> String {
+    package func string(at index: Int) -> String {
         let element = elements[index]
         return bytes.withUnsafeBufferPointer { buffer in
             let content = UnsafeBufferPointer(rebasing: buffer[element.start..<element.end])
@@ -100,7 +100,7 @@ final class JSONTape: Sendable {
     }
 
     /// Whether the string element at `index` equals the ASCII literal `text` (a member name the client knows).
-    func string(at index: Int, equalsLiteral text: StaticString) -> Bool {
+    package func string(at index: Int, equalsLiteral text: StaticString) -> Bool {
         string(at: index, equals: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount), "\(text)")
     }
 
@@ -115,7 +115,7 @@ final class JSONTape: Sendable {
 
     /// The value element of the member `name` of the object at `index`; the last one when the name repeats, as in
     /// most JSON readers. Nil when the element is not an object or has no such member.
-    func member(_ name: String, of index: Int) -> Int? {
+    package func member(_ name: String, of index: Int) -> Int? {
         var utf8 = name
         return utf8.withUTF8 { wanted in
             var found: Int?
@@ -128,7 +128,7 @@ final class JSONTape: Sendable {
 
     /// Calls `body` with each member's key and value element of the object at `index`, in order; nothing when
     /// the element is not an object.
-    func forEachMember<Failure: Error>(
+    package func forEachMember<Failure: Error>(
         of index: Int, _ body: (_ key: Int, _ value: Int) throws(Failure) -> Void
     ) throws(Failure) {
         guard elements[index].kind == .object else { return }
@@ -141,7 +141,7 @@ final class JSONTape: Sendable {
 
     /// Calls `body` with each element's position and index in the array at `index`, in order; nothing when the
     /// element is not an array.
-    func forEachElement<Failure: Error>(
+    package func forEachElement<Failure: Error>(
         of index: Int, _ body: (_ position: Int, _ element: Int) throws(Failure) -> Void
     ) throws(Failure) {
         guard elements[index].kind == .array else { return }
@@ -153,7 +153,7 @@ final class JSONTape: Sendable {
     }
 
     /// The number element at `index` as a finite Double, or nil when it is too large for one.
-    func double(at index: Int) -> Double? {
+    package func double(at index: Int) -> Double? {
         let element = elements[index]
         if let value = bytes.withUnsafeBufferPointer({ Self.exactDouble(UnsafeBufferPointer(rebasing: $0[element.start..<element.end])) }) {
             return value
@@ -165,7 +165,7 @@ final class JSONTape: Sendable {
     }
 
     /// Whether every number in the text is a finite Double (what ``jsonValue(at:)`` needs to succeed).
-    func numbersFitDouble() -> Bool {
+    package func numbersFitDouble() -> Bool {
         elements.indices.allSatisfy { elements[$0].kind != .number || double(at: $0) != nil }
     }
 
@@ -219,7 +219,7 @@ final class JSONTape: Sendable {
     }
 
     /// The number element at `index` as an integer, or nil when it has a fraction or does not fit an Int64.
-    func integer(at index: Int) -> Int64? {
+    package func integer(at index: Int) -> Int64? {
         let element = elements[index]
         guard element.isPlain else {
             guard let value = double(at: index), value.rounded() == value, abs(value) < 9.0e18 else { return nil }
@@ -243,7 +243,7 @@ final class JSONTape: Sendable {
     }
 
     /// The value at `index` as a ``JSONValue``; nil when a number in it is too large for a Double.
-    func jsonValue(at index: Int) -> JSONValue? {
+    package func jsonValue(at index: Int) -> JSONValue? {
         let element = elements[index]
         switch element.kind {
         case .null: return .null
@@ -345,7 +345,7 @@ private struct Parser {
 
     /// The elements of `buffer`, which must hold exactly one JSON value and optional whitespace around it, and
     /// with `recordingOutline` the outline of its containers.
-    static func parse(
+    package static func parse(
         _ buffer: UnsafeBufferPointer<UInt8>, recordingOutline: Bool
     ) throws(JSONTape.SyntaxError) -> ([JSONTape.Element], [UInt32]?) {
         var failure: JSONTape.SyntaxError?

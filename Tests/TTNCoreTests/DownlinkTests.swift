@@ -1,7 +1,8 @@
 import Foundation
+import TestSupport
 import Testing
 
-@testable import TTNMQTT
+@testable import TTNCore
 
 @Suite("Downlinks: translation and validation")
 struct DownlinkTests {

@@ -12,11 +12,11 @@ import Foundation
 /// check runs on the network thread for every uplink: walking it takes no reference counting and compares
 /// member names with `memcmp`. Flat arrays also keep LeakSanitizer quiet, which did not recognize the tagged
 /// pointers of an indirect enum's boxes in the global shapes and reported them as leaked.
-struct JSONShape: Sendable {
+package struct JSONShape: Sendable {
     private enum Kind: UInt8, Sendable {
         case string, number, integer, boolean, any, array, map, object
 
-        var expected: String {
+        package var expected: String {
             switch self {
             case .string: "a string"
             case .number: "a number"
@@ -32,16 +32,16 @@ struct JSONShape: Sendable {
     /// One shape. `array`: `first` is the elements' node; `map`: the members' node; `object`: its known members
     /// are `members[first ..< first + count]`.
     private struct Node: Sendable {
-        var kind: Kind
-        var first: Int32 = 0
-        var count: Int32 = 0
+        package var kind: Kind
+        package var first: Int32 = 0
+        package var count: Int32 = 0
     }
 
     /// A known member of an object: its name, as `names[nameStart ..< nameStart + nameLength]`, and its shape.
     private struct Member: Sendable {
-        var node: Int32
-        var nameStart: Int32
-        var nameLength: Int32
+        package var node: Int32
+        package var nameStart: Int32
+        package var nameLength: Int32
     }
 
     /// Node 0 is the shape itself.
@@ -77,15 +77,15 @@ struct JSONShape: Sendable {
         return nodeOffset
     }
 
-    static let string = JSONShape(.string)
-    static let number = JSONShape(.number)
-    static let integer = JSONShape(.integer)
-    static let boolean = JSONShape(.boolean)
+    package static let string = JSONShape(.string)
+    package static let number = JSONShape(.number)
+    package static let integer = JSONShape(.integer)
+    package static let boolean = JSONShape(.boolean)
     /// Any JSON value: free-form members such as `decoded_payload`.
-    static let any = JSONShape(.any)
-    static func array(of elements: JSONShape) -> JSONShape { container(.array, of: elements) }
+    package static let any = JSONShape(.any)
+    package static func array(of elements: JSONShape) -> JSONShape { container(.array, of: elements) }
     /// An object whose members all have one shape, such as `locations`.
-    static func map(of values: JSONShape) -> JSONShape { container(.map, of: values) }
+    package static func map(of values: JSONShape) -> JSONShape { container(.map, of: values) }
 
     private static func container(_ kind: Kind, of content: JSONShape) -> JSONShape {
         var shape = JSONShape(kind)
@@ -94,7 +94,7 @@ struct JSONShape: Sendable {
     }
 
     /// An object with known members.
-    static func object(_ known: KeyValuePairs<String, JSONShape>) -> JSONShape {
+    package static func object(_ known: KeyValuePairs<String, JSONShape>) -> JSONShape {
         var shape = JSONShape(.object)
         // The members of the root come first, so they are contiguous; their shapes' own members follow.
         for (name, _) in known {
@@ -110,14 +110,14 @@ struct JSONShape: Sendable {
     }
 
     /// A mismatch: the path to the member and what was expected there.
-    struct Mismatch: Error, CustomStringConvertible {
-        var path: [String]
-        var expected: String
-        var description: String { "\(path.isEmpty ? "the message" : path.joined(separator: ".")): expected \(expected)" }
+    package struct Mismatch: Error, CustomStringConvertible {
+        package var path: [String]
+        package var expected: String
+        package var description: String { "\(path.isEmpty ? "the message" : path.joined(separator: ".")): expected \(expected)" }
     }
 
     /// Checks the value at `index` of `tape`.
-    func check(_ tape: JSONTape, at index: Int) throws(Mismatch) {
+    package func check(_ tape: JSONTape, at index: Int) throws(Mismatch) {
         let mismatch = tape.elements.withUnsafeBufferPointer { elements in
             tape.bytes.withUnsafeBufferPointer { bytes in
                 nodes.withUnsafeBufferPointer { nodes in
@@ -137,16 +137,16 @@ struct JSONShape: Sendable {
 
     /// One check's walk over a tape, on the buffers of the tape and of the shape.
     private struct Checker {
-        let tape: JSONTape
-        let elements: UnsafeBufferPointer<JSONTape.Element>
-        let bytes: UnsafeBufferPointer<UInt8>
-        let nodes: UnsafeBufferPointer<Node>
-        let members: UnsafeBufferPointer<Member>
-        let names: UnsafeBufferPointer<UInt8>
-        let memberNames: [String]
+        package let tape: JSONTape
+        package let elements: UnsafeBufferPointer<JSONTape.Element>
+        package let bytes: UnsafeBufferPointer<UInt8>
+        package let nodes: UnsafeBufferPointer<Node>
+        package let members: UnsafeBufferPointer<Member>
+        package let names: UnsafeBufferPointer<UInt8>
+        package let memberNames: [String]
 
         /// Nil when the value at `index` has the shape of `node`; otherwise what does not match, and where.
-        func mismatch(node: Int, at index: Int) -> Mismatch? {
+        package func mismatch(node: Int, at index: Int) -> Mismatch? {
             let shape = nodes[node]
             let element = elements[index]
             switch (shape.kind, element.kind) {
@@ -236,7 +236,7 @@ extension JSONShape.Mismatch {
 
 extension JSONShape {
     /// A v3 uplink, as ``Uplink`` decodes it.
-    static let uplink = JSONShape.object([
+    package static let uplink = JSONShape.object([
         "end_device_ids": endDeviceIDs, "correlation_ids": .array(of: .string), "received_at": .string,
         "simulated": .boolean, "uplink_message": uplinkMessage,
     ])

@@ -27,6 +27,13 @@ public struct TTNEvent: Sendable, Hashable {
     /// The JSON exactly as received.
     public let json: String
 
+    package init(kind: Kind, deviceID: String, topic: String, json: String) {
+        self.kind = kind
+        self.deviceID = deviceID
+        self.topic = topic
+        self.json = json
+    }
+
     /// Decodes the JSON into your own `Decodable` type.
     public func decode<T: Decodable>(_ type: T.Type = T.self) throws -> T {
         try JSONDecoder().decode(type, from: Data(json.utf8))

@@ -50,13 +50,13 @@ public struct TTNError: Error, Sendable, Hashable, CustomStringConvertible {
 
     public var description: String { hint.isEmpty ? message : "\(message) \(hint)" }
 
-    init(_ kind: Kind, _ message: String, hint: String = "") {
+    package init(_ kind: Kind, _ message: String, hint: String = "") {
         self.kind = kind
         self.message = message
         self.hint = hint
     }
 
-    static func notAuthorized(username: String, code: Int) -> TTNError {
+    package static func notAuthorized(username: String, code: Int) -> TTNError {
         TTNError(
             .notAuthorized,
             "The server refused username '\(username)' (CONNACK \(code): not authorized).",
@@ -65,7 +65,7 @@ public struct TTNError: Error, Sendable, Hashable, CustomStringConvertible {
         )
     }
 
-    static func connectionRefused(code: Int, reason: String) -> TTNError {
+    package static func connectionRefused(code: Int, reason: String) -> TTNError {
         let hint: String
         switch code {
         case 1: hint = "The server does not accept this MQTT protocol level; TTN needs MQTT 3.1.1."
@@ -75,21 +75,21 @@ public struct TTNError: Error, Sendable, Hashable, CustomStringConvertible {
         return TTNError(.connectionRefused, "The server refused the connection (CONNACK \(code): \(reason)).", hint: hint)
     }
 
-    static func unknownHost(_ host: String) -> TTNError {
+    package static func unknownHost(_ host: String) -> TTNError {
         TTNError(
             .unknownHost, "The server name '\(host)' could not be resolved.",
             hint: "Check the region (eu1, nam1, au1) or host name, and the machine's DNS."
         )
     }
 
-    static func unreachable(_ host: String, _ port: Int, reason: String) -> TTNError {
+    package static func unreachable(_ host: String, _ port: Int, reason: String) -> TTNError {
         TTNError(
             .unreachable, "Could not connect to \(host):\(port): \(reason).",
             hint: "Check the host and port (1883 plain, 8883 TLS) and that the broker is running and reachable."
         )
     }
 
-    static func tls(_ host: String, _ port: Int, detail: String) -> TTNError {
+    package static func tls(_ host: String, _ port: Int, detail: String) -> TTNError {
         TTNError(
             .tls, "TLS with \(host):\(port) failed: \(detail).",
             hint: "Check that the port speaks TLS, that the server certificate is issued for '\(host)', "
@@ -97,42 +97,38 @@ public struct TTNError: Error, Sendable, Hashable, CustomStringConvertible {
         )
     }
 
-    static func timeout(_ host: String, _ port: Int, after: Duration) -> TTNError {
+    package static func timeout(_ host: String, _ port: Int, after: Duration) -> TTNError {
         TTNError(
             .timeout, "No answer from \(host):\(port) within \(after).",
             hint: "Check that the port is right (TLS on 8883, plain on 1883) and that no firewall drops the traffic."
         )
     }
 
-    static let notConnected = TTNError(
+    package static let notConnected = TTNError(
         .notConnected, "The client is not connected.", hint: "Call connect() or customConnect(_:_:) first."
     )
 
-    static func invalidConfiguration(_ message: String, hint: String) -> TTNError {
+    package static func invalidConfiguration(_ message: String, hint: String) -> TTNError {
         TTNError(.invalidConfiguration, message, hint: hint)
     }
 
-    static func invalidDownlink(_ message: String, hint: String) -> TTNError {
+    package static func invalidDownlink(_ message: String, hint: String) -> TTNError {
         TTNError(.invalidDownlink, "Downlink refused: \(message).", hint: hint)
     }
 
-    static let noDevice = TTNError(
+    package static let noDevice = TTNError(
         .noDevice, "No device to send the downlink to.",
         hint: "Pass a device id to the constructor, call setDeviceID(_:), or publish(_:to:)."
     )
 
-    static func invalidMessage(_ message: String) -> TTNError {
+    package static func invalidMessage(_ message: String) -> TTNError {
         TTNError(.invalidMessage, message)
     }
 
-    static func subscriptionRefused(_ topic: String) -> TTNError {
+    package static func subscriptionRefused(_ topic: String) -> TTNError {
         TTNError(
             .subscriptionRefused, "The server refused the subscription to '\(topic)'.",
             hint: "Check the application id and tenant: TTN only allows topics below v3/<app>@<tenant>/."
         )
-    }
-
-    static func mosquitto(_ code: Int32, _ operation: String) -> TTNError {
-        TTNError(.mosquitto, "\(operation) failed: \(MosquittoCode.describe(code)) (mosquitto error \(code)).")
     }
 }

@@ -1,6 +1,6 @@
 import TestSupport
 
-@testable import TTNMQTT
+@testable import TTNCore
 
 /// Writes random uplinks and downlinks and, beside each, the typed value a correct parser must produce.
 ///

@@ -27,7 +27,7 @@ public struct Downlink: Sendable, Hashable, Codable {
         case aboveNormal = "ABOVE_NORMAL", high = "HIGH", highest = "HIGHEST"
     }
 
-    enum CodingKeys: String, CodingKey {
+    package enum CodingKeys: String, CodingKey {
         case fPort = "f_port", frmPayload = "frm_payload", decodedPayload = "decoded_payload", confirmed, priority
         case correlationIDs = "correlation_ids", classBC = "class_b_c", confirmedRetry = "confirmed_retry"
     }
@@ -94,19 +94,26 @@ public struct Downlink: Sendable, Hashable, Codable {
 }
 
 /// A downlink request parsed from the JSON text given to ``MQTTClient/publish(_:)``.
-struct DownlinkRequest: Sendable, Equatable {
+package struct DownlinkRequest: Sendable, Equatable {
     /// The body to send: the caller's v3 JSON unchanged, or the v3 translation of a v2 body.
-    var body: String
-    var queue: DownlinkQueue
-    var downlinks: [Downlink]
+    package var body: String
+    package var queue: DownlinkQueue
+    package var downlinks: [Downlink]
     /// The caller's text, when it was in the v2 form (sent unchanged in legacy v2 mode).
-    var v2Text: String?
+    package var v2Text: String?
+
+    package init(body: String, queue: DownlinkQueue, downlinks: [Downlink], v2Text: String? = nil) {
+        self.body = body
+        self.queue = queue
+        self.downlinks = downlinks
+        self.v2Text = v2Text
+    }
 
     /// Parses the v3 form `{"downlinks":[...]}` (sent as it is, to `down/push` unless `queue` says otherwise) or
     /// the seed's v2 form `{"port":1,"confirmed":false,"payload_raw":"AA=="}` (translated; to `down/replace`, v2's
     /// default schedule, or to `down/push` for `"schedule":"last"`).
     /// - Throws: ``TTNError/Kind/invalidDownlink`` for malformed JSON or a downlink TTN would drop.
-    static func parse(_ text: String, queue requestedQueue: DownlinkQueue? = nil) throws(TTNError) -> DownlinkRequest {
+    package static func parse(_ text: String, queue requestedQueue: DownlinkQueue? = nil) throws(TTNError) -> DownlinkRequest {
         let tape: JSONTape
         do {
             tape = try JSONTape(Array(text.utf8))
@@ -181,7 +188,7 @@ struct DownlinkRequest: Sendable, Equatable {
     }
 
     /// `{"downlinks":[...]}` for typed downlinks, with sorted keys so the output is stable.
-    static func encode(_ downlinks: [Downlink]) -> String {
+    package static func encode(_ downlinks: [Downlink]) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         // Encoding these value types cannot fail: every member is a plain Codable value.
@@ -190,7 +197,7 @@ struct DownlinkRequest: Sendable, Equatable {
     }
 
     /// The body for a legacy v2 stack: the caller's v2 text unchanged, or one typed downlink in the v2 form.
-    func legacyV2Body() throws(TTNError) -> String {
+    package func legacyV2Body() throws(TTNError) -> String {
         if let v2Text { return v2Text }
         guard downlinks.count == 1, let downlink = downlinks.first else {
             throw .invalidDownlink("TTN v2 takes exactly one downlink per message", hint: "Publish them one at a time.")
@@ -208,10 +215,10 @@ struct DownlinkRequest: Sendable, Equatable {
     }
 
     private struct V3Body: Encodable {
-        var downlinks: [Downlink]
+        package var downlinks: [Downlink]
     }
 
-    static let formHint =
+    package static let formHint =
         "Send {\"port\":1,\"confirmed\":false,\"payload_raw\":\"AA==\"} (v2 form) or "
         + "{\"downlinks\":[{\"f_port\":1,\"frm_payload\":\"AA==\",\"priority\":\"NORMAL\"}]} (v3 form)."
 }
@@ -222,21 +229,21 @@ struct DownlinkRequest: Sendable, Equatable {
 /// It exists for speed: through `Decodable`, reading the benchmark's downlink took 18,700 instructions of the
 /// 28,600 that `publish` spends checking it, and this takes 3,600 (callgrind, `docs/benchmarks.md`). The tests
 /// hold it to the `Decodable` result, on chosen bodies and on every fuzzed one.
-struct DownlinkReader {
-    let tape: JSONTape
+package struct DownlinkReader {
+    package let tape: JSONTape
 
     /// A value that does not fit the schema, with the path to it: `downlinks.0.f_port: expected ...`.
-    struct Mismatch: Error, CustomStringConvertible {
-        var path: [String]
-        var problem: String
-        var description: String { "\(path.joined(separator: ".")): \(problem)" }
+    package struct Mismatch: Error, CustomStringConvertible {
+        package var path: [String]
+        package var problem: String
+        package var description: String { "\(path.joined(separator: ".")): \(problem)" }
 
         /// The same mismatch, one level further from the value.
-        func inside(_ name: String) -> Mismatch { Mismatch(path: [name] + path, problem: problem) }
+        package func inside(_ name: String) -> Mismatch { Mismatch(path: [name] + path, problem: problem) }
     }
 
     /// The downlinks of the array at `index` (the value of `downlinks`).
-    func downlinks(at index: Int) throws(Mismatch) -> [Downlink] {
+    package func downlinks(at index: Int) throws(Mismatch) -> [Downlink] {
         guard tape.elements[index].kind == .array else { throw mismatch(at: index, expected: "an array").inside("downlinks") }
         var downlinks: [Downlink] = []
         downlinks.reserveCapacity(tape.elements[index].count)
