@@ -74,7 +74,7 @@ func measureDecoding(file: String, count: Int) throws {
 /// A bridge for a script run without a host: no history, and downlinks are refused.
 struct DetachedBridge: LuaHostBridge {
     func allMessages() -> [[UInt8]] { [] }
-    func publish(_ downlink: String, deviceID: String, queue: LuaDownlinkQueue?) throws {
+    func publish(_ downlink: String, deviceID: String, queue: DownlinkQueue?) throws {
         throw BenchError(description: "no host to publish to")
     }
 }

@@ -104,8 +104,8 @@ struct HostBridge: LuaHostBridge {
         client.getAllMessages().map(\.jsonBytes)
     }
 
-    func publish(_ downlink: String, deviceID: String, queue: LuaDownlinkQueue?) throws {
-        try client.publish(downlink, to: deviceID, queue: queue.map { $0 == .push ? .push : .replace })
+    func publish(_ downlink: String, deviceID: String, queue: DownlinkQueue?) throws {
+        try client.publish(downlink, to: deviceID, queue: queue)
     }
 }
 

@@ -2,6 +2,7 @@ internal import CLua
 internal import CLuaShim
 import Logging
 import Synchronization
+import TTNCore
 
 /// Aborts the running invocation of a script from any thread (and every later one: it stays raised).
 public final class LuaInterrupter: Sendable {
@@ -222,7 +223,7 @@ final class ScriptEnvironment {
                     downlinksRefused += 1
                     return LuaStack.push(L, downlinkLimitMessage)
                 }
-                let queue = LuaStack.string(L, 3).flatMap(LuaDownlinkQueue.init(rawValue:))
+                let queue = LuaStack.string(L, 3).flatMap(DownlinkQueue.init(rawValue:))
                 do {
                     try bridge.publish(downlink, deviceID: device, queue: queue)
                 } catch {

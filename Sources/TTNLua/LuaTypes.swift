@@ -1,3 +1,6 @@
+// LuaHostBridge speaks TTNCore's DownlinkQueue, so a host implementing it needs no second import.
+@_exported import TTNCore
+
 /// The triggering uplink of one handler invocation.
 public struct LuaMessage: Sendable {
     /// The uplink's JSON, as received; scripts see it as a table through `getLastMessage()`.
@@ -23,11 +26,6 @@ public struct LuaMessage: Sendable {
     }
 }
 
-/// Which end of the device's downlink queue a table-built downlink goes to.
-public enum LuaDownlinkQueue: String, Sendable {
-    case push, replace
-}
-
 /// What scripts reach through `getAllMessages()` and `publish()`; the host implements it.
 public protocol LuaHostBridge: Sendable {
     /// Uplinks kept by the host, oldest first, as raw JSON.
@@ -35,7 +33,7 @@ public protocol LuaHostBridge: Sendable {
     /// Sends a downlink to `deviceID`. `downlink` is JSON: the script's string as given (v2 or v3 form), or
     /// the v3 `{"downlinks":[...]}` built from a table. `queue` is nil for a string (the host decides from the
     /// form) and set for a table. A thrown error reaches the script as a Lua error with its description.
-    func publish(_ downlink: String, deviceID: String, queue: LuaDownlinkQueue?) throws
+    func publish(_ downlink: String, deviceID: String, queue: DownlinkQueue?) throws
 }
 
 /// Limits for one script: per invocation (time, instructions, downlinks) and per state (memory).

@@ -9,7 +9,7 @@ final class MemoryBridge: LuaHostBridge {
     struct Published: Sendable, Equatable {
         var downlink: String
         var deviceID: String
-        var queue: LuaDownlinkQueue?
+        var queue: DownlinkQueue?
     }
 
     let messages: [[UInt8]]
@@ -25,7 +25,7 @@ final class MemoryBridge: LuaHostBridge {
 
     func allMessages() -> [[UInt8]] { messages }
 
-    func publish(_ downlink: String, deviceID: String, queue: LuaDownlinkQueue?) throws {
+    func publish(_ downlink: String, deviceID: String, queue: DownlinkQueue?) throws {
         struct Refused: Error, CustomStringConvertible { let description: String }
         if let refusal { throw Refused(description: refusal) }
         sent.withLock { $0.append(Published(downlink: downlink, deviceID: deviceID, queue: queue)) }
