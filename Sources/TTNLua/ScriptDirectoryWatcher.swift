@@ -18,9 +18,10 @@ public enum ScriptChange: Sendable, Equatable {
 /// system without inotify, and a directory that was itself deleted or moved (it is watched again once it is
 /// back). An inotify queue overflow triggers a rescan.
 ///
-/// Names starting with `.` or ending in `~` are ignored. Each name is debounced (150 ms after its last event),
-/// content whose hash did not change is not reported again, and a deletion is reported only if the file is
-/// still absent after the debounce (an atomic save passes through a moment without the file).
+/// Only names that ``isScriptName(_:)`` accepts count; hidden files and backups do not. Each name is debounced
+/// (150 ms after its last event), content whose hash did not change is not reported again, and a deletion is
+/// reported only if the file is still absent after the debounce (an atomic save passes through a moment without
+/// the file).
 public final class ScriptDirectoryWatcher: Sendable {
     public let directory: String
     private let debounce: Duration
@@ -91,14 +92,17 @@ public final class ScriptDirectoryWatcher: Sendable {
         state.withLock { $0.stopping = true }
     }
 
-    private static func isScript(_ name: String) -> Bool {
+    /// Whether a file name in the directory is a handler script: it ends in `.lua` and does not start with `.`
+    /// (hidden files, an editor's swap or lock files) or end in `~` (backups). Editors' probe files such as
+    /// vim's `4913` have no `.lua` suffix and are ignored with everything else.
+    public static func isScriptName(_ name: String) -> Bool {
         name.hasSuffix(".lua") && !name.hasPrefix(".") && !name.hasSuffix("~")
     }
 
     private func path(_ name: String) -> String { directory + "/" + name }
 
     private func scriptNames() -> [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter(Self.isScript)
+        ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).filter(Self.isScriptName)
     }
 
     private func stampScripts() -> [String: Stamp] {
@@ -175,7 +179,7 @@ public final class ScriptDirectoryWatcher: Sendable {
                 offset += MemoryLayout<inotify_event>.size + Int(event.len)
             }
         }
-        markPending(names.filter(Self.isScript))
+        markPending(names.filter(Self.isScriptName))
         if overflow || watchLost {
             if overflow { logger.info("inotify queue overflowed; rescanning the script directory") }
             markPending(Set(scriptNames()).union(state.withLock { $0.known.keys }))

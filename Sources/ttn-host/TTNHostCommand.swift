@@ -194,7 +194,7 @@ struct TTNHostCommand: AsyncParsableCommand {
         ]
         if let directory = configuration.scriptDirectory {
             let names = (try? FileManager.default.contentsOfDirectory(atPath: directory))?
-                .filter { $0.hasSuffix(".lua") && !$0.hasPrefix(".") }.sorted() ?? []
+                .filter(ScriptDirectoryWatcher.isScriptName).sorted() ?? []
             lines.append("  scripts:  \(directory) (\(names.isEmpty ? "none yet" : names.joined(separator: ", ")))")
         }
         FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8))
