@@ -15,7 +15,7 @@ struct TTNHostCommand: AsyncParsableCommand {
             Every option can also come from the environment (TTN_APP_ID, TTN_API_KEY, TTN_HOST, TTN_PORT, \
             TTN_REGION, TTN_TENANT, TTN_SCRIPTS, TTN_WAIT_FOR_BROKER), so the API key need not be on the command \
             line. SIGHUP reloads the scripts; SIGINT/SIGTERM drain the queues and exit 0. A broker that cannot be \
-            reached yet is waited for; a refused key or a TLS failure exits 2.
+            reached yet is waited for; a missing or out-of-range setting, a refused key or a TLS failure exits 2.
 
             Example (TTN, Europe):  TTN_API_KEY=NNSXS.... ttn-host --app-id my-app --scripts handlers
             """
@@ -39,7 +39,7 @@ struct TTNHostCommand: AsyncParsableCommand {
     @Option(help: "MQTT host, instead of --region, e.g. a private stack or localhost. (TTN_HOST)")
     var host: String?
 
-    @Option(help: "MQTT port; 8883 means TLS. (TTN_PORT, default 8883)")
+    @Option(help: "MQTT port, 1 to 65535; 8883 means TLS. (TTN_PORT, default 8883)")
     var port: Int?
 
     @Flag(inversion: .prefixedNo, help: "Force TLS on or off (default: on for port 8883 only).")
@@ -54,22 +54,34 @@ struct TTNHostCommand: AsyncParsableCommand {
     @Flag(name: .customLong("legacy-v2"), help: "Speak the legacy TTN v2 topics and JSON.")
     var legacyV2 = false
 
-    @Option(name: .customLong("queue-limit"), help: "Uplinks waiting per handler before the oldest is dropped.")
+    @Option(name: .customLong("queue-limit"), help: "Uplinks waiting per handler before the oldest is dropped; at least 1.")
     var queueLimit = 1024
 
-    @Option(name: .customLong("history-limit"), help: "Uplinks kept for getAllMessages().")
+    @Option(name: .customLong("history-limit"), help: "Uplinks kept for getAllMessages(); at least 1.")
     var historyLimit = 1000
 
-    @Option(name: .customLong("lua-time-limit-ms"), help: "Time budget of one Lua handler invocation, in milliseconds.")
+    @Option(
+        name: .customLong("lua-time-limit-ms"),
+        help: """
+            Time budget of one Lua handler invocation, in milliseconds: 1 to 3600000, or 0 for no time check (the \
+            instruction budget still applies). (default: 200)
+            """
+    )
     var luaTimeLimit: Int?
 
-    @Option(name: .customLong("lua-memory-limit-mb"), help: "Memory cap of one Lua script, in MiB.")
+    @Option(name: .customLong("lua-memory-limit-mb"), help: "Memory cap of one Lua script, in MiB: 1 to 1048576. (default: 64)")
     var luaMemoryLimit: Int?
 
-    @Option(name: .customLong("lua-downlink-limit"), help: "Downlinks one Lua handler invocation may publish. (default: 10)")
+    @Option(
+        name: .customLong("lua-downlink-limit"),
+        help: "Downlinks one Lua handler invocation may publish; 0 lets no script publish. (default: 10)"
+    )
     var luaDownlinkLimit: Int?
 
-    @Option(name: .customLong("shutdown-deadline"), help: "Seconds SIGTERM waits for queued uplinks to be handled.")
+    @Option(
+        name: .customLong("shutdown-deadline"),
+        help: "Seconds SIGTERM waits for queued uplinks to be handled: 0 to 3600; 0 reports them unhandled at once."
+    )
     var shutdownDeadline = 10
 
     @Flag(
@@ -86,9 +98,46 @@ struct TTNHostCommand: AsyncParsableCommand {
 
     private static let environment = ProcessInfo.processInfo.environment
 
+    /// Every numeric setting: its value, the values that make sense, and how to say so.
+    ///
+    /// The ranges follow how each value is used. A handler queue below 1 would quietly hold 1, and the client
+    /// refuses a history below 1. A time limit of 0 turns the time check off, as in `LuaLimits`; a negative one
+    /// would do the same without saying so, hence refused. A downlink limit of 0 lets no script publish, and a
+    /// shutdown deadline of 0 does not wait. The upper bounds, far above any useful value, keep the conversions
+    /// to nanoseconds and bytes from overflowing.
+    private var numericSettings: [(name: String, value: Int?, range: ClosedRange<Int>, accepted: String)] {
+        [
+            ("--port", port, 1...65535, "from 1 to 65535 (TTN uses 8883 with TLS, 1883 without)"),
+            (
+                "TTN_PORT", port == nil ? Self.environment["TTN_PORT"].flatMap { Int($0) } : nil, 1...65535,
+                "a port from 1 to 65535 (TTN uses 8883 with TLS, 1883 without)"
+            ),
+            ("--queue-limit", queueLimit, 1...Int.max, "at least 1 (uplinks that may wait per handler)"),
+            ("--history-limit", historyLimit, 1...Int.max, "at least 1 (uplinks kept for getAllMessages())"),
+            (
+                "--lua-time-limit-ms", luaTimeLimit, 0...3_600_000,
+                "from 1 to 3600000 (milliseconds, at most an hour), or 0 to turn the time check off"
+            ),
+            ("--lua-memory-limit-mb", luaMemoryLimit, 1...1_048_576, "from 1 to 1048576 (MiB, at most 1 TiB)"),
+            ("--lua-downlink-limit", luaDownlinkLimit, 0...Int.max, "0 or more (downlinks per invocation; 0: none)"),
+            (
+                "--shutdown-deadline", shutdownDeadline, 0...3600,
+                "from 0 to 3600 (seconds; 0 reports the queued uplinks unhandled without waiting)"
+            ),
+        ]
+    }
+
     func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical.")
+        }
+        if let port = Self.environment["TTN_PORT"], self.port == nil, Int(port) == nil {
+            throw ValidationError("TTN_PORT '\(port)' is not a number; use 8883 (TLS) or 1883.")
+        }
+        for setting in numericSettings {
+            if let value = setting.value, !setting.range.contains(value) {
+                throw ValidationError("\(setting.name) must be \(setting.accepted), not \(value).")
+            }
         }
         guard (appID ?? Self.environment["TTN_APP_ID"]).map({ !$0.isEmpty }) == true else {
             throw ValidationError("Give the application id with --app-id or TTN_APP_ID (see the TTN console, Applications).")
@@ -99,12 +148,6 @@ struct TTNHostCommand: AsyncParsableCommand {
             )
         }
         if host != nil && region != nil { throw ValidationError("Give --region or --host, not both.") }
-        if let port = Self.environment["TTN_PORT"], self.port == nil, Int(port) == nil {
-            throw ValidationError("TTN_PORT '\(port)' is not a number; use 8883 (TLS) or 1883.")
-        }
-        if let luaDownlinkLimit, luaDownlinkLimit < 0 {
-            throw ValidationError("--lua-downlink-limit must be 0 or more.")
-        }
         if let value = Self.environment["TTN_WAIT_FOR_BROKER"], Self.boolean(value) == nil {
             throw ValidationError("TTN_WAIT_FOR_BROKER '\(value)' is not true or false.")
         }
@@ -113,6 +156,24 @@ struct TTNHostCommand: AsyncParsableCommand {
             guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
                 throw ValidationError("The scripts directory '\(directory)' does not exist.")
             }
+        }
+    }
+
+    /// Parses, validates and runs. A usage error (an unknown option, a missing, malformed or out-of-range setting)
+    /// exits 2 like a refused key or a TLS failure, rather than ArgumentParser's 64, so that a supervisor sees
+    /// one status for "the settings are wrong"; the message and the usage are printed as ArgumentParser does.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var command = command as? AsyncParsableCommand {
+                try await command.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            guard exitCode(for: error) == .validationFailure else { exit(withError: error) }
+            FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+            exit(withError: ExitCode(2))
         }
     }
 
