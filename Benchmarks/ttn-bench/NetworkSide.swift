@@ -6,7 +6,7 @@ import Synchronization
 /// each downlink the handler sends back (it carries the correlation id `bench:<f_cnt>`) on one monotonic clock.
 ///
 /// It is written against libmosquitto directly, with its own network thread, so that the probe never delays
-/// its own timestamps (a Python probe did: its publishing loop held the GIL while the receiving thread waited).
+/// its own timestamps: the thread that notes an arrival never waits for a lock the publishing loop holds.
 final class NetworkSide {
     private let sentAt: UnsafeMutableBufferPointer<UInt64>
     private let receivedAt: UnsafeMutableBufferPointer<UInt64>
