@@ -1,0 +1,89 @@
+/* The script API implemented in C (setMessageHandler, getLastMessage, ttn.null's tostring), and the runs of a
+ * script: its top level (ttn_load) and its message handler (ttn_handle). */
+#include "internal.h"
+
+#include <lauxlib.h>
+
+/* Registry keys: their addresses are unique. */
+static const char handler_key = 'h';   /* the message handler */
+static const char message_key = 'm';   /* this invocation's decoded uplink */
+
+/* ---- The script API implemented in C. ---- */
+
+int shim_set_message_handler(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_settop(L, 1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &handler_key);
+    return 0;
+}
+
+/* getLastMessage(): the triggering uplink as a (lazy) table, made on first use and kept for the invocation. */
+int shim_get_last_message(lua_State *L) {
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &message_key) != LUA_TNIL) return 1;
+    lua_pop(L, 1);
+    ttn_context *c = shim_context_of(L);
+    if (!c->message) return 0;
+    shim_push_message(L, c->message, c->message_length, c->outline, c->outline_containers);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &message_key);
+    return 1;
+}
+
+int shim_null_tostring(lua_State *L) {
+    lua_pushliteral(L, "null");
+    return 1;
+}
+
+/* A run whose limit fired inside a coroutine can still return normally (the resume caught the error and the
+ * main thread returned without running another instruction): it failed all the same. */
+static int aborted_status(lua_State *L, int status) {
+    if (status != LUA_OK || shim_context_of(L)->abort_reason == TTN_ABORT_NONE) return status;
+    /* Outside any protected call: the push must not meet the memory cap (it would raise and panic). */
+    shim_context_of(L)->enforce_limit = 0;
+    lua_pushstring(L, shim_context_of(L)->abort_reason == TTN_ABORT_TIME ? "time limit exceeded"
+        : shim_context_of(L)->abort_reason == TTN_ABORT_INSTRUCTIONS ? "instruction limit exceeded" : "interrupted by the host");
+    return LUA_ERRRUN;
+}
+
+int ttn_load(lua_State *L, const char *source, size_t length, const char *chunkname) {
+    int status = luaL_loadbufferx(L, source, length, chunkname, "t");
+    if (status != LUA_OK) return status;
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &shim_env_key);
+    lua_setupvalue(L, -2, 1);                      /* a main chunk's only upvalue is _ENV */
+    lua_pushcfunction(L, shim_traceback);
+    lua_insert(L, -2);
+    status = lua_pcall(L, 0, 0, -2);
+    lua_remove(L, status == LUA_OK ? -1 : -2);
+    return aborted_status(L, status);
+}
+
+int ttn_has_handler(lua_State *L) {
+    int type = lua_rawgetp(L, LUA_REGISTRYINDEX, &handler_key);
+    lua_pop(L, 1);
+    return type == LUA_TFUNCTION;
+}
+
+static int handle_protected(lua_State *L) {
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &handler_key) != LUA_TFUNCTION) {
+        return luaL_error(L, "no message handler: call setMessageHandler(function() ... end)");
+    }
+    lua_call(L, 0, 0);
+    return 0;
+}
+
+int ttn_handle(lua_State *L, const char *json, size_t length, const uint32_t *outline, size_t containers) {
+    ttn_context *c = shim_context_of(L);
+    c->message = json;
+    c->message_length = length;
+    c->outline = outline;
+    c->outline_containers = containers;
+    int status = shim_protected_call(L, handle_protected, 0, 0);
+    c->message = NULL;
+    c->message_length = 0;
+    c->outline = NULL;
+    c->outline_containers = 0;
+    /* Forget the decoded table. Assigning nil to a registry key never allocates and never raises. */
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &message_key);
+    return aborted_status(L, status);
+}
