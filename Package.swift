@@ -31,7 +31,7 @@ let package = Package(
         // A lock ThreadSanitizer can see (Synchronization.Mutex hands contended locks over out of its sight).
         .target(name: "TTNSync"),
         // Everything that may raise a Lua error (longjmp) lives in C, never in a Swift frame.
-        .target(name: "CLuaShim", dependencies: ["CLua"]),
+        .target(name: "CLuaShim", dependencies: ["CLua"], exclude: ["prelude.lua"]),
 
         // Pure Swift: the models, topics, errors and the JSON engine, shared by every module above.
         .target(name: "TTNCore", dependencies: ["TTNSync"]),
@@ -53,6 +53,7 @@ let package = Package(
             dependencies: [
                 "TTNMQTT", "TTNLua", "TTNSync",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]

@@ -129,7 +129,7 @@ struct Bench {
         let group = ServiceGroup(services: [host], logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
-            while !(host.client.isConnected && !host.handlerNames.isEmpty) { try await Task.sleep(for: .milliseconds(10)) }
+            while !(host.isConnected && !host.handlerNames.isEmpty) { try await Task.sleep(for: .milliseconds(10)) }
             emit("READY")
             var first: ContinuousClock.Instant?
             var lastProgress = ContinuousClock.now

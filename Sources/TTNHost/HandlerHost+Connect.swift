@@ -5,15 +5,12 @@ import TTNSync
 import TTNMQTT
 
 extension HandlerHost {
-    /// Failures that a broker coming up later can fix: nothing listens yet, no answer yet, the name does not resolve yet.
-    static let transientConnectErrors: Set<TTNError.Kind> = [.unreachable, .timeout, .unknownHost]
-
-    /// Connects. While the broker cannot be reached and ``Configuration/waitForBroker`` is on, it tries again with
+    /// Starts the source. While the broker cannot be reached and ``Configuration/waitForBroker`` is on, it tries again with
     /// the client's capped exponential backoff, logging every failed attempt.
     /// - Returns: false when graceful shutdown (or cancellation) came before a connection.
     /// - Throws: ``TTNError`` for failures that trying again cannot fix: credentials, TLS, configuration.
     func connectWhenBrokerIsUp() async throws(TTNError) -> Bool {
-        let clientConfiguration = client.configuration
+        let clientConfiguration = configuration.client
         var attempt = 0
         while true {
             switch await attemptConnection() {
@@ -22,7 +19,7 @@ extension HandlerHost {
             case .stopped:
                 return false
             case .failed(let error):
-                guard configuration.waitForBroker, Self.transientConnectErrors.contains(error.kind) else { throw error }
+                guard configuration.waitForBroker, source.isTransient(error) else { throw error }
                 let delay = reconnectDelay(
                     attempt: attempt, minimum: clientConfiguration.minimumReconnectDelay,
                     maximum: clientConfiguration.maximumReconnectDelay
@@ -50,26 +47,24 @@ extension HandlerHost {
         case stopped
     }
 
-    /// One connection attempt, on its own thread because it blocks (up to the connect timeout). Graceful shutdown
-    /// or cancellation stops the wait for it at once; a connection the abandoned attempt makes later is closed.
+    /// One attempt to start the source, on its own thread because it blocks (up to the connect timeout). Graceful
+    /// shutdown or cancellation stops the wait for it at once; a source the abandoned attempt starts later is stopped.
     private func attemptConnection() async -> ConnectOutcome {
         let outcome = FirstOutcome<ConnectOutcome>()
-        let client = self.client
+        let source = self.source
         return await withTaskCancellationOrGracefulShutdownHandler {
             await withCheckedContinuation { continuation in
                 guard outcome.wait(continuation) else { return }
-                let thread = Thread {
+                startThread(named: "ttn-host connect") {
                     let result: ConnectOutcome
                     do throws(TTNError) {
-                        try client.connect()
+                        try source.start(delivering: self)
                         result = .connected
                     } catch {
                         result = .failed(error)
                     }
-                    if !outcome.fulfill(result), case .connected = result { client.disconnect() }
+                    if !outcome.fulfill(result), case .connected = result { source.stop() }
                 }
-                thread.name = "ttn-host connect"
-                thread.start()
             }
         } onCancelOrGracefulShutdown: {
             outcome.fulfill(.stopped)

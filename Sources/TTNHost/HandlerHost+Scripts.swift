@@ -43,7 +43,7 @@ final class ScriptSet: Sendable {
     }
 
     private func load(name: String, source: [UInt8]) {
-        let bridge = HostBridge(client: host.client)
+        let bridge = HostBridge(history: host.history, downlinks: host.downlinks)
         let slot: LuaScriptSlot
         do {
             slot = try LuaScriptSlot(name: name, source: source, limits: host.configuration.luaLimits, bridge: bridge, logger: host.logger)
@@ -96,16 +96,17 @@ final class LoadedScript: Sendable {
     }
 }
 
-/// How scripts reach the client: the host's history, and downlinks through the client's checks.
+/// How scripts reach the host: its history of uplinks, and its downlink path.
 struct HostBridge: LuaHostBridge {
-    let client: MQTTClient
+    let history: UplinkHistory
+    let downlinks: any DownlinkPath
 
     func allMessages() -> [[UInt8]] {
-        client.getAllMessages().map(\.jsonBytes)
+        history.all.map(\.jsonBytes)
     }
 
     func publish(_ downlink: String, deviceID: String, queue: DownlinkQueue?) throws {
-        try client.publish(downlink, to: deviceID, queue: queue)
+        _ = try downlinks.send(downlink, to: deviceID, queue: queue)
     }
 }
 

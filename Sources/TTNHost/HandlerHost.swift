@@ -1,4 +1,4 @@
-import Dispatch
+import DequeModule
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -11,6 +11,9 @@ import UnixSignals
 /// Connects to one TTN application and routes every uplink to no-argument message handlers: Swift closures
 /// registered with ``register(name:handler:)`` and Lua scripts from a directory, reloaded when they change.
 ///
+/// Uplinks come from an ``UplinkSource`` and downlinks go out through a ``DownlinkPath``: by default both are
+/// the TTN MQTT connection (``MQTTUplinkSource``).
+///
 /// ```swift
 /// let host = HandlerHost(configuration: .init(client: clientConfiguration, scriptDirectory: "handlers"))
 /// host.register(name: "print") { print(host.getLastMessage()?.decodedPayload ?? "-") }
@@ -20,7 +23,7 @@ import UnixSignals
 /// Every handler has its own ordered queue and runs off the MQTT network thread, so a slow or stuck handler
 /// never stalls the connection or the other handlers. When a handler's queue is full (``Configuration/handlerQueueLimit``),
 /// its **oldest** waiting uplink is dropped, counted and logged.
-public final class HandlerHost: Service, Sendable {
+public final class HandlerHost: Service, UplinkReceiver {
     public struct Configuration: Sendable {
         /// The TTN application to connect to.
         public var client: MQTTClient.Configuration
@@ -53,6 +56,8 @@ public final class HandlerHost: Service, Sendable {
         public var malformed = 0
         /// Uplinks skipped because they were larger than the client's `maximumMessageSize`.
         public var oversized = 0
+        /// Messages skipped because they were not on one of the application's device topics.
+        public var unexpectedTopics = 0
         /// Uplinks that arrived after shutdown began: counted, not routed.
         public var arrivedDuringShutdown = 0
         /// Per handler, by name.
@@ -75,53 +80,78 @@ public final class HandlerHost: Service, Sendable {
     }
 
     public let configuration: Configuration
-    /// The client: ``MQTTClient/getLastMessage()`` and ``MQTTClient/publish(_:)`` work inside handlers.
-    public let client: MQTTClient
+    let source: any UplinkSource
+    let downlinks: any DownlinkPath
     let logger: Logger
     let handlers = Locked<[HandlerRunner]>([])
+    let history: UplinkHistory
     /// Set when shutdown begins: uplinks arriving after it are counted, not queued.
     private let stopping = Atomic(false)
     private let arrivedDuringShutdown = Counter()
 
-    public init(configuration: Configuration) {
+    /// The uplink whose handler invocation runs on this thread or task.
+    @TaskLocal static var invocation: Uplink?
+
+    /// A host on the TTN MQTT connection that `configuration.client` describes.
+    public convenience init(configuration: Configuration) {
+        let source = MQTTUplinkSource(configuration: configuration.client, recordingOutlines: configuration.scriptDirectory != nil)
+        self.init(configuration: configuration, source: source, downlinks: source)
+    }
+
+    /// A host that takes its uplinks from `source` and sends its downlinks through `downlinks`.
+    public init(configuration: Configuration, source: any UplinkSource, downlinks: any DownlinkPath) {
         self.configuration = configuration
-        self.client = MQTTClient(configuration: configuration.client)
+        self.source = source
+        self.downlinks = downlinks
+        self.history = UplinkHistory(limit: configuration.client.historyLimit)
         var logger = configuration.client.logger
         logger[metadataKey: "ttn.app_id"] = "\(configuration.client.applicationID)"
         self.logger = logger
     }
+
+    /// Whether the source delivers uplinks now (for MQTT: connected and subscribed).
+    public var isConnected: Bool { source.isRunning }
 
     /// Registers a Swift closure, run for every uplink in order. Inside it, ``getLastMessage()`` is the uplink
     /// that triggered it, and ``publish(_:)`` goes to that uplink's device. A second closure with the same name
     /// replaces the first.
     /// - Parameter queueLimit: uplinks that may wait for this handler; default ``Configuration/handlerQueueLimit``.
     public func register(name: String, queueLimit: Int? = nil, handler: @escaping @Sendable () -> Void) {
-        let client = self.client
         let limit = queueLimit ?? configuration.handlerQueueLimit
         add(HandlerRunner(name: name, kind: "swift", queueLimit: limit, logger: logger) { uplink in
-            client.withInvocation(of: uplink, handler)
+            Self.$invocation.withValue(uplink, operation: handler)
             return true
         })
     }
 
     /// The uplink that triggered the running handler; outside a handler, the last uplink received.
-    public func getLastMessage() -> Uplink? { client.getLastMessage() }
+    public func getLastMessage() -> Uplink? { Self.invocation ?? history.last }
 
-    /// Uplinks kept so far, oldest first (bounded by the client's `historyLimit`).
-    public func getAllMessages() -> [Uplink] { client.getAllMessages() }
+    /// Uplinks kept so far, oldest first (bounded by the client configuration's `historyLimit`).
+    public func getAllMessages() -> [Uplink] { history.all }
 
     /// Sends downlink JSON (v2 or v3 form) to the device of the triggering uplink, or to the configured device.
     @discardableResult
-    public func publish(_ message: String) throws(TTNError) -> Int { try client.publish(message) }
+    public func publish(_ message: String) throws(TTNError) -> Int { try publish(message, to: nil) }
+
+    /// Sends downlink JSON (v2 or v3 form) to `deviceID`, or when nil as ``publish(_:)`` does; `queue` overrides
+    /// the push/replace choice made from the form.
+    @discardableResult
+    public func publish(_ message: String, to deviceID: String?, queue: DownlinkQueue? = nil) throws(TTNError) -> Int {
+        guard let device = deviceID ?? configuration.client.deviceID ?? Self.invocation?.deviceID, !device.isEmpty else {
+            throw TTNError.noDevice
+        }
+        return try downlinks.send(message, to: device, queue: queue)
+    }
 
     /// The names of the running handlers, in registration order.
     public var handlerNames: [String] { handlers.withLock { $0.map(\.name) } }
 
     public var statistics: Statistics {
-        let clientStatistics = client.statistics
+        let sourceStatistics = source.statistics
         var statistics = Statistics(
-            uplinks: clientStatistics.uplinks, malformed: clientStatistics.malformed, oversized: clientStatistics.oversized,
-            arrivedDuringShutdown: arrivedDuringShutdown.value
+            uplinks: sourceStatistics.uplinks, malformed: sourceStatistics.malformed, oversized: sourceStatistics.oversized,
+            unexpectedTopics: sourceStatistics.unexpectedTopics, arrivedDuringShutdown: arrivedDuringShutdown.value
         )
         for runner in handlers.withLock({ $0 }) { statistics.handlers[runner.name] = runner.statistics }
         return statistics
@@ -160,20 +190,6 @@ public final class HandlerHost: Service, Sendable {
     ///   TLS, a wrong setting), or for any reason when ``Configuration/waitForBroker`` is off.
     public func run() async throws {
         let scripts = try startScripts()
-        client.setUplinkSink(
-            recordingOutlines: scripts != nil,  // scripts read uplinks through them
-            receive: { [weak self] uplink in
-                guard let self else { return }
-                // Under the lock that shutdown takes to set `stopping`, so no uplink is queued after it began.
-                handlers.withLock { runners in
-                    guard !stopping.load(ordering: .relaxed) else { return arrivedDuringShutdown.increment() }
-                    for runner in runners { runner.enqueue(uplink) }
-                }
-            },
-            endOfBurst: { [weak self] in
-                self?.handlers.withLock { $0 }.forEach { $0.wake() }
-            }
-        )
         let hangups = await UnixSignalsSequence(trapping: .sighup)
         do {
             try await withThrowingTaskGroup(of: Void.self) { group in
@@ -197,16 +213,23 @@ public final class HandlerHost: Service, Sendable {
             throw error
         }
         scripts?.stopWatching()
-        // On a thread of its own: it blocks (draining, then disconnecting) for up to the shutdown deadline plus the
-        // client's publish flush timeout, which must not hold a thread of the cooperative pool.
-        await withCheckedContinuation { continuation in
-            let thread = Thread {
-                self.shutDown(scripts: scripts)
-                continuation.resume()
-            }
-            thread.name = "ttn-host shutdown"
-            thread.start()
+        // It blocks (draining, then disconnecting) for up to the shutdown deadline plus the publish flush timeout.
+        await onOwnThread(named: "ttn-host shutdown") { self.shutDown(scripts: scripts) }
+    }
+
+    /// Queues `uplink` for every handler; called by the source on its thread.
+    public func receive(_ uplink: Uplink) {
+        history.append(uplink)
+        // Under the lock that shutdown takes to set `stopping`, so no uplink is queued after it began.
+        handlers.withLock { runners in
+            guard !stopping.load(ordering: .relaxed) else { return arrivedDuringShutdown.increment() }
+            for runner in runners { runner.enqueue(uplink) }
         }
+    }
+
+    /// Wakes every handler for the burst that ended; called by the source on its thread.
+    public func endOfBurst() {
+        handlers.withLock { $0 }.forEach { $0.wake() }
     }
 
     /// Stops routing new uplinks, lets the handlers finish what is queued until the deadline (their downlinks
@@ -232,7 +255,7 @@ public final class HandlerHost: Service, Sendable {
                 logger.warning("Handler still running at disconnect", metadata: ["handler": "\(runner.name)"])
             }
         }
-        client.disconnect()
+        source.stop()
 
         let statistics = self.statistics
         var unhandled = 0
@@ -306,6 +329,25 @@ final class HandlerRunner: Sendable {
             unhandled: abandoned.value
         )
     }
+}
+
+/// The last uplinks received, oldest first, at most `limit` of them.
+final class UplinkHistory: Sendable {
+    private let limit: Int
+    private let uplinks = Locked(Deque<Uplink>())
+
+    init(limit: Int) { self.limit = limit }
+
+    func append(_ uplink: Uplink) {
+        uplinks.withLock { uplinks in
+            uplinks.append(uplink)
+            if uplinks.count > limit { uplinks.removeFirst() }
+        }
+    }
+
+    var last: Uplink? { uplinks.withLock { $0.last } }
+
+    var all: [Uplink] { uplinks.withLock { Array($0) } }
 }
 
 /// A counter shared between threads.

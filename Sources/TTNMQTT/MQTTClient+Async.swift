@@ -1,18 +1,12 @@
 import TTNCore
 import Foundation
+import TTNSync
 
 /// The Swift-native side: async connect, and uplinks and events as async sequences.
 extension MQTTClient {
     /// Connects without blocking a thread of the cooperative pool; see ``connect()``.
     public func connect() async throws(TTNError) {
-        let result: Result<Void, TTNError> = await withCheckedContinuation { continuation in
-            let thread = Thread {
-                continuation.resume(returning: Result { () throws(TTNError) in try self.connect() })
-            }
-            thread.name = "ttn-mqtt connect"
-            thread.start()
-        }
-        try result.get()
+        try await onOwnThread(named: "ttn-mqtt connect") { Result { () throws(TTNError) in try self.connect() } }.get()
     }
 
     /// Every uplink received from now on, decoded, for as long as you iterate.
@@ -38,14 +32,11 @@ extension MQTTClient {
             of: TTNEvent.self, bufferingPolicy: .bufferingNewest(configuration.deliveryQueueLimit)
         )
         let id = UUID()
-        let connection = state.withLock { state in
-            state.eventStreams[id] = continuation
-            return state.connection
-        }
+        state.withLock { $0.eventStreams[id] = continuation }
         continuation.onTermination = { [weak self] _ in
             self?.state.withLock { _ = $0.eventStreams.removeValue(forKey: id) }
         }
-        if let connection { connection.addFilters(connection.topics.eventFilters) }
+        link.receiveEvents()
         return stream
     }
 }

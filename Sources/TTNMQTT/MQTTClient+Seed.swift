@@ -27,10 +27,8 @@ extension MQTTClient {
     /// (called from a handler or another thread). Returns at once if the client is not connected.
     public func start() {
         let semaphore = DispatchSemaphore(value: 0)
-        let isConnected = state.withLock { state in
-            if state.connection != nil { state.blockedStarts.append(semaphore) }
-            return state.connection != nil
-        }
+        let isConnected = link.hasConnection
+        if isConnected { state.withLock { $0.blockedStarts.append(semaphore) } }
         guard isConnected else {
             logger.warning("start() called without a connection; call connect() first")
             return

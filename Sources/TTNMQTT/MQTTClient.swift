@@ -29,7 +29,6 @@ public final class MQTTClient: Sendable {
 
     struct State {
         var configuration: Configuration
-        var connection: MosquittoConnection?
         var history = Deque<Uplink>()
         var lastMessage: Uplink?
         var messageHandler: (@Sendable () -> Void)?
@@ -37,13 +36,9 @@ public final class MQTTClient: Sendable {
         var messageBehavior: MessageBehavior?
         var publishBehavior: PublishBehavior?
         var userData: (any Sendable)?
-        var ownMessageIDs = Set<Int>()
         var uplinkStreams: [UUID: AsyncStream<Uplink>.Continuation] = [:]
         var eventStreams: [UUID: AsyncStream<TTNEvent>.Continuation] = [:]
         var blockedStarts: [DispatchSemaphore] = []
-        /// Set by a host: takes every decoded uplink on the network thread instead of the delivery queue.
-        var uplinkSink: UplinkSink?
-        var statistics = Statistics()
     }
 
     /// Counters of what the client received and skipped.
@@ -70,6 +65,8 @@ public final class MQTTClient: Sendable {
     let state: Locked<State>
     let logger: Logger
     let delivery: DeliveryQueue<Delivery>
+    /// The connection layer: topics, decoding, checked downlinks and their acknowledgements.
+    let link: ApplicationConnection
 
     /// A client for `configuration`. Nothing happens on the network until ``connect()``.
     public init(configuration: Configuration) {
@@ -77,6 +74,7 @@ public final class MQTTClient: Sendable {
         logger[metadataKey: "ttn.app_id"] = "\(configuration.applicationID)"
         self.logger = logger
         self.state = Locked(State(configuration: configuration))
+        self.link = ApplicationConnection(logger: logger)
         let dropLogger = logger
         let weakSelf = WeakClient()
         self.delivery = DeliveryQueue(
@@ -108,24 +106,17 @@ public final class MQTTClient: Sendable {
         self.init(configuration: configuration)
     }
 
-    deinit {
-        let connection = state.withLock { $0.connection }
-        if let connection { ConnectionRegistry.release(connection, observer: self) }
-    }
-
     /// The configuration, including changes made by ``setDeviceID(_:)`` and ``customConnect(_:_:)``.
     public var configuration: Configuration { state.withLock { $0.configuration } }
 
     /// Whether the client has a connection that is up right now.
-    public var isConnected: Bool { state.withLock { $0.connection?.isConnected ?? false } }
+    public var isConnected: Bool { link.isConnected }
 
     /// What was received and skipped so far.
     public var statistics: Statistics {
-        state.withLock { state in
-            var statistics = state.statistics
-            statistics.dropped = delivery.droppedCount
-            return statistics
-        }
+        var statistics = link.statistics
+        statistics.dropped = delivery.droppedCount
+        return statistics
     }
 
     // MARK: Connecting
@@ -137,32 +128,10 @@ public final class MQTTClient: Sendable {
     /// - Throws: ``TTNError`` when the first connection fails: wrong key, unknown host, refused, TLS, timeout.
     public func connect() throws(TTNError) {
         let configuration = state.withLock { $0.configuration }
-        try configuration.validate()
-        if state.withLock({ $0.connection != nil }) { return }
-        let topics = TopicLayout(username: configuration.username, legacyV2: configuration.legacyV2)
-        var filters = [topics.uplinkFilter]
-        if state.withLock({ !$0.eventStreams.isEmpty }) { filters += topics.eventFilters }
-        let (connection, opened) = try ConnectionRegistry.acquire(
-            configuration: configuration, filters: filters, observer: self
-        )
-        let connectedMeanwhile = state.withLock { state in
-            if state.connection != nil { return true }
-            state.connection = connection
-            return false
-        }
-        if connectedMeanwhile {
-            ConnectionRegistry.release(connection, observer: self)
-            return
-        }
         // As in the seed, a client that joins an existing connection sees no connection message.
-        if opened { delivery.enqueue(.connected(ConnectFlags(sessionPresent: false))) }
-        logger.info(
-            "Connected",
-            metadata: [
-                "mqtt.server": "\(configuration.server)", "mqtt.username": "\(configuration.username)",
-                "mqtt.tls": "\(configuration.usesTLS)",
-            ]
-        )
+        if try link.connect(configuration, receiver: self) {
+            delivery.enqueue(.connected(ConnectFlags(sessionPresent: false)))
+        }
     }
 
     /// Disconnects cleanly: it waits (up to ``Configuration/publishFlushTimeout``) until the broker acknowledged
@@ -172,36 +141,11 @@ public final class MQTTClient: Sendable {
     /// client disconnects. Downlinks still unacknowledged at the timeout, or queued while the connection is down
     /// (they are not sent), are counted in the log.
     public func disconnect() {
-        let (connected, timeout) = state.withLock { ($0.connection?.isConnected ?? false, $0.configuration.publishFlushTimeout) }
-        // While the connection is down there is nothing to wait for: what it queued is lost, and the log says so.
-        let unacknowledged = connected ? waitForAcknowledgements(timeout: timeout) : state.withLock { $0.ownMessageIDs.count }
-        if unacknowledged > 0 {
-            logger.warning(
-                "Disconnecting with downlinks the broker has not acknowledged", metadata: ["unacknowledged": "\(unacknowledged)"]
-            )
-        }
-        let (connection, blocked) = state.withLock { state in
-            defer {
-                state.connection = nil
-                state.blockedStarts.removeAll()
-            }
-            return (state.connection, state.blockedStarts)
-        }
-        if let connection {
-            ConnectionRegistry.release(connection, observer: self)
-            logger.info("Disconnected")
-        }
-        blocked.forEach { $0.signal() }
-    }
-
-    /// Waits until every publish of this client was acknowledged, or `timeout` passed; returns how many were not.
-    func waitForAcknowledgements(timeout: Duration) -> Int {
-        let deadline = ContinuousClock.now + timeout
-        while true {
-            let pending = state.withLock { $0.ownMessageIDs.count }
-            if pending == 0 || ContinuousClock.now >= deadline { return pending }
-            Thread.sleep(forTimeInterval: 0.005)
-        }
+        link.disconnect()
+        state.withLock { state in
+            defer { state.blockedStarts.removeAll() }
+            return state.blockedStarts
+        }.forEach { $0.signal() }
     }
 
     // MARK: Publishing
@@ -271,28 +215,12 @@ public final class MQTTClient: Sendable {
     }
 
     private func send(_ request: DownlinkRequest, to explicitDevice: String?) throws(TTNError) -> Int {
-        let (configuration, connection) = state.withLock { ($0.configuration, $0.connection) }
+        let configuredDevice = state.withLock { $0.configuration.deviceID }
         let triggering = Self.invocation.flatMap { $0.client == ObjectIdentifier(self) ? $0.uplink.deviceID : nil }
-        guard let device = explicitDevice ?? configuration.deviceID ?? triggering, !device.isEmpty else {
+        guard let device = explicitDevice ?? configuredDevice ?? triggering, !device.isEmpty else {
             throw TTNError.noDevice
         }
-        guard Self.isDeviceID(device) else {
-            throw .invalidDownlink(
-                "'\(device)' is not a valid device id",
-                hint: "Use the end device id from the console: lowercase letters, digits and single dashes."
-            )
-        }
-        guard let connection else { throw TTNError.notConnected }
-        let topic = connection.topics.downlinkTopic(deviceID: device, queue: request.queue)
-        let body = configuration.legacyV2 ? try request.legacyV2Body() : request.body
-        let messageID = try state.withLock { state throws(TTNError) in
-            // Under the lock, so the acknowledgement cannot arrive before the id is recorded.
-            let messageID = try connection.publish(topic: topic, payload: Array(body.utf8))
-            state.ownMessageIDs.insert(messageID)
-            return messageID
-        }
-        logger.debug("Downlink queued", metadata: ["mqtt.topic": "\(topic)", "mqtt.mid": "\(messageID)"])
-        return messageID
+        return try link.publish(request, to: device)
     }
 }
 

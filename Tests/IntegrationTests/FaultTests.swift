@@ -98,7 +98,7 @@ struct FaultTests {
             }
         } _: { host in
             for _ in 0..<100 where !downlinks().contains("probe") {
-                try host.client.publish(#"{"downlinks":[{"f_port":1,"frm_payload":"AQ==","correlation_ids":["probe"]}]}"#, to: "dev")
+                try host.publish(#"{"downlinks":[{"f_port":1,"frm_payload":"AQ==","correlation_ids":["probe"]}]}"#, to: "dev")
                 try await Task.sleep(for: .milliseconds(100))
             }
             try #require(downlinks().contains("probe"), "the watcher is subscribed")
@@ -107,14 +107,14 @@ struct FaultTests {
             try await stream(0..<100, port: port) { handled.count == 100 }
             PrivateBroker.stop(in: runDirectory)
             let stoppedAt = ContinuousClock.now
-            #expect(await eventually { !host.client.isConnected })
+            #expect(await eventually { !host.isConnected })
             brokerDown.signal()
             #expect(await eventually { sentWhileDown.count == 1 })
             #expect(sentWhileDown.all == ["sent"], "a QoS 1 downlink is accepted while the connection is down")
 
             try await Task.sleep(until: stoppedAt + .seconds(60), clock: .continuous)
             _ = try await PrivateBroker.start(in: runDirectory, port: port, persistent: true)
-            #expect(await eventually(timeout: .seconds(30)) { host.client.isConnected })
+            #expect(await eventually(timeout: .seconds(30)) { host.isConnected })
             try await stream(100..<200, port: port) { handled.count == 200 }
             #expect(await eventually { downlinks().contains("sent-while-down") }, "the downlink went out after the reconnect")
 

@@ -182,8 +182,8 @@ struct SeedAPITests {
         let first = Broker.client(app), second = Broker.client(app)
         try first.connect(to: port)
         try second.connect(to: port)
-        let firstConnection = first.state.withLock { $0.connection }
-        #expect(firstConnection != nil && firstConnection === second.state.withLock { $0.connection })
+        let firstConnection = first.link.connection
+        #expect(firstConnection != nil && firstConnection === second.link.connection)
         first.startBackground()
         second.startBackground()
 

@@ -1,0 +1,56 @@
+import TTNCore
+
+/// Where a host's uplinks come from: the TTN MQTT connection (``MQTTUplinkSource``), or a replay file or a
+/// message stream. The host routes what a source delivers and never looks behind it.
+public protocol UplinkSource: AnyObject, Sendable {
+    /// Starts delivering uplinks to `receiver`, and blocks until the source runs (connected and subscribed).
+    /// The host calls it again after a failure that ``isTransient(_:)`` calls transient.
+    /// - Throws: ``TTNError`` saying why the source cannot start.
+    func start(delivering receiver: any UplinkReceiver) throws(TTNError)
+    /// Stops delivering, after the downlinks sent through the source were acknowledged (within a bounded wait).
+    /// Blocks; does nothing when the source is not running.
+    func stop()
+    /// Whether uplinks can arrive now.
+    var isRunning: Bool { get }
+    /// What the source received and skipped so far.
+    var statistics: UplinkSourceStatistics { get }
+    /// Whether a failure of ``start(delivering:)`` can go away by itself (a broker that is not up yet).
+    func isTransient(_ error: TTNError) -> Bool
+}
+
+/// What a source hands its uplinks to. A source calls it from one thread at a time, in arrival order, and each
+/// call must return quickly: the receiver only queues.
+public protocol UplinkReceiver: AnyObject, Sendable {
+    /// One checked uplink.
+    func receive(_ uplink: Uplink)
+    /// The uplinks received since the last call were one burst: the receiver wakes its handlers once for all.
+    func endOfBurst()
+}
+
+/// Where a host's downlinks go: the TTN MQTT connection, or wherever a source's uplinks came from.
+public protocol DownlinkPath: Sendable {
+    /// Sends downlink JSON, in the v2 or v3 form that ``MQTTClient/publish(_:)`` takes, to `deviceID`;
+    /// `queue` overrides the push/replace choice made from the form.
+    /// - Returns: an id of the downlink, unique among this path's downlinks.
+    /// - Throws: ``TTNError`` for a downlink that would be dropped (malformed, wrong port, no connection).
+    func send(_ downlink: String, to deviceID: String, queue: DownlinkQueue?) throws(TTNError) -> Int
+}
+
+/// What an ``UplinkSource`` received and skipped.
+public struct UplinkSourceStatistics: Sendable, Hashable {
+    /// Uplinks received, checked and delivered.
+    public var uplinks = 0
+    /// Uplinks skipped because their JSON was malformed or not an uplink.
+    public var malformed = 0
+    /// Messages skipped because they were over the size limit.
+    public var oversized = 0
+    /// Messages skipped because they were not on one of the application's device topics.
+    public var unexpectedTopics = 0
+
+    public init(uplinks: Int = 0, malformed: Int = 0, oversized: Int = 0, unexpectedTopics: Int = 0) {
+        self.uplinks = uplinks
+        self.malformed = malformed
+        self.oversized = oversized
+        self.unexpectedTopics = unexpectedTopics
+    }
+}

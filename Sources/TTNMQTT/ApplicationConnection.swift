@@ -1,0 +1,239 @@
+import Foundation
+import Logging
+import TTNCore
+import TTNSync
+
+/// What an ``ApplicationConnection`` hands to its user. Called on the network thread, so each call must return
+/// quickly and never run user code.
+package protocol ApplicationConnectionReceiver: AnyObject, Sendable {
+    /// The connection is up and subscribed: after the first connect and after each reconnect.
+    func connectionDidSubscribe(sessionPresent: Bool)
+    /// A message on an uplink topic, within the size limit, not decoded yet: ``ApplicationConnection/decode(_:)``
+    /// decodes it, on this thread or later on another.
+    func connectionDidReceiveUplink(_ message: ReceivedMessage)
+    /// A message on one of the event topics, for a receiver that asked for events.
+    func connectionDidReceiveEvent(_ event: TTNEvent)
+    /// The messages received since the last call were one burst; see ``ConnectionObserver/connectionDidFinishBurst()``.
+    func connectionDidFinishBurst()
+    /// The broker acknowledged a downlink sent with ``ApplicationConnection/publish(_:to:)``.
+    func connectionDidAcknowledge(messageID: Int)
+}
+
+/// One user's view of the connection to one TTN application: the layer that both the seed's ``MQTTClient`` and
+/// a host build on, each with its own queues.
+///
+/// It sorts what arrives by topic, skips what is oversized or on a foreign topic, decodes uplinks, builds events,
+/// and sends checked downlinks, keeping the ids of its own until the broker acknowledged them. Users with the
+/// same broker, application and key share one MQTT connection underneath (``ConnectionRegistry``).
+package final class ApplicationConnection: ConnectionObserver {
+    private struct State {
+        /// The configuration of the last ``connect(_:receiver:)``.
+        var configuration: MQTTClient.Configuration?
+        var connection: MosquittoConnection?
+        /// Weak: the receiver owns `self`.
+        weak var receiver: (any ApplicationConnectionReceiver)?
+        var wantsEvents = false
+        var ownMessageIDs = Set<Int>()
+        var statistics = MQTTClient.Statistics()
+    }
+
+    private let logger: Logger
+    private let recordsOutlines: Bool
+    private let state = Locked(State())
+
+    /// - Parameter recordingOutlines: record each decoded uplink's container outline, for Lua scripts.
+    package init(logger: Logger, recordingOutlines: Bool = false) {
+        self.logger = logger
+        self.recordsOutlines = recordingOutlines
+    }
+
+    deinit {
+        if let connection = state.withLock({ $0.connection }) { ConnectionRegistry.release(connection, observer: self) }
+    }
+
+    /// The MQTT connection underneath, shared with the other users of the same application.
+    var connection: MosquittoConnection? { state.withLock { $0.connection } }
+
+    /// Whether the connection is up right now.
+    package var isConnected: Bool { state.withLock { $0.connection?.isConnected ?? false } }
+
+    /// Whether ``connect(receiver:)`` succeeded and ``disconnect()`` has not been called since.
+    package var hasConnection: Bool { connection != nil }
+
+    /// What arrived and was skipped; `dropped` is the user's to fill in.
+    package var statistics: MQTTClient.Statistics { state.withLock { $0.statistics } }
+
+    /// Connects with `configuration` (or joins this process's connection to the same application) and subscribes
+    /// to the uplinks, and to the events if ``receiveEvents()`` was called. Blocks until the server accepted the
+    /// subscription. Does nothing while connected.
+    /// - Returns: whether this call opened the MQTT connection (false: it joined one, or was connected already).
+    /// - Throws: ``TTNError`` when the first connection fails: wrong key, unknown host, refused, TLS, timeout.
+    @discardableResult
+    package func connect(
+        _ configuration: MQTTClient.Configuration, receiver: any ApplicationConnectionReceiver
+    ) throws(TTNError) -> Bool {
+        try configuration.validate()
+        let wantsEvents = state.withLock { state -> Bool? in
+            guard state.connection == nil else { return nil }
+            state.receiver = receiver
+            return state.wantsEvents
+        }
+        guard let wantsEvents else { return false }
+        let topics = TopicLayout(username: configuration.username, legacyV2: configuration.legacyV2)
+        let filters = [topics.uplinkFilter] + (wantsEvents ? topics.eventFilters : [])
+        let (connection, opened) = try ConnectionRegistry.acquire(configuration: configuration, filters: filters, observer: self)
+        let connectedMeanwhile = state.withLock { state in
+            if state.connection != nil { return true }
+            state.connection = connection
+            state.configuration = configuration
+            return false
+        }
+        if connectedMeanwhile {
+            ConnectionRegistry.release(connection, observer: self)
+            return false
+        }
+        logger.info(
+            "Connected",
+            metadata: [
+                "mqtt.server": "\(configuration.server)", "mqtt.username": "\(configuration.username)",
+                "mqtt.tls": "\(configuration.usesTLS)",
+            ]
+        )
+        return opened
+    }
+
+    /// Subscribes to the event topics too, now if connected and after every reconnect.
+    package func receiveEvents() {
+        let connection = state.withLock { state in
+            state.wantsEvents = true
+            return state.connection
+        }
+        if let connection { connection.addFilters(connection.topics.eventFilters) }
+    }
+
+    /// Waits (up to the configuration's `publishFlushTimeout`) until the broker acknowledged this user's downlinks,
+    /// then leaves the connection, which closes with its last user. Logs the downlinks left unacknowledged.
+    /// - Returns: whether there was a connection to leave.
+    @discardableResult
+    package func disconnect() -> Bool {
+        guard let timeout = state.withLock({ $0.configuration?.publishFlushTimeout }) else { return false }
+        // While the connection is down there is nothing to wait for: what it queued is lost, and the log says so.
+        let unacknowledged = isConnected ? waitForAcknowledgements(timeout: timeout) : state.withLock { $0.ownMessageIDs.count }
+        if unacknowledged > 0 {
+            logger.warning(
+                "Disconnecting with downlinks the broker has not acknowledged", metadata: ["unacknowledged": "\(unacknowledged)"]
+            )
+        }
+        guard let connection = state.withLock({ state in defer { state.connection = nil }; return state.connection }) else {
+            return false
+        }
+        ConnectionRegistry.release(connection, observer: self)
+        logger.info("Disconnected")
+        return true
+    }
+
+    /// Waits until every downlink sent here was acknowledged, or `timeout` passed; returns how many were not.
+    private func waitForAcknowledgements(timeout: Duration) -> Int {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let pending = state.withLock { $0.ownMessageIDs.count }
+            if pending == 0 || ContinuousClock.now >= deadline { return pending }
+            Thread.sleep(forTimeInterval: 0.005)
+        }
+    }
+
+    // MARK: Downlinks
+
+    /// Sends a checked downlink request to `deviceID` at QoS 1; while the connection is down it is kept and sent
+    /// after the reconnect.
+    /// - Returns: the MQTT message id, which ``ApplicationConnectionReceiver/connectionDidAcknowledge(messageID:)``
+    ///   receives once the broker acknowledged it.
+    /// - Throws: ``TTNError/Kind/invalidDownlink`` for a malformed device id, ``TTNError/Kind/notConnected``.
+    package func publish(_ request: DownlinkRequest, to deviceID: String) throws(TTNError) -> Int {
+        guard MQTTClient.isDeviceID(deviceID) else {
+            throw .invalidDownlink(
+                "'\(deviceID)' is not a valid device id",
+                hint: "Use the end device id from the console: lowercase letters, digits and single dashes."
+            )
+        }
+        let connection = state.withLock { $0.connection }
+        guard let connection else { throw TTNError.notConnected }
+        let topic = connection.topics.downlinkTopic(deviceID: deviceID, queue: request.queue)
+        let body = connection.topics.legacyV2 ? try request.legacyV2Body() : request.body
+        let messageID = try state.withLock { state throws(TTNError) in
+            // Under the lock, so the acknowledgement cannot arrive before the id is recorded.
+            let messageID = try connection.publish(topic: topic, payload: Array(body.utf8))
+            state.ownMessageIDs.insert(messageID)
+            return messageID
+        }
+        logger.debug("Downlink queued", metadata: ["mqtt.topic": "\(topic)", "mqtt.mid": "\(messageID)"])
+        return messageID
+    }
+
+    // MARK: Receiving
+
+    /// Decodes an uplink message, counting it; a malformed one is counted, logged and nil.
+    package func decode(_ message: ReceivedMessage) -> Uplink? {
+        do {
+            let legacyV2 = state.withLock { $0.configuration?.legacyV2 ?? false }
+            let uplink = try Uplink(json: message.payload, topic: message.topic, legacyV2: legacyV2, recordingOutline: recordsOutlines)
+            state.withLock { $0.statistics.uplinks += 1 }
+            return uplink
+        } catch {
+            recordSkip(\.malformed, "Malformed uplink skipped", ["mqtt.topic": "\(message.topic)", "error": "\(error.message)"])
+            return nil
+        }
+    }
+
+    private var receiver: (any ApplicationConnectionReceiver)? { state.withLock { $0.receiver } }
+
+    package func connectionDidSubscribe(sessionPresent: Bool) {
+        receiver?.connectionDidSubscribe(sessionPresent: sessionPresent)
+    }
+
+    package func connectionDidPublish(messageID: Int) {
+        let isOwn = state.withLock { $0.ownMessageIDs.remove(messageID) != nil }
+        if isOwn { receiver?.connectionDidAcknowledge(messageID: messageID) }
+    }
+
+    /// Runs on the network thread: sorts the message by topic and hands it on.
+    package func connectionDidReceive(_ message: ReceivedMessage) {
+        let (topics, sizeLimit, wantsEvents, receiver) = state.withLock { state in
+            (state.connection?.topics, state.configuration?.maximumMessageSize ?? .max, state.wantsEvents, state.receiver)
+        }
+        guard message.payload.count <= sizeLimit else {
+            recordSkip(\.oversized, "Oversized message skipped", ["mqtt.topic": "\(message.topic)", "bytes": "\(message.payload.count)"])
+            return
+        }
+        guard let topics, let (deviceID, suffix) = topics.classify(message.topic) else {
+            state.withLock { $0.statistics.unexpectedTopics += 1 }
+            logger.debug("Message on an unexpected topic skipped", metadata: ["mqtt.topic": "\(message.topic)"])
+            return
+        }
+        guard suffix == "up" else {
+            if wantsEvents {
+                let json = String(decoding: message.payload, as: UTF8.self)
+                receiver?.connectionDidReceiveEvent(
+                    TTNEvent(kind: .init(rawValue: String(suffix)), deviceID: deviceID, topic: message.topic, json: json)
+                )
+            }
+            return
+        }
+        receiver?.connectionDidReceiveUplink(message)
+    }
+
+    package func connectionDidFinishBurst() {
+        receiver?.connectionDidFinishBurst()
+    }
+
+    /// Counts a skipped message under `counter` and logs why, with the running total.
+    private func recordSkip(_ counter: WritableKeyPath<MQTTClient.Statistics, Int>, _ reason: Logger.Message, _ metadata: Logger.Metadata) {
+        let total = state.withLock { state in
+            state.statistics[keyPath: counter] += 1
+            return state.statistics[keyPath: counter]
+        }
+        var metadata = metadata
+        metadata["skipped.total"] = "\(total)"
+        logger.warning(reason, metadata: metadata)
+    }
+}
