@@ -2,8 +2,10 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import Synchronization
+import TestSupport
 import Testing
 import TTNLua
+import TTNSync
 
 @testable import TTNHost
 @testable import TTNMQTT
@@ -36,7 +38,7 @@ func withRunningHost(
     let group = ServiceGroup(services: [host], logger: Logger(label: "test-host"))
     try await withThrowingTaskGroup(of: Void.self) { tasks in
         tasks.addTask { try await group.run() }
-        #expect(await eventually { host.client.isConnected })
+        #expect(await eventually { host.isConnected })
         do {
             try await body(host)
         } catch {
@@ -127,68 +129,124 @@ struct HostTests {
         let directory = try scriptDirectory(["echo.lua": echoScript])
         let file = directory.appendingPathComponent("echo.lua")
         let counted = Recorder<Int>()
-        try await withRunningHost(application: app, scripts: directory) { host in
+        let log = LogCapture()
+        var configuration = hostConfiguration(application: app, port: try Broker.requirePort(), scripts: directory)
+        configuration.client.logger = Logger(label: "script-lifecycle") { _ in log }
+        @Sendable func answers() -> [String] { network.messages.map { String(decoding: $0.payload, as: UTF8.self) } }
+        /// The answer to the uplink with f_cnt `counter`, if one arrived.
+        @Sendable func answer(to counter: Int) -> String? { answers().first { $0.contains("\"fcnt:\(counter)\"") } }
+        @Sendable func rejections() -> Int { log.messages.filter { $0.contains("Script change rejected") }.count }
+        var counter = 0
+        var afterDelete = 0..<0
+        try await withRunningHost(configuration: configuration) { host in
             host.register(name: "counter") { counted.append(host.getLastMessage()?.uplinkMessage?.fCnt ?? -1) }
         } _: { host in
             #expect(await eventually { host.handlerNames.contains("echo.lua") })
-            var counter = 0
-            func send(_ count: Int) throws {
+            func send(_ count: Int) throws -> Range<Int> {
+                let first = counter
                 for _ in 0..<count {
                     try network.publishUplink(application: app, device: "dev", json: uplinkJSON(counter: counter))
                     counter += 1
                 }
+                return first..<counter
             }
-            try send(10)
+            _ = try send(10)
             // Edited: now answers on port 8.
             try echoScript.replacingOccurrences(of: "f_port = 7", with: "f_port = 8").write(to: file, atomically: true, encoding: .utf8)
             #expect(await eventually {
                 try? network.publishUplink(application: app, device: "dev", json: uplinkJSON(counter: 1000))
-                return network.messages.contains { String(decoding: $0.payload, as: UTF8.self).contains("\"f_port\":8") }
+                return answers().contains { $0.contains("\"f_port\":8") }
             })
-            // Broken: a syntax error keeps the port-8 version running.
+            // Broken: a syntax error keeps the port-8 version running. The uplinks go out only once the host has
+            // logged that it rejected the broken version, so the answers below come after the rejection.
+            let rejectedBefore = rejections()
             try "setMessageHandler(function( end".write(to: file, atomically: true, encoding: .utf8)
-            try await Task.sleep(for: .seconds(1))
-            let before = network.messages.count
-            try send(5)
-            #expect(await eventually { network.messages.count >= before + 5 })
-            #expect(network.messages.suffix(5).allSatisfy { String(decoding: $0.payload, as: UTF8.self).contains("\"f_port\":8") })
+            #expect(await eventually { rejections() > rejectedBefore }, "the broken version was seen and rejected: \(log.messages)")
+            let afterBreak = try send(5)
+            #expect(await eventually { afterBreak.allSatisfy { answer(to: $0) != nil } }, "every uplink after the rejection is answered")
+            for sent in afterBreak {
+                #expect(answer(to: sent)?.contains("\"f_port\":8") == true, "fcnt \(sent): \(answer(to: sent) ?? "no answer")")
+            }
             // Fixed: the next good version (port 9) replaces the running one.
             try echoScript.replacingOccurrences(of: "f_port = 7", with: "f_port = 9").write(to: file, atomically: true, encoding: .utf8)
             #expect(await eventually {
                 try? network.publishUplink(application: app, device: "dev", json: uplinkJSON(counter: 1000))
-                return network.messages.contains { String(decoding: $0.payload, as: UTF8.self).contains("\"f_port\":9") }
+                return answers().contains { $0.contains("\"f_port\":9") }
             })
             // Deleted: no answers to the uplinks sent after it (uplinks queued before it may still be answered).
+            // Whether any came is decided below, once the host has stopped.
             try FileManager.default.removeItem(at: file)
             #expect(await eventually { !host.handlerNames.contains("echo.lua") })
-            let afterDelete = counter
-            try send(5)
-            try await Task.sleep(for: .milliseconds(500))
-            let answers = network.messages.map { String(decoding: $0.payload, as: UTF8.self) }
-            #expect((afterDelete..<counter).allSatisfy { sent in !answers.contains { $0.contains("\"fcnt:\(sent)\"") } })
+            afterDelete = try send(5)
             let sent = counter
             #expect(await eventually { counted.all.filter { $0 < 1000 }.count == sent })
         }
         #expect(counted.all.filter { $0 < 1000 } == Array(0..<20))
+        // The barrier for "no answer": the host has stopped, which handled or removed everything queued and waited
+        // for the broker to acknowledge every downlink it sent. A marker published now reaches the watcher after
+        // all of them (one broker, one subscription, in order), so once it is here every answer the host ever
+        // sent is here too.
+        #expect(!log.messages.contains { $0.contains("not acknowledged") }, "every downlink reached the broker before the host stopped")
+        try network.publish(topic: "v3/\(app)@ttn/devices/marker/down/push", payload: Array("end-of-test marker".utf8))
+        #expect(await eventually { answers().contains("end-of-test marker") }, "the marker arrives")
+        #expect(afterDelete.count == 5)
+        for sent in afterDelete {
+            #expect(answer(to: sent) == nil, "fcnt \(sent) was sent after echo.lua was deleted, yet answered: \(answer(to: sent) ?? "")")
+        }
     }
 
-    @Test("a stuck handler stalls neither the connection nor the others; its drops are counted")
+    @Test("a stuck handler stalls neither the connection nor the others; it keeps the newest uplinks, in order, and counts the rest")
     func stuckHandler() async throws {
         let app = Broker.application()
         let network = try NetworkSide(port: try Broker.requirePort())
         defer { network.close() }
+        let uplinks = 100, limit = 10
         let healthy = Recorder<Int>()
-        let release = DispatchSemaphore(value: 0)
+        // What the stuck handler started, in order; it blocks in its first invocation until the gate opens.
+        let started = Recorder<Int>()
+        let gate = DispatchSemaphore(value: 0)
+        let open = Locked(false)
+        // The stuck handler's waiting uplinks, sampled by the healthy handler at each of its invocations.
+        let waitingSamples = Recorder<Int>()
         try await withRunningHost(application: app) { host in
-            host.register(name: "stuck", queueLimit: 10) { release.wait() }
-            host.register(name: "healthy") { healthy.append(1) }
+            host.register(name: "stuck", queueLimit: limit) {
+                started.append(host.getLastMessage()?.uplinkMessage?.fCnt ?? -1)
+                if !open.withLock({ $0 }) { gate.wait() }
+            }
+            host.register(name: "healthy") {
+                healthy.append(host.getLastMessage()?.uplinkMessage?.fCnt ?? -1)
+                waitingSamples.append(host.statistics.handlers["stuck"]?.waiting ?? -1)
+            }
         } _: { host in
-            for counter in 0..<100 { try network.publishUplink(application: app, device: "dev", json: uplinkJSON(counter: counter)) }
-            #expect(await eventually { healthy.count == 100 }, "healthy saw \(healthy.count): \(host.statistics)")
-            #expect(host.client.isConnected)
-            #expect(host.statistics.handlers["stuck"]?.dropped == 89, "1 running, 10 waiting, 89 dropped")
-            release.signal()
-            for _ in 0..<20 { release.signal() }
+            for counter in 0..<uplinks { try network.publishUplink(application: app, device: "dev", json: uplinkJSON(counter: counter)) }
+            // Every uplink was routed to both handlers once the healthy one has seen them all; the stuck one has
+            // begun its first invocation (and cannot finish it) once it recorded it.
+            #expect(await eventually { healthy.count == uplinks && started.count == 1 }, "healthy saw \(healthy.count): \(host.statistics)")
+            #expect(healthy.all == Array(0..<uplinks), "the healthy handler saw every uplink, in order, while the other was stuck")
+            #expect(host.isConnected)
+            let stuck = try #require(host.statistics.handlers["stuck"])
+            #expect(stuck.handled == 0 && started.count == 1, "blocked in its first invocation: \(stuck)")
+            // One running, the rest waiting or dropped; more than limit + 1 arrived, so some were dropped.
+            #expect(stuck.waiting <= limit, "never more than its limit waits: \(stuck)")
+            #expect(stuck.dropped + stuck.waiting + 1 == uplinks, "every routed uplink is running, waiting or dropped: \(stuck)")
+            #expect(stuck.dropped >= uplinks - limit - 1, "\(uplinks) uplinks for 1 running and \(limit) waiting: \(stuck)")
+            #expect(waitingSamples.all.allSatisfy { $0 <= limit }, "waiting, sampled at every healthy invocation: \(waitingSamples.all)")
+
+            open.withLock { $0 = true }
+            gate.signal()
+            #expect(await eventually {
+                host.statistics.handlers["stuck"].map { $0.handled + $0.dropped == uplinks && $0.waiting == 0 } == true
+            }, "after the release every uplink is handled or dropped: \(host.statistics)")
+            let after = try #require(host.statistics.handlers["stuck"])
+            #expect(after.dropped == stuck.dropped, "nothing more is dropped once the handler runs again")
+            #expect(after.handled == started.count, "handled: \(after), started: \(started.all)")
+            // Drop-oldest: what ran after the release is the newest uplinks, contiguous and in order, ending with
+            // the last one sent; the uplink it was stuck on is older than all of them.
+            let ran = started.all
+            let waited = Array(ran.dropFirst())
+            #expect(waited.count == stuck.waiting, "exactly what waited ran: \(ran)")
+            #expect(waited == Array((uplinks - waited.count)..<uplinks), "the newest uplinks, in order: \(ran)")
+            #expect(ran.first.map { first in waited.allSatisfy { first < $0 } } == true, "the first is the oldest: \(ran)")
         }
     }
 
@@ -247,7 +305,7 @@ struct HostTests {
             #expect(await eventually { seen.count == 1 })
             #expect(host.statistics.malformed == malformed.count)
             #expect(host.statistics.oversized == 1)
-            #expect(host.client.statistics.unexpectedTopics == 1)
+            #expect(host.statistics.unexpectedTopics == 1)
         }
         #expect(seen.all == [1])
     }

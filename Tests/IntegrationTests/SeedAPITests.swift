@@ -139,19 +139,31 @@ struct SeedAPITests {
         let network = try NetworkSide(port: port)
         defer { network.close() }
         let client = Broker.client(app)
-        client.setMessageHandler { client.disconnect() }
-        try client.connect(to: port)
         let returned = Recorder<Bool>()
+        // Per handled uplink: its f_cnt, and whether start() had returned when the handler ran.
+        let handled = Recorder<Int>(), returnedWhenHandled = Recorder<Bool>()
+        client.setMessageHandler {
+            let counter = client.getLastMessage()?.uplinkMessage?.fCnt ?? -1
+            returnedWhenHandled.append(returned.count > 0)
+            handled.append(counter)
+            if counter == 2 { client.disconnect() }
+        }
+        try client.connect(to: port)
         let thread = Thread {
             client.start()
             returned.append(true)
         }
         thread.start()
-        try await Task.sleep(for: .milliseconds(200))
-        #expect(returned.count == 0, "start() must block while connected")
-        try network.publishUplink(application: app, device: "d", json: Fixtures.bytes("v3-up-decoded.json"))
-        #expect(await eventually { returned.count == 1 })
-        #expect(client.getLastMessage() != nil)
+        // A connected client holds uplinks until start() begins delivering them: a handled uplink proves start()
+        // is running.
+        try network.publishUplink(application: app, device: "d", json: uplinkJSON(counter: 1))
+        #expect(await eventually { handled.count == 1 }, "start() delivers uplinks")
+        // Published only after the first was handled, so its handler runs a broker round trip after start() began
+        // delivering; start() must still be blocked then. Its handler disconnects, which must end start().
+        try network.publishUplink(application: app, device: "d", json: uplinkJSON(counter: 2))
+        #expect(await eventually { handled.count == 2 && returned.count == 1 }, "disconnect() from the handler ends start()")
+        #expect(handled.all == [1, 2])
+        #expect(returnedWhenHandled.all == [false, false], "start() must block while connected")
     }
 
     @Test("a wrong key fails the first connect with the CONNACK error")
