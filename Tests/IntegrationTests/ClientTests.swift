@@ -78,6 +78,15 @@ struct ClientIntegrationTests {
         #expect(event.correlationIDs.contains("my-correlation-id"))
     }
 
+    // Here, not in TTNMQTTTests: resolving the name asks the system's resolver, and the unit tests stay off the network.
+    @Test("an unknown host fails fast with a clear error")
+    func unknownHost() {
+        let client = MQTTClient("my-app", "EUI", "KEY")
+        let error = #expect(throws: TTNError.self) { try client.customConnect("no-such-host.invalid", 1883) }
+        #expect(error?.kind == .unknownHost)
+        #expect(!client.isConnected)
+    }
+
     @Test("after the broker restarts the client reconnects, subscribes again and receives")
     func resubscribeAfterRestart() async throws {
         let runDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("broker-\(UUID().uuidString)")

@@ -105,17 +105,28 @@ struct JSONTapeTests {
             "1.7976931348623157e308", "3.4", "21.5", "1E+2", "1e-0", "5e-1", "0.000000000000000000001",
         ]
         for text in edges { #expect(try double(text) == Double(text), "\(text)") }
-        var random = SystemRandomNumberGenerator()
-        for _ in 0..<20_000 {
-            let digits = String(UInt64.random(in: 0...UInt64.max, using: &random) >> UInt64.random(in: 0...63, using: &random))
-            let point = Int.random(in: 0...digits.count, using: &random)
+        // Seeded: TTN_FUZZ_SEED replays a run, TTN_FUZZ_CASE one number of it.
+        let run = FuzzRun("JSONTapeTests/doublesAgree", defaultCases: 20_000)
+        var failures = FuzzFailures()
+        var compared = 0
+        for index in run.indices {
+            var random = run.random(case: index)
+            let digits = String(random.next() >> UInt64(random.below(64)))
+            let point = random.below(digits.count + 1)
             var text = digits
             if point < digits.count { text.insert(".", at: text.index(text.startIndex, offsetBy: max(1, point))) }
-            if Bool.random(using: &random) { text += "e\(Int.random(in: -30...30, using: &random))" }
-            if Bool.random(using: &random) { text = "-" + text }
+            if random.chance(50) { text += "e\(random.below(61) - 30)" }
+            if random.chance(50) { text = "-" + text }
             guard !text.contains(".e"), !(text.hasSuffix(".")), (try? JSONTape(Array(text.utf8))) != nil else { continue }
-            #expect(try double(text) == Double(text), "\(text)")
+            compared += 1
+            let ours = try double(text), standard = Double(text)
+            if ours != standard {
+                failures.add("\(text): read as \(String(describing: ours)), the standard library says \(String(describing: standard)); \(run.replay(index))")
+            }
         }
+        for message in failures.messages { Issue.record("\(run.name): \(message)") }
+        #expect(failures.count == 0, "\(failures.count) numbers of \(compared) read differently; \(run)")
+        #expect(compared >= run.indices.count / 2, "only \(compared) of \(run.indices.count) generated numbers were JSON; \(run)")
     }
 
     @Test("every fixture reads as Foundation's JSONDecoder reads it", arguments: try FileManager.default
