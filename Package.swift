@@ -31,10 +31,12 @@ let package = Package(
         // A lock ThreadSanitizer can see (Synchronization.Mutex hands contended locks over out of its sight).
         .target(name: "TTNSync"),
         // Everything that may raise a Lua error (longjmp) lives in C, never in a Swift frame.
-        .target(name: "CLuaShim", dependencies: ["CLua"], exclude: ["prelude.lua"]),
+        // The one JSON grammar, in C so that the Swift side and the Lua side share it.
+        .target(name: "CJSON"),
+        .target(name: "CLuaShim", dependencies: ["CLua", "CJSON"], exclude: ["prelude.lua"]),
 
         // Pure Swift: the models, topics, errors and the JSON engine, shared by every module above.
-        .target(name: "TTNCore", dependencies: ["TTNSync"]),
+        .target(name: "TTNCore", dependencies: ["CJSON", "TTNSync"]),
         .target(
             name: "TTNMQTT",
             dependencies: [

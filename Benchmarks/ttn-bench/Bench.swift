@@ -40,9 +40,9 @@ func residentMegabytes() -> Double {
     return (Double(line.split(separator: " ")[1]) ?? -1) / 1024
 }
 
-/// Times the client's per-uplink JSON work without MQTT: the check on arrival (`Uplink(json:)`), reading
-/// `decodedPayload` as the Swift benchmark handler does, the outline a Lua handler reads the uplink with,
-/// decoding every typed field, and checking a downlink as `publish` does before it sends one.
+/// Times the client's per-uplink JSON work without MQTT: the check on arrival (`Uplink(json:)`, whose tape a Lua
+/// handler reads the uplink through), reading `decodedPayload` as the Swift benchmark handler does, decoding every
+/// typed field, and checking a downlink as `publish` does before it sends one.
 func measureDecoding(file: String, count: Int) throws {
     let json = Array(try Data(contentsOf: URL(fileURLWithPath: file)))
     let topic = "v3/my-app@ttn/devices/bench-device/up"
@@ -57,16 +57,13 @@ func measureDecoding(file: String, count: Int) throws {
     let payload = try microseconds {
         if case .number(let value)? = try Uplink(json: json, topic: topic).decodedPayload?["temperature"] { checksum += value }
     }
-    let outline = try microseconds {
-        checksum += Double(try Uplink(json: json, topic: topic, legacyV2: false, recordingOutline: true).containerOutline?.count ?? 0)
-    }
     let typed = try microseconds { checksum += Double(try Uplink(json: json, topic: topic).uplinkMessage?.rxMetadata?.count ?? 0) }
     // A downlink as the latency run's handler sends it, checked and refused only for want of a connection.
     let client = MQTTClient("my-app", "EUI", "KEY")
     let downlink = #"{"downlinks":[{"f_port":1,"frm_payload":"AQ==","correlation_ids":["bench:120"]}]}"#
     let downlinkCheck = microseconds { if (try? client.publish(downlink, to: "bench-device")) == nil { checksum += 1 } }
     emit(
-        "RESULT bytes=\(json.count) arrival_us=\(arrival) with_decoded_payload_us=\(payload) with_outline_us=\(outline) "
+        "RESULT bytes=\(json.count) arrival_us=\(arrival) with_decoded_payload_us=\(payload) "
             + "all_fields_us=\(typed) downlink_check_us=\(downlinkCheck) checksum=\(checksum)"
     )
 }
@@ -79,12 +76,12 @@ struct DetachedBridge: LuaHostBridge {
     }
 }
 
-/// Times one Lua handler invocation alone, as the host runs it: with the uplink's outline from its check on
-/// arrival, and the decoding of what the script reads into Lua tables.
+/// Times one Lua handler invocation alone, as the host runs it: with the uplink's tape from its check on arrival,
+/// and the decoding of what the script reads into Lua tables.
 func measureScript(file: String, uplink: String, count: Int) throws {
     let source = Array(try Data(contentsOf: URL(fileURLWithPath: file)))
-    let arrived = try Uplink(json: Array(try Data(contentsOf: URL(fileURLWithPath: uplink))), topic: "", legacyV2: false, recordingOutline: true)
-    let message = LuaMessage(json: arrived.jsonBytes, deviceID: "bench-device", outline: arrived.containerOutline)
+    let arrived = try Uplink(json: Array(try Data(contentsOf: URL(fileURLWithPath: uplink))))
+    let message = LuaMessage(tape: arrived.tape!, deviceID: "bench-device")
     let script = try LuaScript(name: file, source: source, limits: LuaLimits(), bridge: DetachedBridge(), logger: Logger(label: "bench"))
     let start = ContinuousClock.now
     for _ in 0..<count { try script.handle(message) }

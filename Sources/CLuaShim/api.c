@@ -23,7 +23,7 @@ int shim_get_last_message(lua_State *L) {
     lua_pop(L, 1);
     ttn_context *c = shim_context_of(L);
     if (!c->message) return 0;
-    shim_push_message(L, c->message, c->message_length, c->outline, c->outline_containers);
+    shim_push_message(L, c->message, c->message_length, c->elements, c->element_count);
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &message_key);
     return 1;
@@ -71,17 +71,19 @@ static int handle_protected(lua_State *L) {
     return 0;
 }
 
-int ttn_handle(lua_State *L, const char *json, size_t length, const uint32_t *outline, size_t containers) {
+int ttn_handle(lua_State *L, const char *json, size_t length, const ttn_json_element *elements, size_t count) {
     ttn_context *c = shim_context_of(L);
     c->message = json;
     c->message_length = length;
-    c->outline = outline;
-    c->outline_containers = containers;
+    /* A tape whose first value does not span the text cannot be its parse: parsed again instead. */
+    int fits = elements && count > 0 && elements[0].next == count && elements[0].end <= length;
+    c->elements = fits ? elements : NULL;
+    c->element_count = fits ? count : 0;
     int status = shim_protected_call(L, handle_protected, 0, 0);
     c->message = NULL;
     c->message_length = 0;
-    c->outline = NULL;
-    c->outline_containers = 0;
+    c->elements = NULL;
+    c->element_count = 0;
     /* Forget the decoded table. Assigning nil to a registry key never allocates and never raises. */
     lua_pushnil(L);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &message_key);

@@ -4,6 +4,7 @@
 #include "CLuaShim.h"
 
 #include <lauxlib.h>
+#include <ttn_json.h>
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -22,20 +23,17 @@ struct ttn_context {
     lua_State *main_thread;         /* the thread the run started on */
     const char *message;            /* the current invocation's uplink JSON (not owned) */
     size_t message_length;
-    const uint32_t *outline;        /* its containers, when the host checked it already (not owned), or NULL */
-    size_t outline_containers;
+    const ttn_json_element *elements; /* its tape, when the host parsed it already (not owned), or NULL */
+    size_t element_count;
 };
 
 /* The count hook fires every TTN_HOOK_STEP instructions: the budget's granularity. */
 #define TTN_HOOK_STEP 1000
-/* JSON nesting accepted by the decoder and produced by the encoder (which also stops cycles with it). */
-#define TTN_JSON_MAX_DEPTH 200
-
 /* Registry keys: their addresses are unique. Defined once, in sandbox.c, which installs them. */
 extern const char shim_array_key;      /* the metatable that marks JSON arrays */
 extern const char shim_null_key;       /* ttn.null */
 extern const char shim_env_key;        /* the script's _ENV */
-extern const char shim_buffer_key;     /* the metatable of json.encode's buffer */
+extern const char shim_buffer_key;     /* the metatable of json_buffer userdata (encoder output, tapes) */
 
 /* ---- context.c ---- */
 
@@ -49,8 +47,8 @@ int shim_traceback(lua_State *L);
 /* Calls f with the `nargs` values on top of the stack under shim_traceback; the status of the lua_pcall. */
 int shim_protected_call(lua_State *L, lua_CFunction f, int nargs, int nresults);
 
-/* ---- json_encode.c: a growable byte buffer, json.encode's output and the extents of getLastMessage()'s
- * containers; Lua -> JSON. ---- */
+/* ---- json_encode.c: a growable byte buffer, json.encode's output and the tapes of parsed texts;
+ * Lua -> JSON. ---- */
 
 /* In a userdata, allocated through the state's allocator so the memory cap covers it, and freed by __gc even
  * when encoding or decoding raises an error. Unlike luaL_Buffer it never moves values on the stack, so its
@@ -66,29 +64,17 @@ int shim_json_encode(lua_State *L);
 /* ttn.json.array([t]) */
 int shim_json_array(lua_State *L);
 
-/* ---- json_decode.c: JSON -> Lua, and the scan that records a text's containers. ---- */
+/* ---- json_decode.c: JSON -> Lua, from a tape of CJSON's parser. ---- */
 
-/* One object or array of a scanned text, numbered in document order: where it starts and ends, how many
- * members or elements it has, and the number of the first container after everything inside it. */
-typedef struct { uint32_t start, end, count, next; } json_extent;
-
-typedef struct {
-    const char *start, *p, *end;
-    int depth;
-    json_buffer *extents; /* scanning: push nothing, record every container here */
-} json_reader;
-
-/* Raises "invalid JSON: <what> at byte <n>". */
-void shim_json_fail(lua_State *L, json_reader *r, const char *what);
-void shim_skip_space(json_reader *r);
-/* Moves past the bytes of a string that need no attention: all but '"', '\\' and control characters. */
-void shim_skip_plain(json_reader *r);
-/* The string at r->p (its opening quote): pushed, or only checked when scanning. */
-void shim_json_string(lua_State *L, json_reader *r);
-/* The value at r->p, after any white space: pushed, or only checked (and its containers recorded) when scanning. */
-void shim_json_value(lua_State *L, json_reader *r);
-/* Decodes `json` (or, with `extents`, scans it) and checks that nothing but white space follows. */
-void shim_json_read(lua_State *L, const char *json, size_t length, json_buffer *extents);
+/* Pushes an empty json_buffer userdata, freed by its __gc, to hold a tape's elements. */
+json_buffer *shim_push_tape_buffer(lua_State *L);
+/* Parses `text` into a tape held by a userdata it pushes; returns the elements (`*count` of them). Raises
+ * "invalid JSON: <why> at byte <n>" for a malformed text, and a memory error when the cap refuses the tape. */
+const ttn_json_element *shim_parse(lua_State *L, const char *text, size_t length, size_t *count);
+/* Pushes the string element's text, escapes resolved. */
+void shim_push_string(lua_State *L, const char *text, const ttn_json_element *element);
+/* Pushes a string, number, boolean or null element's value (null as ttn.null). */
+void shim_push_scalar(lua_State *L, const char *text, const ttn_json_element *element);
 /* ttn.json.decode(text) */
 int shim_json_decode(lua_State *L);
 
@@ -96,8 +82,9 @@ int shim_json_decode(lua_State *L);
 
 /* Decodes the table at `index` whole if it is a lazy table; otherwise does nothing. */
 void shim_lazy_decode(lua_State *L, int index);
-/* Pushes the uplink `json` for a script: an object or array as a lazy table, anything else decoded. */
-void shim_push_message(lua_State *L, const char *json, size_t length, const uint32_t *outline, size_t containers);
+/* Pushes the uplink `json` for a script: an object or array as a lazy table, anything else decoded. `elements`
+ * is the host's tape of exactly this text (copied), or NULL to parse it now. */
+void shim_push_message(lua_State *L, const char *json, size_t length, const ttn_json_element *elements, size_t count);
 /* A library function that reads or writes tables raw (upvalue 1), called with its table arguments decoded. */
 int shim_with_tables_decoded(lua_State *L);
 

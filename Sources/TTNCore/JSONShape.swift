@@ -118,7 +118,7 @@ package struct JSONShape: Sendable {
 
     /// Checks the value at `index` of `tape`.
     package func check(_ tape: JSONTape, at index: Int) throws(Mismatch) {
-        let mismatch = tape.elements.withUnsafeBufferPointer { elements in
+        let mismatch = tape.withUnsafeElements { elements in
             tape.bytes.withUnsafeBufferPointer { bytes in
                 nodes.withUnsafeBufferPointer { nodes in
                     members.withUnsafeBufferPointer { members in
@@ -138,7 +138,7 @@ package struct JSONShape: Sendable {
     /// One check's walk over a tape, on the buffers of the tape and of the shape.
     private struct Checker {
         package let tape: JSONTape
-        package let elements: UnsafeBufferPointer<JSONTape.Element>
+        package let elements: JSONTape.UnsafeElements
         package let bytes: UnsafeBufferPointer<UInt8>
         package let nodes: UnsafeBufferPointer<Node>
         package let members: UnsafeBufferPointer<Member>

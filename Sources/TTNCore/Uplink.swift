@@ -18,10 +18,9 @@ public struct Uplink: Sendable, Hashable, Codable {
     public var json: String { String(decoding: jsonBytes, as: UTF8.self) }
     /// The JSON exactly as received, as bytes (empty when decoded by other means).
     package var jsonBytes: [UInt8] { storage.tape?.bytes ?? [] }
-    /// The objects and arrays of ``jsonBytes``, as ``JSONTape/containerOutline`` lists them; nil without JSON.
-    /// Recorded on arrival for a host with Lua scripts, or else made on first use, and shared by every copy: each
-    /// Lua script of a host reads it for the same uplink.
-    package var containerOutline: [UInt32]? { storage.containerOutline }
+    /// The parsed JSON exactly as received, shared by every copy: each Lua script of a host reads the same
+    /// elements. Nil when decoded by other means.
+    package var tape: JSONTape? { storage.tape }
 
     public var endDeviceIDs: EndDeviceIDs? {
         get { storage.fields.endDeviceIDs }
@@ -59,15 +58,9 @@ public struct Uplink: Sendable, Hashable, Codable {
     /// - Throws: ``TTNError/Kind/invalidMessage`` when the JSON is malformed, not an object, or has a known field
     ///   of the wrong type.
     public init(json: some Collection<UInt8>, topic: String = "", legacyV2: Bool = false) throws(TTNError) {
-        try self.init(json: json, topic: topic, legacyV2: legacyV2, recordingOutline: false)
-    }
-
-    /// With `recordingOutline`, ``containerOutline`` is recorded while the JSON is checked, for a host whose
-    /// Lua scripts read it, instead of in a pass of its own on first use.
-    package init(json: some Collection<UInt8>, topic: String, legacyV2: Bool, recordingOutline: Bool) throws(TTNError) {
         let kind = legacyV2 ? "v2" : "v3"
         do {
-            let tape = try JSONTape(Array(json), recordingOutline: recordingOutline)
+            let tape = try JSONTape(Array(json))
             if legacyV2 {
                 let fields = try TapeDecoder.decode(LegacyUplink.self, from: tape).fields()
                 storage = Storage(topic: topic, tape: tape, fields: fields)
@@ -186,8 +179,7 @@ public struct Uplink: Sendable, Hashable, Codable {
         }
     }
 
-    /// The received JSON, and what is derived from it on first use and shared by every copy: the typed fields and
-    /// the outline of its containers.
+    /// The received JSON, and what is derived from it on first use and shared by every copy: the typed fields.
     private final class Storage: Sendable {
         package let topic: String
         package let tape: JSONTape?
@@ -199,7 +191,6 @@ public struct Uplink: Sendable, Hashable, Codable {
 
         private struct Derived {
             package var fields: Fields?
-            package var containerOutline: [UInt32]?
         }
 
         /// - Parameter fields: nil to decode them from `tape` (a v3 uplink already checked against its shape).
@@ -208,16 +199,7 @@ public struct Uplink: Sendable, Hashable, Codable {
             self.tape = tape
             self.unchangedV3JSON = fields == nil ? tape : nil
             self.landmarks = unchangedV3JSON.map(Landmarks.init) ?? Landmarks()
-            self.derived = Locked(Derived(fields: fields, containerOutline: tape?.containerOutline))
-        }
-
-        package var containerOutline: [UInt32]? {
-            guard let tape else { return nil }
-            if let outline = derived.withLock({ $0.containerOutline }) { return outline }
-            // Not recorded on arrival: the text is parsed again to record it (it parsed once, so it parses again).
-            let outline = (try? JSONTape(tape.bytes, recordingOutline: true))?.containerOutline
-            derived.withLock { $0.containerOutline = outline }
-            return outline
+            self.derived = Locked(Derived(fields: fields))
         }
 
         package var fields: Fields {

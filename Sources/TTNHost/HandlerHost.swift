@@ -94,7 +94,7 @@ public final class HandlerHost: Service, UplinkReceiver {
 
     /// A host on the TTN MQTT connection that `configuration.client` describes.
     public convenience init(configuration: Configuration) {
-        let source = MQTTUplinkSource(configuration: configuration.client, recordingOutlines: configuration.scriptDirectory != nil)
+        let source = MQTTUplinkSource(configuration: configuration.client)
         self.init(configuration: configuration, source: source, downlinks: source)
     }
 

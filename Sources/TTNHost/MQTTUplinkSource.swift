@@ -19,12 +19,11 @@ public final class MQTTUplinkSource: UplinkSource, DownlinkPath, ApplicationConn
         weak var value: (any UplinkReceiver)?
     }
 
-    /// - Parameter recordingOutlines: record each uplink's container outline as it is checked, for Lua scripts.
-    public init(configuration: MQTTClient.Configuration, recordingOutlines: Bool = false) {
+    public init(configuration: MQTTClient.Configuration) {
         self.configuration = configuration
         var logger = configuration.logger
         logger[metadataKey: "ttn.app_id"] = "\(configuration.applicationID)"
-        self.link = ApplicationConnection(logger: logger, recordingOutlines: recordingOutlines)
+        self.link = ApplicationConnection(logger: logger)
     }
 
     public func start(delivering receiver: any UplinkReceiver) throws(TTNError) {

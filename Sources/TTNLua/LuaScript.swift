@@ -91,14 +91,18 @@ public final class LuaScript {
         }
         environment.currentDeviceID = message.deviceID
         defer { environment.currentDeviceID = nil }
-        try run { message.json.withUnsafeBufferPointer { buffer in
-            buffer.withMemoryRebound(to: CChar.self) { json in
-                guard let outline = message.outline else { return ttn_handle(state, json.baseAddress, json.count, nil, 0) }
-                return outline.withUnsafeBufferPointer { outline in
-                    ttn_handle(state, json.baseAddress, json.count, outline.baseAddress, outline.count / 4)
+        try run {
+            guard let tape = message.tape else {
+                return message.json.withUnsafeBufferPointer { buffer in
+                    buffer.withMemoryRebound(to: CChar.self) { ttn_handle(state, $0.baseAddress, $0.count, nil, 0) }
                 }
             }
-        } }
+            return tape.withUnsafeParts { text, elements in
+                text.withMemoryRebound(to: CChar.self) {
+                    ttn_handle(state, $0.baseAddress, $0.count, elements.baseAddress, elements.count)
+                }
+            }
+        }
     }
 
     /// Runs `body` (a protected call into Lua) under the limits, and turns a failure into a ``LuaError``.

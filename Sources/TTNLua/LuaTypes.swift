@@ -4,15 +4,14 @@
 /// The triggering uplink of one handler invocation.
 public struct LuaMessage: Sendable {
     /// The uplink's JSON, as received; scripts see it as a table through `getLastMessage()`.
-    public var json: [UInt8]
+    public var json: [UInt8] {
+        didSet { tape = nil }
+    }
     /// The device it came from: where `publish` sends by default.
     public var deviceID: String?
 
-    /// Where each object and array of `json` starts and ends, in document order, four numbers each (start, end
-    /// after the closing bracket, member count, number of the next container after it), for JSON the host has
-    /// already checked: `getLastMessage()` then decodes it without scanning it first. Checked for consistency
-    /// before use; nil scans.
-    package var outline: [UInt32]?
+    /// `json` as the host parsed it on arrival: `getLastMessage()` reads its elements instead of parsing again.
+    package private(set) var tape: JSONTape?
 
     /// An uplink with its raw JSON and, when known, its device.
     public init(json: [UInt8], deviceID: String?) {
@@ -20,9 +19,10 @@ public struct LuaMessage: Sendable {
         self.deviceID = deviceID
     }
 
-    package init(json: [UInt8], deviceID: String?, outline: [UInt32]?) {
-        self.init(json: json, deviceID: deviceID)
-        self.outline = outline
+    /// An uplink the host parsed already.
+    package init(tape: JSONTape, deviceID: String?) {
+        self.init(json: tape.bytes, deviceID: deviceID)
+        self.tape = tape
     }
 }
 

@@ -38,13 +38,10 @@ package final class ApplicationConnection: ConnectionObserver {
     }
 
     private let logger: Logger
-    private let recordsOutlines: Bool
     private let state = Locked(State())
 
-    /// - Parameter recordingOutlines: record each decoded uplink's container outline, for Lua scripts.
-    package init(logger: Logger, recordingOutlines: Bool = false) {
+    package init(logger: Logger) {
         self.logger = logger
-        self.recordsOutlines = recordingOutlines
     }
 
     deinit {
@@ -176,7 +173,7 @@ package final class ApplicationConnection: ConnectionObserver {
     package func decode(_ message: ReceivedMessage) -> Uplink? {
         do {
             let legacyV2 = state.withLock { $0.configuration?.legacyV2 ?? false }
-            let uplink = try Uplink(json: message.payload, topic: message.topic, legacyV2: legacyV2, recordingOutline: recordsOutlines)
+            let uplink = try Uplink(json: message.payload, topic: message.topic, legacyV2: legacyV2)
             state.withLock { $0.statistics.uplinks += 1 }
             return uplink
         } catch {

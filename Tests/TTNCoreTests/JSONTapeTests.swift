@@ -51,18 +51,16 @@ struct JSONTapeTests {
         #expect(tape.jsonValue(at: 0) == .object(["n": .array(numbers.map { .number(Double($0)) }), "s": .string("x")]))
     }
 
-    @Test("the outline of the containers: where each starts and ends, its size, the number of the one after it")
-    func outline() throws {
-        let nested = try JSONTape(Array(#"{"a":{"b":[1,2]},"c":"x","d":[]}"#.utf8), recordingOutline: true)
-        #expect(nested.containerOutline == [0, 32, 3, 4, 5, 16, 1, 3, 10, 15, 2, 3, 29, 31, 0, 4])
-        #expect(try JSONTape(Array("1".utf8), recordingOutline: true).containerOutline == [])
-        #expect(try JSONTape(Array("{}".utf8)).containerOutline == nil)
-        // More containers than the room made at first for a text this long.
-        let count = 1000
-        let many = try JSONTape(Array("[\(Array(repeating: "[]", count: count).joined(separator: ","))]".utf8), recordingOutline: true)
-        var expected: [UInt32] = [0, UInt32(3 * count + 1), UInt32(count), UInt32(count + 1)]
-        for index in 1...count { expected += [UInt32(3 * index - 2), UInt32(3 * index), 0, UInt32(index + 1)] }
-        #expect(many.containerOutline == expected)
+    @Test("the tape: each value and key in document order, where it starts and ends, its size, the element after it")
+    func tape() throws {
+        let tape = try JSONTape(Array(#"{"a":{"b":[1,2]},"c":"x","d":[]}"#.utf8))
+        // kind, start..<end, count, and the index of the element after it
+        #expect(tape.elements.map { "\($0.kind) \($0.start)..<\($0.end) \($0.count) \($0.next)" } == [
+            "object 0..<32 3 11", "string 2..<3 0 2", "object 5..<16 1 7", "string 7..<8 0 4", "array 10..<15 2 7",
+            "number 11..<12 0 6", "number 13..<14 0 7", "string 18..<19 0 8", "string 22..<23 0 9", "string 26..<27 0 10",
+            "array 29..<31 0 11",
+        ])
+        #expect(try JSONTape(Array(" 1 ".utf8)).elements.map { [$0.start, $0.end, $0.next] } == [[1, 2, 1]])
     }
 
     @Test("strings resolve escapes and compare by content")

@@ -6,14 +6,15 @@ import Testing
 @testable import TTNLua
 @testable import TTNMQTT
 
-/// Fuzzing the C JSON decoder behind `getLastMessage()`, through the path an uplink takes: `LuaScript.handle`.
+/// Fuzzing the JSON parser and the Lua decoding behind `getLastMessage()`, through the path an uplink takes:
+/// `LuaScript.handle`.
 ///
 /// Inputs: real messages mutated at the byte level, random JSON with random spelling (and mutations of it), and
 /// short runs of tokens parsers get wrong. Each must either become a Lua value, exactly when it is JSON by the
-/// grammar (checked by an independent recognizer, with the decoder's nesting limit of 200), of the type its first
+/// grammar (checked by an independent recognizer, with the parser's nesting limit), of the type its first
 /// character says, that encodes and decodes back to the same value; or fail that invocation with "invalid JSON"
-/// and a byte offset inside the input. Inputs that the client's own parser accepts run a second time with its
-/// outline of the containers, as the host passes it: that path must decode to the same type without error. The
+/// and a byte offset inside the input. Inputs that the client's `JSONTape` accepts run a second time with its
+/// tape, as the host passes it: that path must decode to the same type without error. The
 /// seed is printed; `TTN_FUZZ_SEED` replays a run, `TTN_FUZZ_CASES` sets the count (default 100,000).
 @Suite("Fuzzing the Lua JSON decoder")
 struct LuaJSONFuzzTests {
@@ -52,7 +53,7 @@ struct LuaJSONFuzzTests {
                             "v2-up.json", "v3-down-push-decoded.json", "v3-service-data.json", "v3-down-nack.json"].map { try Fixtures.bytes($0) }
         let mutator = FuzzMutator(corpus: fixtures + Self.snippets)
         var failures = FuzzFailures()
-        var decoded = 0, refused = 0, outlined = 0
+        var decoded = 0, refused = 0, withTape = 0
         for index in run.indices {
             var random = run.random(case: index)
             var input: [UInt8]
@@ -69,13 +70,13 @@ struct LuaJSONFuzzTests {
                 var writer = FuzzJSONWriter()
                 writer.write(FuzzJSON.random(&random, depth: 3), &random)
                 input = mutator.mutate(writer.bytes, &random)
-            case 85..<90:  // nesting around the decoder's limit of 200 values
-                input = FuzzMutator.nest(depth: 195 + random.below(10), &random)
+            case 85..<90:  // nesting around the parser's limit
+                input = FuzzMutator.nest(depth: JSONTape.maximumDepth - 5 + random.below(10), &random)
             default:
                 input = []
                 for _ in 0...random.below(6) { input += random.pick(FuzzMutator.tokens) }
             }
-            let isJSON = fuzzIsJSON(input, maximumDepth: 200)
+            let isJSON = fuzzIsJSON(input, maximumDepth: JSONTape.maximumDepth)
             let context = { "case \(index), \(run.replay(index)), input: \(fuzzDescribe(input))" }
             if mustBeJSON && !isJSON { failures.add("the writer wrote what the recognizer refuses (a test bug); \(context())") }
             do {
@@ -85,16 +86,16 @@ struct LuaJSONFuzzTests {
                 if let expected = Self.kind(of: input), log.last != expected {
                     failures.add("decoded a \(log.last ?? "?"), not a \(expected); \(context())")
                 }
-                if let tape = try? JSONTape(input, recordingOutline: true) {
-                    let scanned = log.last
+                if let tape = try? JSONTape(input) {
+                    let parsedHere = log.last
                     do {
-                        try script.handle(LuaMessage(json: input, deviceID: "d", outline: tape.containerOutline))
-                        outlined += 1
-                        if log.last != scanned {
-                            failures.add("with the outline: a \(log.last ?? "?"), scanned: a \(scanned ?? "?"); \(context())")
+                        try script.handle(LuaMessage(tape: tape, deviceID: "d"))
+                        withTape += 1
+                        if log.last != parsedHere {
+                            failures.add("with the host's tape: a \(log.last ?? "?"), parsed here: a \(parsedHere ?? "?"); \(context())")
                         }
                     } catch {
-                        failures.add("with the outline: \(error.message); \(context())")
+                        failures.add("with the host's tape: \(error.message); \(context())")
                     }
                 }
             } catch {
@@ -112,7 +113,7 @@ struct LuaJSONFuzzTests {
         #expect(failures.count == 0, "\(failures.count) failing cases of \(run.indices.count); \(run)")
         let minimum = run.indices.count / 10
         #expect(decoded >= minimum && refused >= minimum, "decoded \(decoded), refused \(refused); \(run)")
-        #expect(outlined >= minimum, "\(outlined) cases with an outline; \(run)")
+        #expect(withTape >= minimum, "\(withTape) cases with the host's tape; \(run)")
         // The state is unharmed: a healthy uplink is handled, and the decoded tables did not pile up.
         try script.handle(emptyUplink)
         #expect(log.last == "table")

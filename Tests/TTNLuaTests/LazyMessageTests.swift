@@ -47,7 +47,7 @@ struct LazyMessageTests {
 
     /// Runs each of `checks` once, in an invocation of its own for `json`; `m` is `getLastMessage()` and `e` the
     /// eager decode of the same uplink (`getAllMessages()[1]`, which goes through `ttn.json.decode`).
-    static func run(_ checks: [String], on json: [UInt8], outline: [UInt32]?) throws {
+    static func run(_ checks: [String], on json: [UInt8], withTape: Bool) throws {
         let source = """
             \(luaSame)
             local checks = {\(checks.map { "function(m, e) \($0) end" }.joined(separator: ",\n"))}
@@ -58,8 +58,9 @@ struct LazyMessageTests {
             end)
             """
         let script = try makeScript(source, bridge: MemoryBridge(messages: [json]))
+        let message = withTape ? LuaMessage(tape: try JSONTape(json), deviceID: "d") : LuaMessage(json: json, deviceID: "d")
         for _ in checks {
-            try script.handle(LuaMessage(json: json, deviceID: "d", outline: outline))
+            try script.handle(message)
         }
     }
 
@@ -67,16 +68,12 @@ struct LazyMessageTests {
         ("v3-up-decoded.json", true), ("v3-up-decoded.json", false), ("v3-up-multi-gateway.json", true),
         ("v3-up-multi-gateway.json", false),
     ])
-    func indistinguishable(fixture: String, withOutline: Bool) throws {
-        let json = try Fixtures.bytes(fixture)
-        let outline = withOutline ? try Uplink(json: json, topic: "", legacyV2: false, recordingOutline: true).containerOutline : nil
-        // Made on arrival or on first use, it is the same outline.
-        #expect(try outline == nil || outline == Uplink(json: json).containerOutline)
-        try Self.run(Self.checks, on: json, outline: outline)
+    func indistinguishable(fixture: String, withTape: Bool) throws {
+        try Self.run(Self.checks, on: try Fixtures.bytes(fixture), withTape: withTape)
     }
 
     @Test("member by member: repeated and escaped names, large objects and null read as eagerly decoded", arguments: [true, false])
-    func unusualObjects(withOutline: Bool) throws {
+    func unusualObjects(withTape: Bool) throws {
         let large = (0..<70).map { "\"k\($0)\":\($0)" }.joined(separator: ",")
         let json = Array(#"{"d":1,"n":null,"d":{"x":2},"a\u0062":3,"\"q\"":4,"big":{\#(large)},"s":"x","e":{}}"#.utf8)
         let checks = [
@@ -88,40 +85,19 @@ struct LazyMessageTests {
             "m.ab = nil; m.big.k3 = 'three'; e.ab = nil; e.big.k3 = 'three'; assert(same(m, e))",
             "assert(m.nope == nil and m[1] == nil and m[2.5] == nil and m[false] == nil); assert(same(m, e))",
         ]
-        try Self.run(checks, on: json, outline: withOutline ? try Uplink(json: json).containerOutline : nil)
+        try Self.run(checks, on: json, withTape: withTape)
     }
 
-    @Test("an outline that does not fit the text is not used; the text is scanned instead")
-    func unsoundOutline() throws {
-        let json = Array(#"{"a":{"b":[1,2]},"c":"x"}"#.utf8)
-        let sound = try Uplink(json: json).containerOutline ?? []
-        #expect(sound == [0, 25, 2, 3, 5, 16, 1, 3, 10, 15, 2, 3])
-        var beyondTheEnd = sound
-        beyondTheEnd[1] = 99
-        var notABracket = sound
-        notABracket[4] = 6
-        var backwards = sound
-        backwards[3] = 0
+    @Test("a message whose JSON is replaced after the host parsed it is parsed anew, never read through the old tape")
+    func replacedJSON() throws {
+        var message = LuaMessage(tape: try JSONTape(Array(#"{"a":{"b":[1,2]},"c":"x"}"#.utf8)), deviceID: "d")
+        message.json = Array(#"{"c":"longer than the first text's member","a":{"b":[3]}}"#.utf8)
         let script = try makeScript("""
             setMessageHandler(function()
               local m = getLastMessage()
-              assert(m.a.b[2] == 2 and m.c == "x" and #m.a.b == 2)
+              assert(m.a.b[1] == 3 and #m.a.b == 1 and m.c == "longer than the first text's member")
             end)
             """)
-        for outline in [sound, beyondTheEnd, notABracket, backwards] {
-            try script.handle(LuaMessage(json: json, deviceID: "d", outline: outline))
-        }
-    }
-
-    @Test("an outline out of step with the text inside a sound frame is an error, never a read out of bounds")
-    func outOfStep() throws {
-        let json = Array(#"{"a":{"b":[1,2]},"c":"x"}"#.utf8)
-        // Every container still starts and ends on a bracket, but the first child claims the text of the second.
-        let shifted: [UInt32] = [0, 25, 2, 3, 10, 15, 1, 3, 10, 15, 2, 3]
-        let script = try makeScript("setMessageHandler(function() local m = getLastMessage(); local x = m.a end)")
-        let error = #expect(throws: LuaError.self) {
-            try script.handle(LuaMessage(json: json, deviceID: "d", outline: shifted))
-        }
-        #expect(error?.message.contains("outline out of step") == true)
+        try script.handle(message)
     }
 }

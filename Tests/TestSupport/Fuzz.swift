@@ -125,11 +125,12 @@ extension String {
 /// messages, and insertion of tokens that parsers get wrong.
 public struct FuzzMutator {
     public let corpus: [[UInt8]]
-    /// How deep the nesting mutation nests. The default has the Lua decoder's limit (200 values) on both sides,
-    /// and depths far beyond any limit, for parsers that recurse without one (30,000 fit a 64 KiB message).
+    /// How deep the nesting mutation nests. The default has the JSON parser's limit (256 nested containers) on
+    /// both sides, and depths far beyond any limit, for parsers that recurse without one (30,000 fit a 64 KiB
+    /// message).
     public let nestingDepths: [Int]
 
-    public static let defaultNestingDepths = [2, 50, 197, 198, 199, 200, 201, 300, 600, 2000, 30000]
+    public static let defaultNestingDepths = [2, 50, 253, 254, 255, 256, 257, 300, 600, 2000, 30000]
 
     public init(corpus: [[UInt8]], nestingDepths: [Int] = defaultNestingDepths) {
         precondition(!corpus.isEmpty, "a mutator needs at least one message")
@@ -446,10 +447,10 @@ public struct FuzzJSONWriter {
 
 // MARK: - The JSON grammar, as an oracle
 
-/// Whether `bytes` is one JSON text by RFC 8259: a value with optional whitespace around it. Bytes from 0x80 up
-/// are taken as they are inside strings (UTF-8 is not validated); a `\u` escape of a high surrogate must be followed
-/// by one of a low surrogate, and a low one may not stand alone. Every value counts one level of nesting (the
-/// top-level value is level 1); more than `maximumDepth` levels is refused.
+/// Whether `bytes` is one JSON text by RFC 8259: a value with optional whitespace around it. A string's bytes must
+/// be UTF-8 (checked by the standard library); a `\u` escape of a high surrogate must be followed by one of a low
+/// surrogate, and a low one may not stand alone. Every object or array counts one level of nesting; more than
+/// `maximumDepth` levels is refused.
 public func fuzzIsJSON(_ bytes: [UInt8], maximumDepth: Int) -> Bool {
     bytes.withUnsafeBufferPointer { buffer in
         var recognizer = JSONRecognizer(bytes: buffer, maximumDepth: maximumDepth)
@@ -483,12 +484,12 @@ private struct JSONRecognizer {
     private mutating func value() -> Bool {
         space()
         guard let byte = current else { return false }
-        depth += 1
-        defer { depth -= 1 }
-        guard depth <= maximumDepth else { return false }
         switch byte {
-        case UInt8(ascii: "{"): return object()
-        case UInt8(ascii: "["): return array()
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            depth += 1
+            defer { depth -= 1 }
+            guard depth <= maximumDepth else { return false }
+            return byte == UInt8(ascii: "{") ? object() : array()
         case UInt8(ascii: "\""): return string()
         case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): return number()
         case UInt8(ascii: "t"): return literal("true")
@@ -544,10 +545,12 @@ private struct JSONRecognizer {
 
     private mutating func string() -> Bool {
         index += 1
+        let start = index
         while let byte = current {
             index += 1
             switch byte {
-            case UInt8(ascii: "\""): return true
+            case UInt8(ascii: "\""):
+                return String(validating: UnsafeBufferPointer(rebasing: bytes[start..<index - 1]), as: UTF8.self) != nil
             case 0..<0x20: return false
             case UInt8(ascii: "\\"):
                 guard let escape = current else { return false }

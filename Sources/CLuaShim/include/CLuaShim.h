@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <lua.h>
+#include <ttn_json.h>
 
 /* Why an invocation was aborted by the hook. */
 enum ttn_abort { TTN_ABORT_NONE = 0, TTN_ABORT_TIME = 1, TTN_ABORT_INSTRUCTIONS = 2, TTN_ABORT_INTERRUPT = 3 };
@@ -44,11 +45,10 @@ int ttn_state_finish(lua_State *L);
 /* Compiles `source` as text (never binary) in the script's environment and runs its top level.
  * Status; the error (with traceback) on the stack on failure. */
 int ttn_load(lua_State *L, const char *source, size_t length, const char *chunkname);
-/* Runs the message handler once; getLastMessage() decodes `json` as the script reads it. `outline` (or NULL)
- * lists the text's objects and arrays in document order, four numbers each (start, end after the closing
- * bracket, member count, number of the next container after it), for a text the host has checked already;
- * without it the text is scanned first. Status; LUA_ERRRUN with "no message handler" when none is set. */
-int ttn_handle(lua_State *L, const char *json, size_t length, const uint32_t *outline, size_t containers);
+/* Runs the message handler once; getLastMessage() decodes `json` as the script reads it. `elements` (or NULL)
+ * is CJSON's tape of exactly this text, when the host parsed it already; without it the text is parsed on
+ * first use. Status; LUA_ERRRUN with "no message handler" when none is set. */
+int ttn_handle(lua_State *L, const char *json, size_t length, const ttn_json_element *elements, size_t count);
 /* Whether setMessageHandler was called. */
 int ttn_has_handler(lua_State *L);
 /* Starts a run under the limits: instruction budget, time budget (0 = none) and the memory cap. */
