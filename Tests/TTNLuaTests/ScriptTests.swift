@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import TestSupport
 import Testing
+import TTNSync
 
 @testable import TTNLua
 
@@ -536,19 +537,42 @@ struct ScriptTests {
         #expect(error?.kind == .timeLimit)
     }
 
-    @Test("interrupt() from another thread aborts a running invocation")
+    /// A host whose `publish` tells a waiting thread that the script is running.
+    final class RunningSignal: LuaHostBridge {
+        let running = DispatchSemaphore(value: 0)
+        let calls = Locked(0)
+
+        func allMessages() -> [[UInt8]] { [] }
+
+        func publish(_ downlink: String, deviceID: String, queue: DownlinkQueue?) throws {
+            calls.withLock { $0 += 1 }
+            running.signal()
+        }
+    }
+
+    @Test("interrupt() from another thread aborts a running invocation", .timeLimit(.minutes(1)))
     func interrupt() throws {
         var limits = tightLimits
-        limits.timeLimit = .seconds(60)
+        // Only limits how long a test whose interrupt is lost keeps running; it ends as .timeLimit, not .interrupted.
+        limits.timeLimit = .seconds(30)
         limits.instructionLimit = Int.max
-        let script = try makeScript("setMessageHandler(function() while true do end end)", limits: limits)
+        let bridge = RunningSignal()
+        // The handler says it runs (publish), and only then loops forever.
+        let script = try LuaScript(
+            name: "endless.lua",
+            source: Array("setMessageHandler(function() publish('{\"port\":1}'); while true do end end)".utf8),
+            limits: limits, bridge: bridge, logger: quietLogger
+        )
         let interrupter = script.interrupter
+        let running = bridge.running
         Thread.detachNewThread {
-            Thread.sleep(forTimeInterval: 0.05)
+            running.wait()  // the invocation has started: the interrupt lands in its endless loop
             interrupter.interrupt()
         }
         let error = #expect(throws: LuaError.self) { try script.handle(emptyUplink) }
-        #expect(error?.kind == .interrupted)
+        running.signal()  // releases the thread should the handler have ended without publishing
+        #expect(error?.kind == .interrupted, "\(error?.message ?? "")")
+        #expect(bridge.calls.withLock { $0 } == 1, "the handler ran up to its loop, once")
     }
 
     @Test("a script without a handler says so")

@@ -25,15 +25,38 @@ struct DeliveryQueueTests {
 
     @Test("items queued with a deferred wake wait for wake(), then are handled in order")
     func deferredWake() {
-        let recorder = Recorder()
-        for item in 1...50 { recorder.queue.enqueue(item, deferringWake: true) }
-        // Nothing can start the queue before wake(), so this wait can only run out.
-        #expect(!recorder.queue.waitUntilIdle(timeout: .milliseconds(50)))
-        #expect(recorder.items.isEmpty && recorder.queue.count == 50)
-        recorder.queue.wake()
-        #expect(recorder.queue.waitUntilIdle(timeout: .seconds(10)))
-        #expect(recorder.items == Array(1...50))
-        #expect(recorder.queue.handledCount == 50)
+        let total = 10_000
+        let woken = Locked(false)
+        // Each handled item, and whether wake() had been called when the handler ran.
+        let handled = Locked<[(item: Int, afterWake: Bool)]>([])
+        let queue = DeliveryQueue<Int>(label: "test", limit: total, onDrop: { _ in }) { item in
+            let afterWake = woken.withLock { $0 }
+            handled.withLock { $0.append((item, afterWake)) }
+        }
+        // Read on this thread right after each enqueue, before wake(): nothing may have been taken or handled,
+        // however slow the machine. Were a deferred enqueue to start the queue, its thread would be taking items
+        // as soon as it is scheduled, most likely while this loop of 10,000 enqueues still runs.
+        var firstTaken: (item: Int, waiting: Int)?
+        var handledBeforeWake = 0
+        for item in 1...total {
+            queue.enqueue(item, deferringWake: true)
+            let waiting = queue.count
+            if waiting != item, firstTaken == nil { firstTaken = (item, waiting) }
+            handledBeforeWake = max(handledBeforeWake, queue.handledCount)
+        }
+        #expect(firstTaken == nil, "items were taken from the queue before wake()")
+        #expect(handledBeforeWake == 0)
+        #expect(handled.withLock { $0.isEmpty })
+        woken.withLock { $0 = true }
+        queue.wake()
+        // The bound only limits how long a broken queue keeps this test waiting.
+        #expect(queue.waitUntilIdle(timeout: .seconds(60)))
+        let record = handled.withLock { $0 }
+        #expect(record.count == total)
+        #expect(record.map(\.item).elementsEqual(1...total), "in the order queued")
+        #expect(record.first { !$0.afterWake } == nil, "handled before wake()")
+        #expect(queue.handledCount == total)
+        #expect(queue.count == 0)
     }
 
     @Test("items queued while the queue drains are handled without another wake")
