@@ -102,27 +102,6 @@ extension MQTTClient {
         }
     }
 
-    /// Whether `id` is an application id: 3 to 36 lowercase letters and digits with single dashes between them
-    /// (`[a-z0-9](?:-?[a-z0-9]){2,35}`), or for legacy v2, 2 to 36 with single dashes or underscores between them
-    /// (`[0-9a-z](?:[_-]?[0-9a-z]){1,35}`). Checked by hand, byte by byte, so that a check compiles no pattern.
-    static func isApplicationID(_ id: String, legacyV2: Bool) -> Bool {
-        var lettersAndDigits = 0
-        var afterSeparator = true  // so that the id cannot start with one
-        for byte in id.utf8 {
-            switch byte {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
-                lettersAndDigits += 1
-                afterSeparator = false
-            case UInt8(ascii: "-"), UInt8(ascii: "_"):
-                if afterSeparator || (byte == UInt8(ascii: "_") && !legacyV2) { return false }
-                afterSeparator = true
-            default:
-                return false
-            }
-        }
-        return !afterSeparator && (legacyV2 ? 2...36 : 3...36).contains(lettersAndDigits)
-    }
-
     /// The MQTT server: a host and a port.
     public struct Server: Sendable, Hashable, CustomStringConvertible {
         public var host: String

@@ -193,27 +193,6 @@ public final class MQTTClient: Sendable {
         try publish([downlink], to: deviceID, queue: queue)
     }
 
-    /// Whether `id` can be an end device id: 2 to 36 lowercase letters and digits, with single dashes or
-    /// underscores between them (`[a-z0-9](?:[-_]?[a-z0-9]){1,35}`, checked by hand: with a Regex, this check
-    /// took most of a downlink's 0.4 ms).
-    static func isDeviceID(_ id: String) -> Bool {
-        var lettersAndDigits = 0
-        var afterSeparator = true  // so that the id cannot start with one
-        for byte in id.utf8 {
-            switch byte {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
-                lettersAndDigits += 1
-                afterSeparator = false
-            case UInt8(ascii: "-"), UInt8(ascii: "_"):
-                if afterSeparator { return false }
-                afterSeparator = true
-            default:
-                return false
-            }
-        }
-        return !afterSeparator && (2...36).contains(lettersAndDigits)
-    }
-
     private func send(_ request: DownlinkRequest, to explicitDevice: String?) throws(TTNError) -> Int {
         let configuredDevice = state.withLock { $0.configuration.deviceID }
         let triggering = Self.invocation.flatMap { $0.client == ObjectIdentifier(self) ? $0.uplink.deviceID : nil }
