@@ -31,7 +31,9 @@ package final class JSONTape: @unchecked Sendable {
     package struct Element: Sendable {
         package let raw: ttn_json_element
 
-        package var kind: Kind { Kind(rawValue: raw.kind).unsafelyUnwrapped }
+        /// The parser writes only `enum ttn_json_kind` values, whose numbers are ``Kind``'s raw values, and a
+        /// one-byte enum without payloads is stored as its case's number: the byte is the case, with no check.
+        package var kind: Kind { unsafeBitCast(raw.kind, to: Kind.self) }
         /// A string without escapes, or an integer number without fraction or exponent.
         package var isPlain: Bool { raw.plain != 0 }
         /// Strings: the bytes between the quotes; numbers: the number's bytes; containers: the brackets.

@@ -187,11 +187,8 @@ public struct Uplink: Sendable, Hashable, Codable {
         package let unchangedV3JSON: JSONTape?
         /// In ``unchangedV3JSON``: where the fields read without decoding are.
         package let landmarks: Landmarks
-        private let derived: Locked<Derived>
-
-        private struct Derived {
-            package var fields: Fields?
-        }
+        /// The typed fields, once decoded.
+        private let decodedFields: Locked<Fields?>
 
         /// - Parameter fields: nil to decode them from `tape` (a v3 uplink already checked against its shape).
         package init(topic: String, tape: JSONTape?, fields: Fields?) {
@@ -199,11 +196,11 @@ public struct Uplink: Sendable, Hashable, Codable {
             self.tape = tape
             self.unchangedV3JSON = fields == nil ? tape : nil
             self.landmarks = unchangedV3JSON.map(Landmarks.init) ?? Landmarks()
-            self.derived = Locked(Derived(fields: fields))
+            self.decodedFields = Locked(fields)
         }
 
         package var fields: Fields {
-            if let fields = derived.withLock({ $0.fields }) { return fields }
+            if let fields = decodedFields.withLock({ $0 }) { return fields }
             let fields: Fields
             do {
                 fields = try TapeDecoder.decode(Fields.self, from: tape!)
@@ -211,7 +208,7 @@ public struct Uplink: Sendable, Hashable, Codable {
                 // The shape check at arrival refuses what decoding would; `UplinkShapeTests` holds them together.
                 preconditionFailure("An uplink that passed its shape check failed to decode: \(error)")
             }
-            derived.withLock { $0.fields = fields }
+            decodedFields.withLock { $0 = fields }
             return fields
         }
     }

@@ -61,6 +61,7 @@ struct JSONTapeTests {
             "array 29..<31 0 11",
         ])
         #expect(try JSONTape(Array(" 1 ".utf8)).elements.map { [$0.start, $0.end, $0.next] } == [[1, 2, 1]])
+        #expect(try JSONTape(Array("[null,true,false]".utf8)).elements.map { "\($0.kind)" } == ["array", "null", "true", "false"])
     }
 
     @Test("strings resolve escapes and compare by content")
