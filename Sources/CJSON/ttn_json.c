@@ -22,6 +22,8 @@ static int fail(parser *s, const char *reason) {
     return 0;
 }
 
+static const char out_of_memory[] = "out of memory";
+
 static void *default_allocate(void *context, void *block, size_t old_size, size_t new_size) {
     (void)context;
     (void)old_size;
@@ -169,7 +171,7 @@ static int parse_string(parser *s) {
             return 0;
         }
     }
-    if (append(s, TTN_JSON_STRING, plain, first) < 0) return fail(s, "out of memory");
+    if (append(s, TTN_JSON_STRING, plain, first) < 0) return fail(s, out_of_memory);
     s->p++; /* the closing quote */
     return 1;
 }
@@ -201,7 +203,7 @@ static int parse_number(parser *s) {
         if (s->p < s->end && (*s->p == '+' || *s->p == '-')) s->p++;
         if (skip_digits(s) == 0) return fail(s, "invalid number: digits must follow the exponent");
     }
-    if (append(s, TTN_JSON_NUMBER, plain, first) < 0) return fail(s, "out of memory");
+    if (append(s, TTN_JSON_NUMBER, plain, first) < 0) return fail(s, out_of_memory);
     return 1;
 }
 
@@ -209,7 +211,7 @@ static int parse_literal(parser *s, const char *word, size_t length, uint8_t kin
     const char *first = s->p;
     if ((size_t)(s->end - s->p) < length || memcmp(s->p, word, length) != 0) return fail(s, reason);
     s->p += length;
-    if (append(s, kind, 1, first) < 0) return fail(s, "out of memory");
+    if (append(s, kind, 1, first) < 0) return fail(s, out_of_memory);
     return 1;
 }
 
@@ -218,7 +220,7 @@ static int parse_value(parser *s);
 static int parse_container(parser *s, uint8_t kind, char closing) {
     if (++s->depth > TTN_JSON_MAX_DEPTH) return fail(s, "nesting deeper than 256 levels");
     long index = append(s, kind, 1, s->p);
-    if (index < 0) return fail(s, "out of memory");
+    if (index < 0) return fail(s, out_of_memory);
     s->p++;
     skip_space(s);
     uint32_t members = 0;
@@ -276,19 +278,27 @@ int ttn_json_parse(const char *text, size_t length, ttn_json_tape *tape, ttn_jso
     tape->count = 0;
     tape->error = NULL;
     tape->error_offset = 0;
-    if (length >= UINT32_MAX) return fail(&s, "text longer than 4 GiB");
+    if (length >= UINT32_MAX) {
+        fail(&s, "text longer than 4 GiB");
+        return TTN_JSON_INVALID;
+    }
     if (tape->capacity == 0) {
         /* Room for about 1.3 times what a TTN uplink needs: most parses never grow. */
         size_t capacity = length / 8 > 16 ? length / 8 : 16;
         tape->elements = s.allocate(context, NULL, 0, capacity * sizeof *tape->elements);
-        if (!tape->elements) return fail(&s, "out of memory");
+        if (!tape->elements) {
+            fail(&s, out_of_memory);
+            return TTN_JSON_OUT_OF_MEMORY;
+        }
         tape->capacity = capacity;
     }
     skip_space(&s);
-    if (!parse_value(&s)) return 0;
-    skip_space(&s);
-    if (s.p < s.end) return fail(&s, "unexpected data after the JSON value");
-    return 1;
+    if (parse_value(&s)) {
+        skip_space(&s);
+        if (s.p == s.end) return TTN_JSON_OK;
+        fail(&s, "unexpected data after the JSON value");
+    }
+    return tape->error == out_of_memory ? TTN_JSON_OUT_OF_MEMORY : TTN_JSON_INVALID;
 }
 
 /* ---- Readers of checked elements. ---- */

@@ -1,7 +1,6 @@
 #include "internal.h"
 
 #include <lauxlib.h>
-#include <string.h>
 
 /* ---- JSON -> Lua, from a tape of the project's one JSON parser (CJSON). ----
  * Objects become tables, arrays sequences marked with a shared metatable (so [] encodes back as []),
@@ -26,15 +25,13 @@ json_buffer *shim_push_tape_buffer(lua_State *L) {
 const ttn_json_element *shim_parse(lua_State *L, const char *text, size_t length, size_t *count) {
     json_buffer *buffer = shim_push_tape_buffer(L);
     ttn_json_tape tape = { 0 };
-    int parsed = ttn_json_parse(text, length, &tape, lua_allocate, L);
+    int status = ttn_json_parse(text, length, &tape, lua_allocate, L);
     /* Owned by the userdata from here on, so that its __gc frees it whatever happens next. */
     buffer->data = (char *)tape.elements;
     buffer->capacity = tape.capacity * sizeof *tape.elements;
     buffer->length = tape.count * sizeof *tape.elements;
-    if (!parsed) {
-        if (strcmp(tape.error, "out of memory") == 0) luaL_error(L, "not enough memory");
-        luaL_error(L, "invalid JSON: %s at byte %d", tape.error, (int)tape.error_offset);
-    }
+    if (status == TTN_JSON_OUT_OF_MEMORY) luaL_error(L, "not enough memory");
+    if (status != TTN_JSON_OK) luaL_error(L, "invalid JSON: %s at byte %d", tape.error, (int)tape.error_offset);
     *count = tape.count;
     return tape.elements;
 }

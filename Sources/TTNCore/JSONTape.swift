@@ -76,13 +76,13 @@ package final class JSONTape: @unchecked Sendable {
     package init(_ bytes: [UInt8]) throws(SyntaxError) {
         self.bytes = bytes
         var tape = ttn_json_tape()
-        let parsed = bytes.withUnsafeBytes { text in
+        let status = bytes.withUnsafeBytes { text in
             withUnsafePointer(to: CChar(0)) { empty in  // an empty array may have no address
                 ttn_json_parse(text.baseAddress?.assumingMemoryBound(to: CChar.self) ?? empty, text.count, &tape, nil, nil)
             }
         }
         storage = tape
-        guard parsed != 0 else {
+        guard status == TTN_JSON_OK.rawValue else {
             throw SyntaxError(reason: String(cString: tape.error), offset: tape.error_offset)
         }
     }

@@ -38,9 +38,13 @@ typedef struct ttn_json_tape {
     size_t error_offset;
 } ttn_json_tape;
 
+/* What ttn_json_parse returns. */
+enum ttn_json_status { TTN_JSON_OK = 1, TTN_JSON_INVALID = 0, TTN_JSON_OUT_OF_MEMORY = -1 };
+
 /* Parses `length` bytes that must hold exactly one JSON value with optional white space around it. `tape` must
- * start zeroed, or hold a previous tape's buffer to reuse. Returns 1 on success; 0 with `error` and
- * `error_offset` set otherwise (elements written so far stay allocated, for the caller to free). */
+ * start zeroed, or hold a previous tape's buffer to reuse. Returns TTN_JSON_OK; or TTN_JSON_INVALID, or
+ * TTN_JSON_OUT_OF_MEMORY when the allocator refused, with `error` and `error_offset` set (elements written so
+ * far stay allocated, for the caller to free). */
 int ttn_json_parse(const char *text, size_t length, ttn_json_tape *tape, ttn_json_allocator allocate, void *context);
 
 /* Writes the string element's text with its escapes resolved to `output`, which has room for its escaped length
@@ -52,6 +56,7 @@ size_t ttn_json_unescape(const char *text, const ttn_json_element *element, char
 int ttn_json_integer(const char *text, const ttn_json_element *element, int64_t *value);
 
 /* The number element's value as the nearest double, correctly rounded and independent of the C locale;
- * an infinity when it is too large for one. */
+ * an infinity when it is too large for one. NaN only when a number of over 127 characters needs a copy that
+ * malloc refuses. */
 double ttn_json_double(const char *text, const ttn_json_element *element);
 #endif
