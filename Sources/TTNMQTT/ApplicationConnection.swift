@@ -27,8 +27,9 @@ package protocol ApplicationConnectionReceiver: AnyObject, Sendable {
 /// same broker, application and key share one MQTT connection underneath (``ConnectionRegistry``).
 package final class ApplicationConnection: ConnectionObserver {
     private struct State {
-        /// The configuration of the last ``connect(_:receiver:)``.
+        /// The configuration of the last ``connect(_:receiver:)``, and its topics.
         var configuration: MQTTClient.Configuration?
+        var topics: TopicLayout?
         var connection: MosquittoConnection?
         /// Weak: the receiver owns `self`.
         weak var receiver: (any ApplicationConnectionReceiver)?
@@ -54,7 +55,7 @@ package final class ApplicationConnection: ConnectionObserver {
     /// Whether the connection is up right now.
     package var isConnected: Bool { state.withLock { $0.connection?.isConnected ?? false } }
 
-    /// Whether ``connect(receiver:)`` succeeded and ``disconnect()`` has not been called since.
+    /// Whether ``connect(_:receiver:)`` succeeded and ``disconnect()`` has not been called since.
     package var hasConnection: Bool { connection != nil }
 
     /// What arrived and was skipped; `dropped` is the user's to fill in.
@@ -70,19 +71,21 @@ package final class ApplicationConnection: ConnectionObserver {
         _ configuration: MQTTClient.Configuration, receiver: any ApplicationConnectionReceiver
     ) throws(TTNError) -> Bool {
         try configuration.validate()
+        let topics = TopicLayout(username: configuration.username, legacyV2: configuration.legacyV2)
+        // Set before the connection exists, so that the first message already finds them.
         let wantsEvents = state.withLock { state -> Bool? in
             guard state.connection == nil else { return nil }
             state.receiver = receiver
+            state.configuration = configuration
+            state.topics = topics
             return state.wantsEvents
         }
         guard let wantsEvents else { return false }
-        let topics = TopicLayout(username: configuration.username, legacyV2: configuration.legacyV2)
         let filters = [topics.uplinkFilter] + (wantsEvents ? topics.eventFilters : [])
         let (connection, opened) = try ConnectionRegistry.acquire(configuration: configuration, filters: filters, observer: self)
         let connectedMeanwhile = state.withLock { state in
             if state.connection != nil { return true }
             state.connection = connection
-            state.configuration = configuration
             return false
         }
         if connectedMeanwhile {
@@ -196,7 +199,7 @@ package final class ApplicationConnection: ConnectionObserver {
     /// Runs on the network thread: sorts the message by topic and hands it on.
     package func connectionDidReceive(_ message: ReceivedMessage) {
         let (topics, sizeLimit, wantsEvents, receiver) = state.withLock { state in
-            (state.connection?.topics, state.configuration?.maximumMessageSize ?? .max, state.wantsEvents, state.receiver)
+            (state.topics, state.configuration?.maximumMessageSize ?? .max, state.wantsEvents, state.receiver)
         }
         guard message.payload.count <= sizeLimit else {
             recordSkip(\.oversized, "Oversized message skipped", ["mqtt.topic": "\(message.topic)", "bytes": "\(message.payload.count)"])
