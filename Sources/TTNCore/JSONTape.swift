@@ -170,12 +170,7 @@ package final class JSONTape: @unchecked Sendable {
     package func forEachMember<Failure: Error>(
         of index: Int, _ body: (_ key: Int, _ value: Int) throws(Failure) -> Void
     ) throws(Failure) {
-        guard elements[index].kind == .object else { return }
-        var key = index + 1
-        for _ in 0..<elements[index].count {
-            try body(key, key + 1)
-            key = elements[key + 1].next
-        }
+        try forEachValue(of: index, in: .object) { (_, value) throws(Failure) in try body(value - 1, value) }
     }
 
     /// Calls `body` with each element's position and index in the array at `index`, in order; nothing when the
@@ -183,11 +178,20 @@ package final class JSONTape: @unchecked Sendable {
     package func forEachElement<Failure: Error>(
         of index: Int, _ body: (_ position: Int, _ element: Int) throws(Failure) -> Void
     ) throws(Failure) {
-        guard elements[index].kind == .array else { return }
-        var element = index + 1
+        try forEachValue(of: index, in: .array, body)
+    }
+
+    /// The walk over the values of the container at `index`, when it is of `kind`: each value's position and
+    /// element. An object's value follows its key, and the element after a value is the next key.
+    private func forEachValue<Failure: Error>(
+        of index: Int, in kind: Kind, _ body: (_ position: Int, _ value: Int) throws(Failure) -> Void
+    ) throws(Failure) {
+        guard elements[index].kind == kind else { return }
+        let keys = kind == .object ? 1 : 0
+        var value = index + 1 + keys
         for position in 0..<elements[index].count {
-            try body(position, element)
-            element = elements[element].next
+            try body(position, value)
+            value = elements[value].next + keys
         }
     }
 
