@@ -275,23 +275,23 @@ static int parse_value(parser *s) {
 
 int ttn_json_parse(const char *text, size_t length, ttn_json_tape *tape, ttn_json_allocator allocate, void *context) {
     parser s = { text, text, text + length, tape, allocate ? allocate : default_allocate, context, 0 };
+    tape->elements = NULL;
     tape->count = 0;
+    tape->capacity = 0;
     tape->error = NULL;
     tape->error_offset = 0;
     if (length >= UINT32_MAX) {
         fail(&s, "text longer than 4 GiB");
         return TTN_JSON_INVALID;
     }
-    if (tape->capacity == 0) {
-        /* Room for about 1.3 times what a TTN uplink needs: most parses never grow. */
-        size_t capacity = length / 8 > 16 ? length / 8 : 16;
-        tape->elements = s.allocate(context, NULL, 0, capacity * sizeof *tape->elements);
-        if (!tape->elements) {
-            fail(&s, out_of_memory);
-            return TTN_JSON_OUT_OF_MEMORY;
-        }
-        tape->capacity = capacity;
+    /* Room for about 1.3 times what a TTN uplink needs: most parses never grow. */
+    size_t capacity = length / 8 > 16 ? length / 8 : 16;
+    tape->elements = s.allocate(context, NULL, 0, capacity * sizeof *tape->elements);
+    if (!tape->elements) {
+        fail(&s, out_of_memory);
+        return TTN_JSON_OUT_OF_MEMORY;
     }
+    tape->capacity = capacity;
     skip_space(&s);
     if (parse_value(&s)) {
         skip_space(&s);

@@ -31,7 +31,7 @@ typedef struct ttn_json_element {
 typedef void *(*ttn_json_allocator)(void *context, void *block, size_t old_size, size_t new_size);
 
 typedef struct ttn_json_tape {
-    ttn_json_element *elements; /* allocated through the parse's allocator; the caller frees it */
+    ttn_json_element *elements; /* allocated through the parse's allocator; the caller frees it (NULL: none) */
     size_t count;
     size_t capacity;            /* in elements */
     const char *error;          /* on failure: why, as static text ("unterminated string"), and where */
@@ -41,10 +41,10 @@ typedef struct ttn_json_tape {
 /* What ttn_json_parse returns. */
 enum ttn_json_status { TTN_JSON_OK = 1, TTN_JSON_INVALID = 0, TTN_JSON_OUT_OF_MEMORY = -1 };
 
-/* Parses `length` bytes that must hold exactly one JSON value with optional white space around it. `tape` must
- * start zeroed, or hold a previous tape's buffer to reuse. Returns TTN_JSON_OK; or TTN_JSON_INVALID, or
- * TTN_JSON_OUT_OF_MEMORY when the allocator refused, with `error` and `error_offset` set (elements written so
- * far stay allocated, for the caller to free). */
+/* Parses `length` bytes that must hold exactly one JSON value with optional white space around it into `tape`,
+ * whose fields it sets and whose elements it allocates through `allocate`: the caller frees them, after a
+ * failure too. Returns TTN_JSON_OK; or TTN_JSON_INVALID, or TTN_JSON_OUT_OF_MEMORY when the allocator refused,
+ * with `error` and `error_offset` set. */
 int ttn_json_parse(const char *text, size_t length, ttn_json_tape *tape, ttn_json_allocator allocate, void *context);
 
 /* Writes the string element's text with its escapes resolved to `output`, which has room for its escaped length
