@@ -78,7 +78,8 @@ final class NetworkSide: ConnectionObserver {
         try connection.publish(topic: topic, payload: payload, qos: 1)
     }
 
-    var messages: [ReceivedMessage] { received.withLock { $0 } }
+    /// Copied under the lock, as `LogCapture.entries` explains.
+    var messages: [ReceivedMessage] { received.withLock { $0.map { $0 } } }
 
     /// Waits until `count` messages arrived (or 10 s passed) and returns what arrived.
     func waitForMessages(_ count: Int) async -> [ReceivedMessage] {
@@ -109,7 +110,8 @@ func eventually(timeout: Duration = .seconds(10), _ condition: @Sendable () -> B
 final class Recorder<Value: Sendable>: Sendable {
     private let values = Locked<[Value]>([])
     func append(_ value: Value) { values.withLock { $0.append(value) } }
-    var all: [Value] { values.withLock { $0 } }
+    /// Copied under the lock, as `LogCapture.entries` explains.
+    var all: [Value] { values.withLock { $0.map { $0 } } }
     var count: Int { values.withLock { $0.count } }
 }
 

@@ -21,7 +21,10 @@ public final class LogCapture: LogHandler, @unchecked Sendable {
     }
 
     /// Everything logged so far, oldest first.
-    public var entries: [(level: Logger.Level, message: String)] { lines.withLock { $0 } }
+    /// Copied element by element under the lock: a copy that shared the array's storage would be read after the
+    /// lock while a logging thread appends to it in place once the copy is gone, ordered only by reference
+    /// counts that ThreadSanitizer cannot see (the Swift runtime is not instrumented), which it reports as a race.
+    public var entries: [(level: Logger.Level, message: String)] { lines.withLock { $0.map { $0 } } }
     /// The messages logged so far, oldest first.
-    public var messages: [String] { entries.map(\.message) }
+    public var messages: [String] { lines.withLock { $0.map(\.message) } }
 }
