@@ -6,6 +6,7 @@ import Foundation
 ///
 /// Members not listed are ignored, and a listed member may be absent or null, as in the Codable models. A
 /// member that occurs twice must have the right type both times (decoding reads the last).
+/// A model's shape is read off its `Decodable` conformance (``of(_:)``), so the model is its one declaration;
 /// `UplinkShapeTests` checks that ``uplink`` accepts and refuses exactly what decoding ``Uplink`` does.
 ///
 /// A shape is stored flat, as arrays of plain values (nodes, members, and the member names' bytes), because the
@@ -94,7 +95,7 @@ package struct JSONShape: Sendable {
     }
 
     /// An object with known members.
-    package static func object(_ known: KeyValuePairs<String, JSONShape>) -> JSONShape {
+    package static func object(_ known: [(name: String, shape: JSONShape)]) -> JSONShape {
         var shape = JSONShape(.object)
         // The members of the root come first, so they are contiguous; their shapes' own members follow.
         for (name, _) in known {
@@ -104,7 +105,7 @@ package struct JSONShape: Sendable {
         }
         shape.nodes[0].count = Int32(known.count)
         for (position, member) in known.enumerated() {
-            shape.members[position].node = shape.append(member.value)
+            shape.members[position].node = shape.append(member.shape)
         }
         return shape
     }
@@ -232,42 +233,4 @@ package struct JSONShape: Sendable {
 extension JSONShape.Mismatch {
     /// The same mismatch, one member or element further down.
     fileprivate func inside(_ name: String) -> Self { Self(path: [name] + path, expected: expected) }
-}
-
-extension JSONShape {
-    /// A v3 uplink, as ``Uplink`` decodes it.
-    package static let uplink = JSONShape.object([
-        "end_device_ids": endDeviceIDs, "correlation_ids": .array(of: .string), "received_at": .string,
-        "simulated": .boolean, "uplink_message": uplinkMessage,
-    ])
-
-    private static let endDeviceIDs = JSONShape.object([
-        "device_id": .string, "application_ids": .object(["application_id": .string]), "dev_eui": .string,
-        "join_eui": .string, "dev_addr": .string,
-    ])
-
-    private static let uplinkMessage = JSONShape.object([
-        "session_key_id": .string, "f_port": .integer, "f_cnt": .integer, "frm_payload": .string,
-        "decoded_payload": .any, "decoded_payload_warnings": .array(of: .string), "rx_metadata": .array(of: rxMetadata),
-        "settings": settings, "received_at": .string, "confirmed": .boolean, "consumed_airtime": .string,
-        "packet_error_rate": .number, "locations": .map(of: location), "version_ids": .any, "network_ids": .any,
-    ])
-
-    private static let rxMetadata = JSONShape.object([
-        "gateway_ids": .object(["gateway_id": .string, "eui": .string]), "time": .string, "timestamp": .integer,
-        "rssi": .number, "channel_rssi": .number, "snr": .number, "location": location, "channel_index": .integer,
-        "received_at": .string, "packet_broker": .any,
-    ])
-
-    private static let location = JSONShape.object([
-        "latitude": .number, "longitude": .number, "altitude": .number, "accuracy": .number, "source": .string,
-    ])
-
-    private static let settings = JSONShape.object([
-        "data_rate": .object([
-            "lora": .object(["bandwidth": .integer, "spreading_factor": .integer, "coding_rate": .string]),
-            "fsk": .object(["bit_rate": .integer]),
-        ]),
-        "frequency": .string, "timestamp": .integer, "time": .string, "coding_rate": .string,
-    ])
 }

@@ -4,8 +4,9 @@ import Testing
 
 @testable import TTNCore
 
-/// An uplink is checked against `JSONShape.uplink` when it arrives and decoded only later, so the shape must
-/// accept and refuse exactly what decoding accepts and refuses; these tests hold the two together.
+/// An uplink is checked against `JSONShape.uplink` (read off `Uplink.Fields`' Decodable conformance) when it
+/// arrives and decoded only later, so the shape must accept and refuse exactly what decoding accepts and refuses;
+/// these tests hold the two together, member by member of an uplink built independently of the shape.
 @Suite("Uplink shape check")
 struct UplinkShapeTests {
     /// An uplink with every member of the typed model set.
