@@ -1,4 +1,4 @@
-import CJSON
+package import CJSON
 import Foundation
 
 /// A JSON text parsed into one flat array of elements in document order, over the original bytes.
