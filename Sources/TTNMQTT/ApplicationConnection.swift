@@ -150,12 +150,7 @@ package final class ApplicationConnection: ConnectionObserver {
     ///   receives once the broker acknowledged it.
     /// - Throws: ``TTNError/Kind/invalidDownlink`` for a malformed device id, ``TTNError/Kind/notConnected``.
     package func publish(_ request: DownlinkRequest, to deviceID: String) throws(TTNError) -> Int {
-        guard MQTTClient.isDeviceID(deviceID) else {
-            throw .invalidDownlink(
-                "'\(deviceID)' is not a valid device id",
-                hint: "Use the end device id from the console: lowercase letters, digits and single dashes."
-            )
-        }
+        try Identifier.checkDownlinkDevice(deviceID)
         let connection = state.withLock { $0.connection }
         guard let connection else { throw TTNError.notConnected }
         let topic = connection.topics.downlinkTopic(deviceID: deviceID, queue: request.queue)

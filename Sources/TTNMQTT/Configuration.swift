@@ -71,7 +71,7 @@ extension MQTTClient {
 
         /// Checks the settings that would otherwise fail later and less clearly.
         public func validate() throws(TTNError) {
-            if !MQTTClient.isApplicationID(applicationID, legacyV2: legacyV2) {
+            if !Identifier.isApplicationID(applicationID, legacyV2: legacyV2) {
                 throw .invalidConfiguration(
                     "'\(applicationID)' is not a valid application id.",
                     hint: "Use the id shown in the TTN console: 3 to 36 lowercase letters, digits and single dashes."

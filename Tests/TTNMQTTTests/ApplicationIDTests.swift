@@ -16,7 +16,7 @@ struct ApplicationIDTests {
 
     @Test("v3: 3 to 36 lowercase letters and digits, single dashes between them", arguments: accepted)
     func acceptedV3(id: String) throws {
-        #expect(MQTTClient.isApplicationID(id, legacyV2: false))
+        #expect(Identifier.isApplicationID(id, legacyV2: false))
         var configuration = MQTTClient.Configuration(applicationID: id, apiKey: "NNSXS.KEY")
         try configuration.validate()
         configuration.legacyV2 = true
@@ -25,7 +25,7 @@ struct ApplicationIDTests {
 
     @Test("v3 refuses upper case, underscores, edge and double dashes, other characters and lengths", arguments: refused)
     func refusedV3(id: String) {
-        #expect(!MQTTClient.isApplicationID(id, legacyV2: false))
+        #expect(!Identifier.isApplicationID(id, legacyV2: false))
         let configuration = MQTTClient.Configuration(applicationID: id, apiKey: "NNSXS.KEY")
         #expect(throws: TTNError.self) { try configuration.validate() }
     }
@@ -33,13 +33,13 @@ struct ApplicationIDTests {
     @Test("legacy v2 also takes single underscores and ids of 2")
     func legacyV2() {
         for id in ["my_app", "ab", "a_b-c", "a1"] {
-            #expect(MQTTClient.isApplicationID(id, legacyV2: true), "\(id)")
+            #expect(Identifier.isApplicationID(id, legacyV2: true), "\(id)")
         }
         for id in ["a", "my__app", "_ab", "ab_", "a-_b", "A_b", String(repeating: "a", count: 37)] {
-            #expect(!MQTTClient.isApplicationID(id, legacyV2: true), "\(id)")
+            #expect(!Identifier.isApplicationID(id, legacyV2: true), "\(id)")
         }
-        #expect(!MQTTClient.isApplicationID("my_app", legacyV2: false))
-        #expect(!MQTTClient.isApplicationID("ab", legacyV2: false))
+        #expect(!Identifier.isApplicationID("my_app", legacyV2: false))
+        #expect(!Identifier.isApplicationID("ab", legacyV2: false))
     }
 
     @Test("the check accepts exactly what the patterns accept, on 20,000 seeded random ids")
@@ -54,11 +54,11 @@ struct ApplicationIDTests {
             let id = (0..<length).map { _ in random.chance(85) ? random.pick(["a", "7", "-"]) : random.pick(pieces) }
                 .joined()
             #expect(
-                MQTTClient.isApplicationID(id, legacyV2: false) == (id.wholeMatch(of: v3Pattern) != nil),
+                Identifier.isApplicationID(id, legacyV2: false) == (id.wholeMatch(of: v3Pattern) != nil),
                 "v3 \(id.debugDescription)"
             )
             #expect(
-                MQTTClient.isApplicationID(id, legacyV2: true) == (id.wholeMatch(of: v2Pattern) != nil),
+                Identifier.isApplicationID(id, legacyV2: true) == (id.wholeMatch(of: v2Pattern) != nil),
                 "v2 \(id.debugDescription)"
             )
         }

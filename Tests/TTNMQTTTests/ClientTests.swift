@@ -39,7 +39,7 @@ struct ClientTests {
             String(repeating: "a-", count: 36) + "a",
         ]
         for id in examples {
-            #expect(MQTTClient.isDeviceID(id) == (id.wholeMatch(of: pattern) != nil), "\(id)")
+            #expect(Identifier.isDeviceID(id) == (id.wholeMatch(of: pattern) != nil), "\(id)")
         }
         // Seeded (TTN_FUZZ_SEED replays a run): half random strings, half valid ids with up to two edits, so both
         // sides of the pattern's edges (length, separators, case, spaces) come up often.
@@ -70,7 +70,7 @@ struct ClientTests {
             let text = String(id)
             let expected = text.wholeMatch(of: pattern) != nil
             if expected { accepted += 1 } else { rejected += 1 }
-            if MQTTClient.isDeviceID(text) != expected {
+            if Identifier.isDeviceID(text) != expected {
                 failures.add("'\(text)': the check says \(!expected), TTN's pattern \(expected); \(run.replay(index))")
             }
         }

@@ -1,0 +1,245 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceLifecycle
+import TTNHost
+import TTNLua
+import TTNMQTT
+
+/// `ttn-host [run]`: connects to TTN and runs the handlers until SIGTERM.
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Runs Lua and Swift message handlers for every uplink of one The Things Network application.",
+        discussion: """
+            Every option can also come from the environment (TTN_APP_ID, TTN_API_KEY, TTN_HOST, TTN_PORT, \
+            TTN_REGION, TTN_TENANT, TTN_SCRIPTS, TTN_WAIT_FOR_BROKER), so the API key need not be on the command \
+            line. SIGHUP reloads the scripts; SIGINT/SIGTERM drain the queues and exit 0. A broker that cannot be \
+            reached yet is waited for; a missing or out-of-range setting, a refused key or a TLS failure exits 2.
+
+            Example (TTN, Europe):  TTN_API_KEY=NNSXS.... ttn-host --app-id my-app --scripts handlers
+            """
+    )
+
+    @Option(help: "Directory of *.lua handler scripts, reloaded when they change. (TTN_SCRIPTS)")
+    var scripts: String?
+
+    @Option(name: .customLong("app-id"), help: "Application id from the TTN console. (TTN_APP_ID)")
+    var appID: String?
+
+    @Option(name: .customLong("api-key"), help: "API key; prefer the TTN_API_KEY environment variable. (TTN_API_KEY)")
+    var apiKey: String?
+
+    @Option(help: "Tenant; empty for Open Source deployments. (TTN_TENANT, default ttn)")
+    var tenant: String?
+
+    @Option(help: "TTN cluster: eu1, nam1 or au1. (TTN_REGION, default eu1)")
+    var region: String?
+
+    @Option(help: "MQTT host, instead of --region, e.g. a private stack or localhost. (TTN_HOST)")
+    var host: String?
+
+    @Option(help: "MQTT port, 1 to 65535; 8883 means TLS. (TTN_PORT, default 8883)")
+    var port: Int?
+
+    @Flag(inversion: .prefixedNo, help: "Force TLS on or off (default: on for port 8883 only).")
+    var tls: Bool?
+
+    @Option(name: .customLong("ca-file"), help: "PEM file of the CA to trust instead of the system's.")
+    var caFile: String?
+
+    @Flag(name: .customLong("insecure-skip-verify"), help: "Do not verify the server certificate (tests only; logs a warning).")
+    var insecureSkipVerify = false
+
+    @Flag(name: .customLong("legacy-v2"), help: "Speak the legacy TTN v2 topics and JSON.")
+    var legacyV2 = false
+
+    @Option(name: .customLong("queue-limit"), help: "Uplinks waiting per handler before the oldest is dropped; at least 1.")
+    var queueLimit = 1024
+
+    @Option(name: .customLong("history-limit"), help: "Uplinks kept for getAllMessages(); at least 1.")
+    var historyLimit = 1000
+
+    @Option(
+        name: .customLong("lua-time-limit-ms"),
+        help: """
+            Time budget of one Lua handler invocation, in milliseconds: 1 to 3600000, or 0 for no time check (the \
+            instruction budget still applies). (default: 200)
+            """
+    )
+    var luaTimeLimit: Int?
+
+    @Option(name: .customLong("lua-memory-limit-mb"), help: "Memory cap of one Lua script, in MiB: 1 to 1048576. (default: 64)")
+    var luaMemoryLimit: Int?
+
+    @Option(
+        name: .customLong("lua-downlink-limit"),
+        help: "Downlinks one Lua handler invocation may publish; 0 lets no script publish. (default: 10)"
+    )
+    var luaDownlinkLimit: Int?
+
+    @Option(
+        name: .customLong("shutdown-deadline"),
+        help: "Seconds SIGTERM waits for queued uplinks to be handled: 0 to 3600; 0 reports them unhandled at once."
+    )
+    var shutdownDeadline = 10
+
+    @Flag(
+        inversion: .prefixedNo,
+        help: """
+            Keep trying, with backoff, while the broker cannot be reached yet (default); with --no-wait-for-broker \
+            the first failure exits 2, for a supervisor to restart. (TTN_WAIT_FOR_BROKER=true|false)
+            """
+    )
+    var waitForBroker: Bool?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String = "info"
+
+    private static let environment = ProcessInfo.processInfo.environment
+
+    /// Every numeric setting: its value, the values that make sense, and how to say so.
+    ///
+    /// The ranges follow how each value is used. A handler queue below 1 would quietly hold 1, and the client
+    /// refuses a history below 1. A time limit of 0 turns the time check off, as in `LuaLimits`; a negative one
+    /// would do the same without saying so, hence refused. A downlink limit of 0 lets no script publish, and a
+    /// shutdown deadline of 0 does not wait. The upper bounds, far above any useful value, keep the conversions
+    /// to nanoseconds and bytes from overflowing.
+    private var numericSettings: [(name: String, value: Int?, range: ClosedRange<Int>, accepted: String)] {
+        [
+            ("--port", port, 1...65535, "from 1 to 65535 (TTN uses 8883 with TLS, 1883 without)"),
+            (
+                "TTN_PORT", port == nil ? Self.environment["TTN_PORT"].flatMap { Int($0) } : nil, 1...65535,
+                "a port from 1 to 65535 (TTN uses 8883 with TLS, 1883 without)"
+            ),
+            ("--queue-limit", queueLimit, 1...Int.max, "at least 1 (uplinks that may wait per handler)"),
+            ("--history-limit", historyLimit, 1...Int.max, "at least 1 (uplinks kept for getAllMessages())"),
+            (
+                "--lua-time-limit-ms", luaTimeLimit, 0...3_600_000,
+                "from 1 to 3600000 (milliseconds, at most an hour), or 0 to turn the time check off"
+            ),
+            ("--lua-memory-limit-mb", luaMemoryLimit, 1...1_048_576, "from 1 to 1048576 (MiB, at most 1 TiB)"),
+            ("--lua-downlink-limit", luaDownlinkLimit, 0...Int.max, "0 or more (downlinks per invocation; 0: none)"),
+            (
+                "--shutdown-deadline", shutdownDeadline, 0...3600,
+                "from 0 to 3600 (seconds; 0 reports the queued uplinks unhandled without waiting)"
+            ),
+        ]
+    }
+
+    func validate() throws {
+        guard Logger.Level(rawValue: logLevel) != nil else {
+            throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical.")
+        }
+        if let port = Self.environment["TTN_PORT"], self.port == nil, Int(port) == nil {
+            throw ValidationError("TTN_PORT '\(port)' is not a number; use 8883 (TLS) or 1883.")
+        }
+        for setting in numericSettings {
+            if let value = setting.value, !setting.range.contains(value) {
+                throw ValidationError("\(setting.name) must be \(setting.accepted), not \(value).")
+            }
+        }
+        guard (appID ?? Self.environment["TTN_APP_ID"]).map({ !$0.isEmpty }) == true else {
+            throw ValidationError("Give the application id with --app-id or TTN_APP_ID (see the TTN console, Applications).")
+        }
+        guard (apiKey ?? Self.environment["TTN_API_KEY"]).map({ !$0.isEmpty }) == true else {
+            throw ValidationError(
+                "Give an API key in TTN_API_KEY (or --api-key): console > your application > Integrations > MQTT > Generate new API key."
+            )
+        }
+        if host != nil && region != nil { throw ValidationError("Give --region or --host, not both.") }
+        if let value = Self.environment["TTN_WAIT_FOR_BROKER"], Self.boolean(value) == nil {
+            throw ValidationError("TTN_WAIT_FOR_BROKER '\(value)' is not true or false.")
+        }
+        if let directory = scripts ?? Self.environment["TTN_SCRIPTS"] {
+            var isDirectory: ObjCBool = false
+            guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+                throw ValidationError("The scripts directory '\(directory)' does not exist.")
+            }
+        }
+    }
+
+    func run() async throws {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "ttn-host")
+        let configuration: HandlerHost.Configuration
+        do {
+            configuration = try hostConfiguration()
+        } catch {
+            throw ValidationError(error.description)
+        }
+        printSummary(configuration)
+
+        let host = HandlerHost(configuration: configuration)
+        let group = ServiceGroup(services: [host], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        do {
+            try await group.run()
+        } catch let error as TTNError {
+            FileHandle.standardError.write(Data("ttn-host: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+    }
+
+    private func hostConfiguration() throws(TTNError) -> HandlerHost.Configuration {
+        let environment = Self.environment
+        var client = MQTTClient.Configuration(
+            applicationID: appID ?? environment["TTN_APP_ID"] ?? "",
+            apiKey: apiKey ?? environment["TTN_API_KEY"] ?? "",
+            logger: Logger(label: "ttn.mqtt")
+        )
+        client.tenant = tenant ?? environment["TTN_TENANT"] ?? "ttn"
+        let port = self.port ?? environment["TTN_PORT"].flatMap { Int($0) } ?? 8883
+        let serverName = host ?? environment["TTN_HOST"] ?? region ?? environment["TTN_REGION"] ?? "eu1"
+        client.server = try .region(serverName, port: port)
+        switch tls {
+        case true?: client.tls.mode = .enabled
+        case false?: client.tls.mode = .disabled
+        case nil: client.tls.mode = .automatic
+        }
+        client.tls.caFile = caFile
+        client.tls.allowUnverifiedCertificates = insecureSkipVerify
+        client.legacyV2 = legacyV2
+        client.historyLimit = historyLimit
+        try client.validate()
+
+        var configuration = HandlerHost.Configuration(client: client, scriptDirectory: scripts ?? environment["TTN_SCRIPTS"])
+        configuration.handlerQueueLimit = queueLimit
+        configuration.shutdownDeadline = .seconds(shutdownDeadline)
+        configuration.waitForBroker = waitForBroker ?? environment["TTN_WAIT_FOR_BROKER"].flatMap(Self.boolean) ?? true
+        if let luaTimeLimit { configuration.luaLimits.timeLimit = .milliseconds(luaTimeLimit) }
+        if let luaMemoryLimit { configuration.luaLimits.memoryLimit = luaMemoryLimit * 1024 * 1024 }
+        if let luaDownlinkLimit { configuration.luaLimits.downlinkLimit = luaDownlinkLimit }
+        return configuration
+    }
+
+    /// `true`, `false` and their usual spellings in environment variables (1/0, yes/no, on/off), or nil.
+    private static func boolean(_ text: String) -> Bool? {
+        switch text.lowercased() {
+        case "true", "1", "yes", "on": true
+        case "false", "0", "no", "off": false
+        default: nil
+        }
+    }
+
+    /// What the host is about to do. Never prints the API key.
+    private func printSummary(_ configuration: HandlerHost.Configuration) {
+        let client = configuration.client
+        var lines = [
+            "ttn-host",
+            "  broker:   \(client.server)",
+            "  username: \(client.username)",
+            "  tls:      \(client.usesTLS ? "on\(client.tls.caFile.map { " (CA \($0))" } ?? " (system CAs)")" : "off")",
+        ]
+        if let directory = configuration.scriptDirectory {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: directory))?
+                .filter(ScriptDirectoryWatcher.isScriptName).sorted() ?? []
+            lines.append("  scripts:  \(directory) (\(names.isEmpty ? "none yet" : names.joined(separator: ", ")))")
+        }
+        FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+    }
+}
