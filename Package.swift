@@ -63,7 +63,7 @@ let package = Package(
         .executableTarget(
             name: "ttn-host",
             dependencies: [
-                "TTNHost",
+                "TTNHost", "TTNSync",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]

@@ -8,9 +8,10 @@ struct TTNHostCommand: AsyncParsableCommand {
         abstract: "Runs Lua and Swift message handlers for the uplinks of a The Things Network application.",
         discussion: """
             Without a subcommand, `run`: connect to TTN and handle every uplink (ttn-host run --help). \
-            `check` and `replay` try scripts offline, with no broker and no TTN account.
+            `check` and `replay` try scripts offline, with no broker and no TTN account; `record` writes live \
+            uplinks to a file that `replay` reads.
             """,
-        subcommands: [RunCommand.self, CheckCommand.self, ReplayCommand.self],
+        subcommands: [RunCommand.self, CheckCommand.self, ReplayCommand.self, RecordCommand.self],
         defaultSubcommand: RunCommand.self
     )
 

@@ -2,19 +2,28 @@ import Foundation
 import Testing
 import TestSupport
 
-/// `ttn-host check` and `ttn-host replay`, run as a user runs them: no broker, no TTN account.
-@Suite("ttn-host check and replay", .enabled(if: Broker.shouldRun), .timeLimit(.minutes(1)))
+/// `ttn-host check`, `replay` and `record`, run as a user runs them: the first two with no broker.
+@Suite("ttn-host check, replay and record", .enabled(if: Broker.shouldRun), .timeLimit(.minutes(1)))
 struct OfflineCommandTests {
     static let examples = Broker.repository.appendingPathComponent("examples/lua").path
 
+    private func binary() throws -> String {
+        try #require(Broker.environment["TTN_HOST_BINARY"], "scripts/test sets TTN_HOST_BINARY")
+    }
+
+    private func temporaryPath(_ name: String) -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("\(UUID().uuidString)-\(name)").path
+    }
+
+    private func contents(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+
     /// Runs ttn-host with `arguments`; returns its exit status and what it printed.
     private func ttnHost(_ arguments: [String]) async throws -> (status: Int32, output: String) {
-        let binary = try #require(Broker.environment["TTN_HOST_BINARY"], "scripts/test sets TTN_HOST_BINARY")
-        let log = FileManager.default.temporaryDirectory.appendingPathComponent("offline-\(UUID().uuidString).log").path
+        let log = temporaryPath("offline.log")
         let environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("TTN_") }
-        let process = try ChildProcess(binary, arguments, environment: environment, output: log)
+        let process = try ChildProcess(try binary(), arguments, environment: environment, output: log)
         let status = await process.exitStatus()
-        return (status, (try? String(contentsOfFile: log, encoding: .utf8)) ?? "")
+        return (status, contents(log))
     }
 
     /// A JSON-lines recording: the decoded fixture at 25 and 35 degrees, the second again after its topic (as
@@ -104,5 +113,33 @@ struct OfflineCommandTests {
         #expect(status == 0, "\(output)")
         #expect(output.contains("LOG log-uplinks.lua "), "\(output)")
         #expect(!output.contains("ERROR"), "\(output)")
+    }
+
+    @Test("record: live uplinks go to the file as JSON lines until SIGTERM, and replay reads them back in order")
+    func recordThenReplay() async throws {
+        let app = Broker.application()
+        let network = try NetworkSide(port: try Broker.requirePort())
+        defer { network.close() }
+        let file = temporaryPath("recording.jsonl"), log = temporaryPath("record.log")
+        var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("TTN_") }
+        environment["TTN_API_KEY"] = Broker.apiKey
+        let recorder = try ChildProcess(
+            try binary(), ["record", "--app-id", app, "--host", "127.0.0.1", "--port", String(try Broker.requirePort()), file],
+            environment: environment, output: log
+        )
+        defer { recorder.stop() }
+        let recording = await eventually { self.contents(log).contains("recording uplinks") }
+        try #require(recording, "\(contents(log))")
+        for counter in 1...3 { try network.publishUplink(application: app, device: "dev", json: uplinkJSON(counter: counter)) }
+        let written = await eventually { self.contents(file).split(separator: "\n").count == 3 }
+        #expect(written, "\(contents(file))")
+        recorder.signal(SIGTERM)
+        #expect(await recorder.exitStatus() == 0, "\(contents(log))")
+        #expect(contents(log).contains("recorded 3 uplinks"), "\(contents(log))")
+
+        let scripts = try scriptDirectory(["count.lua": "setMessageHandler(function() ttn.log(getLastMessage().uplink_message.f_cnt) end)\n"])
+        let (status, output) = try await ttnHost(["replay", "--scripts", scripts.path, file])
+        #expect(status == 0, "\(output)")
+        #expect(output.split(separator: "\n").map(String.init) == ["LOG count.lua 1", "LOG count.lua 2", "LOG count.lua 3"])
     }
 }

@@ -1,0 +1,88 @@
+import ArgumentParser
+import Foundation
+import Logging
+import TTNMQTT
+
+/// The options that say which application to connect to, and how: shared by `run` and `record`.
+struct ConnectionOptions: ParsableArguments {
+    @Option(name: .customLong("app-id"), help: "Application id from the TTN console. (TTN_APP_ID)")
+    var appID: String?
+
+    @Option(name: .customLong("api-key"), help: "API key; prefer the TTN_API_KEY environment variable. (TTN_API_KEY)")
+    var apiKey: String?
+
+    @Option(help: "Tenant; empty for Open Source deployments. (TTN_TENANT, default ttn)")
+    var tenant: String?
+
+    @Option(help: "TTN cluster: eu1, nam1 or au1. (TTN_REGION, default eu1)")
+    var region: String?
+
+    @Option(help: "MQTT host, instead of --region, e.g. a private stack or localhost. (TTN_HOST)")
+    var host: String?
+
+    @Option(help: "MQTT port, 1 to 65535; 8883 means TLS. (TTN_PORT, default 8883)")
+    var port: Int?
+
+    @Flag(inversion: .prefixedNo, help: "Force TLS on or off (default: on for port 8883 only).")
+    var tls: Bool?
+
+    @Option(name: .customLong("ca-file"), help: "PEM file of the CA to trust instead of the system's.")
+    var caFile: String?
+
+    @Flag(name: .customLong("insecure-skip-verify"), help: "Do not verify the server certificate (tests only; logs a warning).")
+    var insecureSkipVerify = false
+
+    @Flag(name: .customLong("legacy-v2"), help: "Speak the legacy TTN v2 topics and JSON.")
+    var legacyV2 = false
+
+    private static let environment = ProcessInfo.processInfo.environment
+
+    /// Refuses a port that is not a number or not a port.
+    func validatePort() throws {
+        if let port = Self.environment["TTN_PORT"], self.port == nil, Int(port) == nil {
+            throw ValidationError("TTN_PORT '\(port)' is not a number; use 8883 (TLS) or 1883.")
+        }
+        if let port, !(1...65535).contains(port) {
+            throw ValidationError("--port must be from 1 to 65535 (TTN uses 8883 with TLS, 1883 without), not \(port).")
+        }
+        if port == nil, let value = Self.environment["TTN_PORT"].flatMap({ Int($0) }), !(1...65535).contains(value) {
+            throw ValidationError("TTN_PORT must be a port from 1 to 65535 (TTN uses 8883 with TLS, 1883 without), not \(value).")
+        }
+    }
+
+    /// Refuses a missing application id or key, and a region given with a host.
+    func validateApplication() throws {
+        guard (appID ?? Self.environment["TTN_APP_ID"]).map({ !$0.isEmpty }) == true else {
+            throw ValidationError("Give the application id with --app-id or TTN_APP_ID (see the TTN console, Applications).")
+        }
+        guard (apiKey ?? Self.environment["TTN_API_KEY"]).map({ !$0.isEmpty }) == true else {
+            throw ValidationError(
+                "Give an API key in TTN_API_KEY (or --api-key): console > your application > Integrations > MQTT > Generate new API key."
+            )
+        }
+        if host != nil && region != nil { throw ValidationError("Give --region or --host, not both.") }
+    }
+
+    /// The client configuration these options and the `TTN_*` variables describe.
+    func clientConfiguration() throws(TTNError) -> MQTTClient.Configuration {
+        let environment = Self.environment
+        var client = MQTTClient.Configuration(
+            applicationID: appID ?? environment["TTN_APP_ID"] ?? "",
+            apiKey: apiKey ?? environment["TTN_API_KEY"] ?? "",
+            logger: Logger(label: "ttn.mqtt")
+        )
+        client.tenant = tenant ?? environment["TTN_TENANT"] ?? "ttn"
+        let port = self.port ?? environment["TTN_PORT"].flatMap { Int($0) } ?? 8883
+        let serverName = host ?? environment["TTN_HOST"] ?? region ?? environment["TTN_REGION"] ?? "eu1"
+        client.server = try .region(serverName, port: port)
+        switch tls {
+        case true?: client.tls.mode = .enabled
+        case false?: client.tls.mode = .disabled
+        case nil: client.tls.mode = .automatic
+        }
+        client.tls.caFile = caFile
+        client.tls.allowUnverifiedCertificates = insecureSkipVerify
+        client.legacyV2 = legacyV2
+        return client
+    }
+}
