@@ -55,7 +55,6 @@ let package = Package(
             dependencies: [
                 "TTNMQTT", "TTNLua", "TTNSync",
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]

@@ -72,8 +72,7 @@ final class LoadedScript: Sendable {
 
     /// Runs the script's handler for `uplink`; false (and logged) when it failed.
     func handle(_ uplink: Uplink, logger: Logger) -> Bool {
-        let message = uplink.tape.map { LuaMessage(tape: $0, deviceID: uplink.deviceID) }
-            ?? LuaMessage(json: uplink.jsonBytes, deviceID: uplink.deviceID)
+        let message = LuaMessage(uplink)
         do {
             try slot.withLock { try $0.handle(message) }
             return true

@@ -1,4 +1,3 @@
-import DequeModule
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -329,25 +328,6 @@ final class HandlerRunner: Sendable {
             unhandled: abandoned.value
         )
     }
-}
-
-/// The last uplinks received, oldest first, at most `limit` of them.
-final class UplinkHistory: Sendable {
-    private let limit: Int
-    private let uplinks = Locked(Deque<Uplink>())
-
-    init(limit: Int) { self.limit = limit }
-
-    func append(_ uplink: Uplink) {
-        uplinks.withLock { uplinks in
-            uplinks.append(uplink)
-            if uplinks.count > limit { uplinks.removeFirst() }
-        }
-    }
-
-    var last: Uplink? { uplinks.withLock { $0.last } }
-
-    var all: [Uplink] { uplinks.withLock { Array($0) } }
 }
 
 /// A counter shared between threads.

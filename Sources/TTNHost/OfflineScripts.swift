@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import TTNCore
 import TTNLua
+import TTNMQTT
 import TTNSync
 
 /// The scripts of a directory, run without a broker or a TTN account: to check that each one loads, and to
@@ -56,8 +57,7 @@ public final class OfflineScripts: Sendable {
     @discardableResult
     public func handle(_ uplink: Uplink) -> Int {
         bridge.received(uplink)
-        let message = uplink.tape.map { LuaMessage(tape: $0, deviceID: uplink.deviceID) }
-            ?? LuaMessage(json: uplink.jsonBytes, deviceID: uplink.deviceID)
+        let message = LuaMessage(uplink)
         return slots.withLock { slots in
             var failed = 0
             for slot in slots {
@@ -108,12 +108,12 @@ extension OfflineScripts {
     }
 }
 
-/// Replay's side of the script API: the uplinks replayed so far, and downlinks checked as the host checks them,
-/// then reported instead of sent.
+/// Replay's side of the script API: the uplinks replayed so far (as many as the host keeps), and downlinks
+/// checked as the host checks them, then reported instead of sent.
 private final class ReplayBridge: LuaHostBridge {
     let topics: TopicLayout
     let output: @Sendable (String) -> Void
-    private let history = Locked<[[UInt8]]>([])
+    private let history = UplinkHistory(limit: UplinkHistory.defaultLimit)
 
     init(topics: TopicLayout, output: @escaping @Sendable (String) -> Void) {
         self.topics = topics
@@ -121,10 +121,10 @@ private final class ReplayBridge: LuaHostBridge {
     }
 
     func received(_ uplink: Uplink) {
-        history.withLock { $0.append(uplink.jsonBytes) }
+        history.append(uplink)
     }
 
-    func allMessages() -> [[UInt8]] { history.withLock { $0.map { $0 } } }
+    func allMessages() -> [[UInt8]] { history.all.map(\.jsonBytes) }
 
     func publish(_ downlink: String, deviceID: String, queue: DownlinkQueue?) throws {
         let request = try DownlinkRequest.parse(downlink, queue: queue)

@@ -24,6 +24,15 @@ public struct LuaMessage: Sendable {
         self.init(json: tape.bytes, deviceID: deviceID)
         self.tape = tape
     }
+
+    /// `uplink`, read through its tape when it was parsed from JSON.
+    package init(_ uplink: Uplink) {
+        if let tape = uplink.tape {
+            self.init(tape: tape, deviceID: uplink.deviceID)
+        } else {
+            self.init(json: uplink.jsonBytes, deviceID: uplink.deviceID)
+        }
+    }
 }
 
 /// What scripts reach through `getAllMessages()` and `publish()`; the host implements it.

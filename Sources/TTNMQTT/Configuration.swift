@@ -37,7 +37,7 @@ extension MQTTClient {
         /// The cap on the delay between reconnect attempts. Default 30 s.
         public var maximumReconnectDelay: Duration = .seconds(30)
         /// How many uplinks ``MQTTClient/getAllMessages()`` keeps, newest last. Default 1000.
-        public var historyLimit: Int = 1000
+        public var historyLimit: Int = UplinkHistory.defaultLimit
         /// How many received messages may wait for the message handler or an `uplinks` consumer before the
         /// oldest is dropped (counted and logged). Default 4096.
         public var deliveryQueueLimit: Int = 4096

@@ -84,11 +84,7 @@ extension MQTTClient: ApplicationConnectionReceiver {
     private func receiveUplink(_ message: ReceivedMessage, decoded: Uplink?) {
         guard let uplink = decoded ?? link.decode(message) else { return }
         logger.info("MESSAGE RECEIVED", metadata: ["ttn.device_id": "\(uplink.deviceID ?? "?")"])
-        state.withLock { state in
-            state.lastMessage = uplink
-            state.history.append(uplink)
-            if state.history.count > state.configuration.historyLimit { state.history.removeFirst() }
-        }
+        history.append(uplink)
         guard let handler = state.withLock({ $0.messageHandler }) else { return }
         Self.$invocation.withValue(Invocation(client: ObjectIdentifier(self), uplink: uplink), operation: handler)
     }

@@ -50,13 +50,13 @@ extension MQTTClient {
     /// The last uplink received; inside a message handler, the uplink that triggered that invocation.
     public func getLastMessage() -> Uplink? {
         if let invocation = Self.invocation, invocation.client == ObjectIdentifier(self) { return invocation.uplink }
-        return state.withLock { $0.lastMessage }
+        return history.last
     }
 
     /// The uplinks kept since the client was created, oldest first: at most
     /// ``Configuration/historyLimit`` (default 1000), the oldest dropped first.
     public func getAllMessages() -> [Uplink] {
-        state.withLock { Array($0.history) }
+        history.all
     }
 
     /// Replaces the default connect behaviour (which logs `CONNECTED AND SUBSCRIBED`).

@@ -1,5 +1,4 @@
 @_exported import TTNCore
-import DequeModule
 import Dispatch
 import Foundation
 import Logging
@@ -29,8 +28,6 @@ public final class MQTTClient: Sendable {
 
     struct State {
         var configuration: Configuration
-        var history = Deque<Uplink>()
-        var lastMessage: Uplink?
         var messageHandler: (@Sendable () -> Void)?
         var connectBehavior: ConnectBehavior?
         var messageBehavior: MessageBehavior?
@@ -65,6 +62,8 @@ public final class MQTTClient: Sendable {
     let state: Locked<State>
     let logger: Logger
     let delivery: DeliveryQueue<Delivery>
+    /// The uplinks the default message behaviour kept.
+    let history: UplinkHistory
     /// The connection layer: topics, decoding, checked downlinks and their acknowledgements.
     let link: ApplicationConnection
 
@@ -74,6 +73,7 @@ public final class MQTTClient: Sendable {
         logger[metadataKey: "ttn.app_id"] = "\(configuration.applicationID)"
         self.logger = logger
         self.state = Locked(State(configuration: configuration))
+        self.history = UplinkHistory(limit: configuration.historyLimit)
         self.link = ApplicationConnection(logger: logger)
         let dropLogger = logger
         let weakSelf = WeakClient()
