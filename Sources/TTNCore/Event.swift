@@ -19,6 +19,16 @@ public struct TTNEvent: Sendable, Hashable {
         public static let downlinkQueueInvalidated = Kind(rawValue: "down/invalidated")
         public static let locationSolved = Kind(rawValue: "location/solved")
         public static let serviceData = Kind(rawValue: "service/data")
+
+        /// A downlink whose outcome never arrived. Raised by the host itself, never published by TTN: it has no
+        /// MQTT topic and is not in ``allCases``.
+        public static let downlinkLost = Kind(rawValue: "down/lost")
+
+        /// The kinds TTN (v3) publishes on MQTT, each on its own topic: every kind above except ``downlinkLost``.
+        public static let allCases: [Kind] = [
+            .join, .normalizedUplink, .downlinkQueued, .downlinkSent, .downlinkAck, .downlinkNack, .downlinkFailed,
+            .downlinkQueueInvalidated, .locationSolved, .serviceData,
+        ]
     }
 
     public let kind: Kind
@@ -39,12 +49,37 @@ public struct TTNEvent: Sendable, Hashable {
         try JSONDecoder().decode(type, from: Data(json.utf8))
     }
 
-    /// The `correlation_ids` of the event; they include the ids you gave the downlink.
+    /// Every correlation id of the event, each once, in order of appearance: the top-level `correlation_ids`, then
+    /// those of the downlink the event is about, where TTN echoes the ids you gave it (`downlink_queued`,
+    /// `downlink_sent`, `downlink_ack`, `downlink_nack`, `downlink_failed.downlink`, and each of
+    /// `downlink_queue_invalidated.downlinks`, whose ids are not at the top level).
     public var correlationIDs: [String] {
-        (try? decode(CorrelationIDs.self).correlation_ids) ?? []
+        guard let event = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any] else { return [] }
+        func ids(in object: Any?) -> [String] {
+            ((object as? [String: Any])?["correlation_ids"] as? [Any])?.compactMap { $0 as? String } ?? []
+        }
+        var found = ids(in: event)
+        for key in ["downlink_queued", "downlink_sent", "downlink_ack", "downlink_nack"] {
+            found += ids(in: event[key])
+        }
+        found += ids(in: (event["downlink_failed"] as? [String: Any])?["downlink"])
+        for downlink in (event["downlink_queue_invalidated"] as? [String: Any])?["downlinks"] as? [Any] ?? [] {
+            found += ids(in: downlink)
+        }
+        var seen = Set<String>()
+        return found.filter { seen.insert($0).inserted }
     }
 
-    private struct CorrelationIDs: Decodable {
-        var correlation_ids: [String]?
+    /// The prefix of the correlation ids the host gives its downlinks: `ttn-host:<id>`.
+    static let hostDownlinkPrefix = "ttn-host:"
+
+    /// The `X` of the first correlation id `ttn-host:X` (X not empty) among ``correlationIDs``: the host's id of the
+    /// downlink this event is about. Nil when there is none.
+    public var hostDownlinkID: String? {
+        correlationIDs.lazy.compactMap { id -> String? in
+            guard id.hasPrefix(Self.hostDownlinkPrefix) else { return nil }
+            let rest = id.dropFirst(Self.hostDownlinkPrefix.count)
+            return rest.isEmpty ? nil : String(rest)
+        }.first
     }
 }

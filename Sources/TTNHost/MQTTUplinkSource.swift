@@ -6,12 +6,14 @@ import TTNSync
 /// The TTN MQTT connection as a host's source of uplinks and path for downlinks.
 ///
 /// Uplinks are checked on the network thread as they arrive and handed to the receiver there, which queues
-/// them for the handlers. It shares the connection layer with ``MQTTClient``, and a client for the same
-/// application in the same process shares the MQTT connection, but neither drives the other's queues.
+/// them for the handlers; so are the events of the kinds asked for with ``receiveEvents(_:)``. It shares the
+/// connection layer with ``MQTTClient``, and a client for the same application in the same process shares the MQTT
+/// connection, but neither drives the other's queues nor sees the events only the other asked for.
 public final class MQTTUplinkSource: UplinkSource, DownlinkPath, ApplicationConnectionReceiver {
     /// The application and server to connect to.
     public let configuration: MQTTClient.Configuration
-    private let link: ApplicationConnection
+    /// This user's view of the connection; internal for tests, which look at the shared MQTT connection under it.
+    let link: ApplicationConnection
     /// Weak: the host that receives owns this source.
     private let receiver = Locked<WeakReceiver>(WeakReceiver())
 
@@ -32,6 +34,10 @@ public final class MQTTUplinkSource: UplinkSource, DownlinkPath, ApplicationConn
     }
 
     public func stop() { link.disconnect() }
+
+    /// Subscribes to the event topics of `kinds` (and unsubscribes from the others), now if running, and on every
+    /// start and reconnect; the receiver gets only events of these kinds.
+    public func receiveEvents(_ kinds: Set<TTNEvent.Kind>) { link.receiveEvents(kinds) }
 
     public var isRunning: Bool { link.isConnected }
 
@@ -65,7 +71,9 @@ public final class MQTTUplinkSource: UplinkSource, DownlinkPath, ApplicationConn
 
     package func connectionDidSubscribe(sessionPresent: Bool) {}
 
-    package func connectionDidReceiveEvent(_ event: TTNEvent) {}
+    package func connectionDidReceiveEvent(_ event: TTNEvent) {
+        receiver.withLock { $0.value }?.receive(event)
+    }
 
     package func connectionDidAcknowledge(messageID: Int) {}
 }

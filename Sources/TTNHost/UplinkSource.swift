@@ -16,6 +16,11 @@ public protocol UplinkSource: AnyObject, Sendable {
     var statistics: UplinkSourceStatistics { get }
     /// Whether a failure of ``start(delivering:)`` can go away by itself (a broker that is not up yet).
     func isTransient(_ error: TTNError) -> Bool
+    /// The event kinds the receiver wants from now on (empty: none), replacing the earlier ones; the source hands
+    /// them to the receiver's `receive(_ event:)`. It subscribes to what is newly wanted and unsubscribes from
+    /// what is not any more, while running and after every reconnect or restart. Kinds the source has no topic for
+    /// (``TTNEvent/Kind/downlinkLost``) never arrive from it.
+    func receiveEvents(_ kinds: Set<TTNEvent.Kind>)
 }
 
 /// What a source hands its uplinks to. A source calls it from one thread at a time, in arrival order, and each
@@ -25,6 +30,13 @@ public protocol UplinkReceiver: AnyObject, Sendable {
     func receive(_ uplink: Uplink)
     /// The uplinks received since the last call were one burst: the receiver wakes its handlers once for all.
     func endOfBurst()
+    /// One event of a kind the receiver asked for with ``UplinkSource/receiveEvents(_:)``; it only queues.
+    func receive(_ event: TTNEvent)
+}
+
+extension UplinkReceiver {
+    /// For receivers that want no events: drops the event.
+    public func receive(_ event: TTNEvent) {}
 }
 
 /// Where a host's downlinks go: the TTN MQTT connection, or wherever a source's uplinks came from.

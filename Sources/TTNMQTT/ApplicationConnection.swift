@@ -11,7 +11,7 @@ package protocol ApplicationConnectionReceiver: AnyObject, Sendable {
     /// A message on an uplink topic, within the size limit, not decoded yet: ``ApplicationConnection/decode(_:)``
     /// decodes it, on this thread or later on another.
     func connectionDidReceiveUplink(_ message: ReceivedMessage)
-    /// A message on one of the event topics, for a receiver that asked for events.
+    /// A message on the event topic of a kind the receiver asked for with ``ApplicationConnection/receiveEvents(_:)``.
     func connectionDidReceiveEvent(_ event: TTNEvent)
     /// The messages received since the last call were one burst; see ``ConnectionObserver/connectionDidFinishBurst()``.
     func connectionDidFinishBurst()
@@ -33,9 +33,20 @@ package final class ApplicationConnection: ConnectionObserver {
         var connection: MosquittoConnection?
         /// Weak: the receiver owns `self`.
         weak var receiver: (any ApplicationConnectionReceiver)?
-        var wantsEvents = false
+        /// The event kinds this user wants (``ApplicationConnection/receiveEvents(_:)``), and their topic filters
+        /// once the topics are known.
+        var eventKinds = Set<TTNEvent.Kind>()
+        var eventFilters = Set<String>()
         var ownMessageIDs = Set<Int>()
         var statistics = MQTTClient.Statistics()
+
+        /// Recomputes `eventFilters` for the topics and kinds, and returns every filter this user wants: the uplinks'
+        /// and the events'.
+        mutating func updateFilters() -> Set<String> {
+            guard let topics else { return [] }
+            eventFilters = Set(eventKinds.compactMap(topics.eventFilter(for:)))
+            return eventFilters.union([topics.uplinkFilter])
+        }
     }
 
     private let logger: Logger
@@ -62,8 +73,8 @@ package final class ApplicationConnection: ConnectionObserver {
     package var statistics: MQTTClient.Statistics { state.withLock { $0.statistics } }
 
     /// Connects with `configuration` (or joins this process's connection to the same application) and subscribes
-    /// to the uplinks, and to the events if ``receiveEvents()`` was called. Blocks until the server accepted the
-    /// subscription. Does nothing while connected.
+    /// to the uplinks, and to the event topics of the kinds given to ``receiveEvents(_:)``. Blocks until the server
+    /// accepted the subscription (when it opened the connection). Does nothing while connected.
     /// - Returns: whether this call opened the MQTT connection (false: it joined one, or was connected already).
     /// - Throws: ``TTNError`` when the first connection fails: wrong key, unknown host, refused, TLS, timeout.
     @discardableResult
@@ -73,19 +84,21 @@ package final class ApplicationConnection: ConnectionObserver {
         try configuration.validate()
         let topics = TopicLayout(username: configuration.username, legacyV2: configuration.legacyV2)
         // Set before the connection exists, so that the first message already finds them.
-        let wantsEvents = state.withLock { state -> Bool? in
+        let filters = state.withLock { state -> Set<String>? in
             guard state.connection == nil else { return nil }
             state.receiver = receiver
             state.configuration = configuration
             state.topics = topics
-            return state.wantsEvents
+            return state.updateFilters()
         }
-        guard let wantsEvents else { return false }
-        let filters = [topics.uplinkFilter] + (wantsEvents ? topics.eventFilters : [])
+        guard let filters else { return false }
         let (connection, opened) = try ConnectionRegistry.acquire(configuration: configuration, filters: filters, observer: self)
         let connectedMeanwhile = state.withLock { state in
             if state.connection != nil { return true }
             state.connection = connection
+            // `receiveEvents(_:)` may have changed the kinds meanwhile, without a connection to tell.
+            let current = state.updateFilters()
+            if current != filters { connection.setFilters(current, for: self) }
             return false
         }
         if connectedMeanwhile {
@@ -102,13 +115,19 @@ package final class ApplicationConnection: ConnectionObserver {
         return opened
     }
 
-    /// Subscribes to the event topics too, now if connected and after every reconnect.
-    package func receiveEvents() {
-        let connection = state.withLock { state in
-            state.wantsEvents = true
-            return state.connection
+    /// Wants exactly the events of `kinds` from now on (empty: none). Subscribes to the topics of kinds newly wanted
+    /// and unsubscribes from those of kinds no longer wanted, unless another user of the shared connection wants
+    /// them: now if connected (without waiting for the broker), on ``connect(_:receiver:)``, and after every
+    /// reconnect. Only events of these kinds reach the receiver, whatever other users want. Kinds without an MQTT
+    /// topic (``TTNEvent/Kind/downlinkLost``) subscribe to nothing; legacy v2 has one topic for all its events, so
+    /// any kind with a topic receives them all.
+    package func receiveEvents(_ kinds: Set<TTNEvent.Kind>) {
+        state.withLock { state in
+            state.eventKinds = kinds
+            let filters = state.updateFilters()
+            // Under the lock, so that the connection ends with the filters of the last call.
+            state.connection?.setFilters(filters, for: self)
         }
-        if let connection { connection.addFilters(connection.topics.eventFilters) }
     }
 
     /// Waits (up to the configuration's `publishFlushTimeout`) until the broker acknowledged this user's downlinks,
@@ -193,8 +212,8 @@ package final class ApplicationConnection: ConnectionObserver {
 
     /// Runs on the network thread: sorts the message by topic and hands it on.
     package func connectionDidReceive(_ message: ReceivedMessage) {
-        let (topics, sizeLimit, wantsEvents, receiver) = state.withLock { state in
-            (state.topics, state.configuration?.maximumMessageSize ?? .max, state.wantsEvents, state.receiver)
+        let (topics, sizeLimit, eventFilters, receiver) = state.withLock { state in
+            (state.topics, state.configuration?.maximumMessageSize ?? .max, state.eventFilters, state.receiver)
         }
         guard message.payload.count <= sizeLimit else {
             recordSkip(\.oversized, "Oversized message skipped", ["mqtt.topic": "\(message.topic)", "bytes": "\(message.payload.count)"])
@@ -206,11 +225,11 @@ package final class ApplicationConnection: ConnectionObserver {
             return
         }
         guard suffix == "up" else {
-            if wantsEvents {
+            // Another user of the connection may have subscribed to kinds this one does not want.
+            let kind = TTNEvent.Kind(rawValue: String(suffix))
+            if !eventFilters.isEmpty, let filter = topics.eventFilter(for: kind), eventFilters.contains(filter) {
                 let json = String(decoding: message.payload, as: UTF8.self)
-                receiver?.connectionDidReceiveEvent(
-                    TTNEvent(kind: .init(rawValue: String(suffix)), deviceID: deviceID, topic: message.topic, json: json)
-                )
+                receiver?.connectionDidReceiveEvent(TTNEvent(kind: kind, deviceID: deviceID, topic: message.topic, json: json))
             }
             return
         }

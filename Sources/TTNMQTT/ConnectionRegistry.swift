@@ -14,10 +14,11 @@ enum ConnectionRegistry {
 
     private static let slots = Locked<[ConnectionKey: Slot]>([:])
 
-    /// The connection for `configuration`, opened if needed; `observer` is attached to it and `filters` added.
+    /// The connection for `configuration`, opened if needed; `observer` is attached to it with `filters` as its
+    /// filters (subscribed before an opened connection returns; on a joined one, sent without waiting).
     /// - Returns: the connection, and whether this call opened it (rather than joining an existing one).
     static func acquire(
-        configuration: MQTTClient.Configuration, filters: [String], observer: any ConnectionObserver
+        configuration: MQTTClient.Configuration, filters: Set<String>, observer: any ConnectionObserver
     ) throws(TTNError) -> (connection: MosquittoConnection, opened: Bool) {
         let key = ConnectionKey(
             server: configuration.server, username: configuration.username, password: configuration.apiKey,
@@ -60,7 +61,9 @@ enum ConnectionRegistry {
                 clientID: "\(configuration.clientIDPrefix)-\(String(UInt64.random(in: 0...0xFFFF_FFFF_FFFF), radix: 16))"
             )
             do {
-                let newConnection = try MosquittoConnection(key: key, settings: settings, filters: filters, logger: configuration.logger)
+                let newConnection = try MosquittoConnection(
+                    key: key, settings: settings, filters: filters, for: observer, logger: configuration.logger
+                )
                 slots.withLock { slots in
                     if case .opening(_, let waiting)? = slots[key] { slots[key] = .open(newConnection, clients: waiting) }
                 }
@@ -74,11 +77,11 @@ enum ConnectionRegistry {
             }
         }
         connection.addObserver(observer)
-        connection.addFilters(filters)
+        connection.setFilters(filters, for: observer)
         return (connection, opened)
     }
 
-    /// Detaches `observer`; closes the connection when no client uses it any more.
+    /// Detaches `observer`, unsubscribing what only it wanted; closes the connection when no client uses it any more.
     static func release(_ connection: MosquittoConnection, observer: any ConnectionObserver) {
         _ = connection.removeObserver(observer)
         let isLast = slots.withLock { slots -> Bool in
@@ -93,5 +96,35 @@ enum ConnectionRegistry {
             return true
         }
         if isLast { connection.close() }
+    }
+}
+
+/// A value set once and awaited by blocking threads.
+final class OneShot<Value: Sendable>: Sendable {
+    private let value = Locked<Value?>(nil)
+    private let ready = DispatchSemaphore(value: 0)
+
+    /// Sets the value if none was set yet; returns whether this call set it.
+    @discardableResult
+    func fulfill(_ newValue: Value) -> Bool {
+        let didSet = value.withLock { value in
+            guard value == nil else { return false }
+            value = newValue
+            return true
+        }
+        if didSet { ready.signal() }
+        return didSet
+    }
+
+    func wait(timeout: Duration) -> Value? {
+        if ready.wait(timeout: .now() + timeout.timeInterval) == .success { ready.signal() }
+        return value.withLock { $0 }
+    }
+}
+
+extension Duration {
+    /// Seconds, for Dispatch timeouts.
+    var timeInterval: Double {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
     }
 }

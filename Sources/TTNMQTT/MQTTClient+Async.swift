@@ -36,7 +36,7 @@ extension MQTTClient {
         continuation.onTermination = { [weak self] _ in
             self?.state.withLock { _ = $0.eventStreams.removeValue(forKey: id) }
         }
-        link.receiveEvents()
+        link.receiveEvents(Set(TTNEvent.Kind.allCases))
         return stream
     }
 }

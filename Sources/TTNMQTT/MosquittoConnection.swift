@@ -42,6 +42,9 @@ struct ConnectionKey: Hashable, Sendable {
 /// error, including the fatal TLS failures that `loop_forever` ends on silently, and can back off with jitter
 /// and stop at once when closed. After the first successful connection it reconnects forever, subscribing
 /// again every time: TTN keeps no sessions.
+///
+/// Each observer has its own topic filters (``setFilters(_:for:)``); the connection subscribes to their union and
+/// unsubscribes what no observer wants any more.
 final class MosquittoConnection: Sendable {
     let key: ConnectionKey
     let topics: TopicLayout
@@ -78,12 +81,19 @@ final class MosquittoConnection: Sendable {
         var phase = Phase.connecting
         var hasConnectedOnce = false
         var observers: [ObjectIdentifier: WeakObserver] = [:]
-        /// Topic filters, subscribed after every (re)connect.
-        var filters = Set<String>()
+        /// The topic filters of each observer (``setFilters(_:for:)``).
+        var observerFilters: [ObjectIdentifier: Set<String>] = [:]
+        /// The filters given to `init` without an observer, kept for the connection's life.
+        var ownFilters = Set<String>()
+        /// The filters this session subscribed to: all wanted ones at each connect, then kept in step with them.
+        var subscribed = Set<String>()
         var pendingSubscriptions: [Int32: [String]] = [:]
         var reconnectAttempt = 0
         var sessionPresent = false
         var lastLoggedError: String?
+
+        /// The union of every observer's filters and the connection's own.
+        var wantedFilters: Set<String> { observerFilters.values.reduce(into: ownFilters) { $0.formUnion($1) } }
     }
 
     private struct WeakObserver {
@@ -92,8 +102,13 @@ final class MosquittoConnection: Sendable {
 
     /// Connects and subscribes to `filters`, returning once the first SUBACK arrived.
     /// Blocks the calling thread (name resolution and the handshake); call it off the cooperative pool.
+    /// - Parameter observer: whose filters these are, as if given to ``setFilters(_:for:)`` (the observer is added
+    ///   later, with ``addObserver(_:)``); without one, they stay for the connection's life.
     /// - Throws: ``TTNError`` saying why the first connection failed.
-    init(key: ConnectionKey, settings: Settings, filters: [String], logger: Logger) throws(TTNError) {
+    init(
+        key: ConnectionKey, settings: Settings, filters: some Sequence<String>, for observer: (any ConnectionObserver)? = nil,
+        logger: Logger
+    ) throws(TTNError) {
         self.key = key
         self.topics = TopicLayout(username: key.username, legacyV2: key.legacyV2)
         self.settings = settings
@@ -104,7 +119,11 @@ final class MosquittoConnection: Sendable {
         }
         self.handle = MosquittoHandle(raw: raw)
         state.withLock { state in
-            state.filters.formUnion(filters)
+            if let observer {
+                state.observerFilters[ObjectIdentifier(observer)] = Set(filters)
+            } else {
+                state.ownFilters = Set(filters)
+            }
         }
         // On a throw from here on, deinit runs (every stored property is set) and destroys the handle.
         try configure()
@@ -259,31 +278,59 @@ final class MosquittoConnection: Sendable {
             }
             return
         }
-        let filters = state.withLock { state in
+        let subscribing = state.withLock { state in
             state.reconnectAttempt = 0
             state.sessionPresent = flags & 1 != 0
             state.phase = .subscribing
-            return state.filters.sorted()
+            state.subscribed = state.wantedFilters
+            if !state.subscribed.isEmpty { subscribe(state.subscribed.sorted(), &state) }
+            return !state.subscribed.isEmpty
         }
-        if filters.isEmpty {
-            didSubscribe(messageID: -1, granted: [])
-        } else {
-            subscribe(filters)
+        if !subscribing { didSubscribe(messageID: -1, granted: []) }
+    }
+
+    /// Subscribes what the observers want and the session has not subscribed, and unsubscribes what the session
+    /// subscribed and no observer wants any more. Only while the session is up: a reconnect subscribes all.
+    /// Called under the state lock, so that the packets go out in the order the wanted filters changed.
+    private func updateSubscriptions(_ state: inout State) {
+        guard state.phase == .subscribing || state.phase == .connected else { return }
+        let wanted = state.wantedFilters
+        let added = wanted.subtracting(state.subscribed).sorted(), removed = state.subscribed.subtracting(wanted).sorted()
+        state.subscribed = wanted
+        if !removed.isEmpty {
+            logger.debug("MQTT unsubscribing", metadata: ["mqtt.filters": "\(removed)"])
+            let rc = withCStrings(removed) { mosquitto_unsubscribe_multiple(handle.raw, nil, $0, $1, nil) }
+            if rc != MOSQ_ERR_SUCCESS.rawValue {
+                logger.info(
+                    "MQTT unsubscribe failed; the next reconnect leaves the filters out",
+                    metadata: ["mosquitto.error": "\(MosquittoCode.describe(rc))"]
+                )
+            }
+        }
+        if !added.isEmpty {
+            logger.debug("MQTT subscribing", metadata: ["mqtt.filters": "\(added)"])
+            subscribe(added, &state)
         }
     }
 
-    private func subscribe(_ filters: [String]) {
+    /// Sends SUBSCRIBE for `filters`; under the state lock, so that the SUBACK finds them in `pendingSubscriptions`.
+    private func subscribe(_ filters: [String], _ state: inout State) {
         var messageID: Int32 = 0
-        let cStrings = filters.map { strdup($0) }
-        defer { cStrings.forEach { free($0) } }
-        let rc = cStrings.withUnsafeBufferPointer { buffer in
-            mosquitto_subscribe_multiple(handle.raw, &messageID, Int32(filters.count), buffer.baseAddress, 0, 0, nil)
-        }
+        let rc = withCStrings(filters) { mosquitto_subscribe_multiple(handle.raw, &messageID, $0, $1, 0, 0, nil) }
         if rc == MOSQ_ERR_SUCCESS.rawValue {
-            state.withLock { $0.pendingSubscriptions[messageID] = filters }
+            state.pendingSubscriptions[messageID] = filters
         } else {
             logger.info("MQTT subscribe failed; it is retried on the next reconnect", metadata: ["mosquitto.error": "\(MosquittoCode.describe(rc))"])
         }
+    }
+
+    /// Calls `body` with the count and a C array of `strings`, as libmosquitto's `*_multiple` functions take them.
+    private func withCStrings(
+        _ strings: [String], _ body: (Int32, UnsafePointer<UnsafeMutablePointer<CChar>?>?) -> Int32
+    ) -> Int32 {
+        let cStrings = strings.map { strdup($0) }
+        defer { cStrings.forEach { free($0) } }
+        return cStrings.withUnsafeBufferPointer { body(Int32($0.count), $0.baseAddress) }
     }
 
     private func didSubscribe(messageID: Int32, granted: [Int32]) {
@@ -399,21 +446,23 @@ final class MosquittoConnection: Sendable {
         state.withLock { $0.observers[ObjectIdentifier(observer)] = WeakObserver(value: observer) }
     }
 
-    /// Removes an observer; returns how many remain.
+    /// Removes an observer and its filters, unsubscribing those no other observer wants; returns how many remain.
     func removeObserver(_ observer: any ConnectionObserver) -> Int {
         state.withLock { state in
             state.observers[ObjectIdentifier(observer)] = nil
+            if state.observerFilters.removeValue(forKey: ObjectIdentifier(observer)) != nil { updateSubscriptions(&state) }
             return state.observers.count
         }
     }
 
-    /// Adds topic filters; new ones are subscribed now if connected, and after every reconnect.
-    func addFilters(_ filters: [String]) {
-        let (new, connected) = state.withLock { state in
-            let new = filters.filter { state.filters.insert($0).inserted }
-            return (new, state.phase == .connected)
+    /// Sets the topic filters `observer` wants, replacing its earlier ones. The connection subscribes to the union
+    /// of all observers' filters: filters no one wanted before at once (while connected), all of them after every
+    /// reconnect; filters no one wants any more are unsubscribed at once. Returns without waiting for the broker.
+    func setFilters(_ filters: Set<String>, for observer: any ConnectionObserver) {
+        state.withLock { state in
+            state.observerFilters[ObjectIdentifier(observer)] = filters.isEmpty ? nil : filters
+            updateSubscriptions(&state)
         }
-        if connected && !new.isEmpty { subscribe(new) }
     }
 
     /// Queues a publish. QoS 1 messages published while the connection is down are sent after it reconnects.
@@ -461,34 +510,4 @@ final class MosquittoConnection: Sendable {
 package func reconnectDelay(attempt: Int, minimum: Duration, maximum: Duration) -> Duration {
     let ceiling = min(maximum, minimum * (1 << min(attempt, 20)))
     return ceiling / 2 + ceiling / 2 * Double.random(in: 0...1)
-}
-
-/// A value set once and awaited by blocking threads.
-final class OneShot<Value: Sendable>: Sendable {
-    private let value = Locked<Value?>(nil)
-    private let ready = DispatchSemaphore(value: 0)
-
-    /// Sets the value if none was set yet; returns whether this call set it.
-    @discardableResult
-    func fulfill(_ newValue: Value) -> Bool {
-        let didSet = value.withLock { value in
-            guard value == nil else { return false }
-            value = newValue
-            return true
-        }
-        if didSet { ready.signal() }
-        return didSet
-    }
-
-    func wait(timeout: Duration) -> Value? {
-        if ready.wait(timeout: .now() + timeout.timeInterval) == .success { ready.signal() }
-        return value.withLock { $0 }
-    }
-}
-
-extension Duration {
-    /// Seconds, for Dispatch timeouts.
-    var timeInterval: Double {
-        Double(components.seconds) + Double(components.attoseconds) / 1e18
-    }
 }
