@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "TTNMQTT", targets: ["TTNMQTT"]),
         .library(name: "TTNLua", targets: ["TTNLua"]),
         .library(name: "TTNHost", targets: ["TTNHost"]),
+        .library(name: "TTNState", targets: ["TTNState"]),
         .executable(name: "ttn-host", targets: ["ttn-host"]),
     ],
     dependencies: [
@@ -28,6 +29,7 @@ let package = Package(
             pkgConfig: "lua5.4 lua-5.4 lua54",
             providers: [.apt(["liblua5.4-dev"]), .brew(["lua"])]
         ),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         // A lock ThreadSanitizer can see (Synchronization.Mutex hands contended locks over out of its sight).
         .target(name: "TTNSync"),
         // Everything that may raise a Lua error (longjmp) lives in C, never in a Swift frame.
@@ -49,6 +51,9 @@ let package = Package(
             name: "TTNLua",
             dependencies: ["TTNCore", "CLua", "CLuaShim", "TTNSync", .product(name: "Logging", package: "swift-log")]
         ),
+
+        // Scripts' persistent key-value state, in SQLite.
+        .target(name: "TTNState", dependencies: ["CSQLite", "TTNSync"]),
 
         .target(
             name: "TTNHost",
@@ -95,6 +100,8 @@ let package = Package(
         .testTarget(name: "TTNMQTTTests", dependencies: ["TTNMQTT", "TestSupport"], path: "Tests/TTNMQTTTests"),
         // TTNMQTT only for the outlines of checked uplinks that the host hands to TTNLua.
         .testTarget(name: "TTNLuaTests", dependencies: ["TTNLua", "TTNMQTT", "TTNSync", "TestSupport"], path: "Tests/TTNLuaTests"),
+        // CSQLite to reach the database behind TTNState's back: a newer schema version, a commit that fails.
+        .testTarget(name: "TTNStateTests", dependencies: ["TTNState", "CSQLite", "TestSupport"], path: "Tests/TTNStateTests"),
         .testTarget(name: "IntegrationTests", dependencies: ["TTNMQTT", "TTNHost", "TTNLua", "TTNSync", "TestSupport"], path: "Tests/IntegrationTests"),
     ],
     swiftLanguageModes: [.v6]

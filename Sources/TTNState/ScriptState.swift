@@ -1,0 +1,249 @@
+internal import TTNSync
+
+/// One namespace's view of a ``StateDatabase``, used by one handler's invocations one at a time. It is Sendable:
+/// its state is behind a lock.
+///
+/// Writes go to the open invocation and are seen by its own reads; nothing reaches SQLite before ``commit()``,
+/// which writes them all in one SQLite transaction, or ``rollback()``, which discards them. Limits are checked at
+/// each write, so a script learns of them where it makes the write. Keys are compared and ordered by their UTF-8
+/// bytes, as SQLite does: canonically equivalent spellings ("é" and "e\u{301}") are different keys.
+public final class ScriptState: Sendable {
+    public let name: String
+    private let database: StateDatabase
+    private let invocation = Locked(Invocation())
+
+    init(name: String, database: StateDatabase) {
+        self.name = name
+        self.database = database
+    }
+
+    /// The JSON text of `key`'s value, or nil when it is missing or expired.
+    public func get(_ key: String) throws(StateError) -> String? {
+        try check(key)
+        return try access { invocation, store throws(StateError) in
+            try current(key, invocation, store, now: epochMilliseconds())?.json
+        }
+    }
+
+    /// Sets `key` to `json` (JSON text, not parsed here), expiring after `ttl` if given (a ttl of zero or less
+    /// deletes the key, as it would expire at once). Throws at once when the key, the value or the namespace's
+    /// projected total is past its limit.
+    public func set(_ key: String, json: String, ttl: Duration? = nil) throws(StateError) {
+        try check(key)
+        try check(key, json: json)
+        try access { invocation, store throws(StateError) in
+            let now = epochMilliseconds()
+            if let ttl, ttl <= .zero {
+                try record(key, json: nil, expiresAt: nil, &invocation, store, now: now)
+            } else {
+                try record(key, json: json, expiresAt: ttl.map { now + $0.roundedUpMilliseconds }, &invocation, store, now: now)
+            }
+        }
+    }
+
+    /// Deletes `key` (a missing key is no error).
+    public func delete(_ key: String) throws(StateError) {
+        try check(key)
+        try access { invocation, store throws(StateError) in
+            try record(key, json: nil, expiresAt: nil, &invocation, store, now: epochMilliseconds())
+        }
+    }
+
+    /// Adds `amount` to the number stored at `key` (missing counts as 0) and returns the new value. Integers stay
+    /// integers (Int64); a stored float or a float `amount` gives a float. Overflow, a non-finite amount or a
+    /// stored value that is not a JSON number throw ``StateError/Kind/notANumber``. Keeps the key's expiry.
+    public func increment(_ key: String, by amount: StateNumber) throws(StateError) -> StateNumber {
+        try check(key)
+        if case .double(let value) = amount, !value.isFinite {
+            throw StateError(.notANumber, "store: cannot increment key \(key.quotedForMessage) by \(value): the amount must be a finite number")
+        }
+        return try access { invocation, store throws(StateError) -> StateNumber in
+            let now = epochMilliseconds()
+            let current = try current(key, invocation, store, now: now)
+            var number = StateNumber.integer(0)
+            if let json = current?.json {
+                guard let stored = StateNumber(json: json) else {
+                    throw StateError(.notANumber, "store: cannot increment key \(key.quotedForMessage): it holds \(Self.describe(json)), "
+                        + "not a number; set it to a number first, or use another key")
+                }
+                number = stored
+            }
+            guard let result = number.adding(amount) else {
+                let range = if case .integer = number, case .integer = amount { "a 64-bit integer" } else { "a double" }
+                throw StateError(.notANumber, "store: incrementing key \(key.quotedForMessage) overflowed: \(number) + \(amount) "
+                    + "does not fit \(range); reset the key, or keep smaller numbers")
+            }
+            try check(key, json: result.description)
+            try record(key, json: result.description, expiresAt: current?.expiresAt, &invocation, store, now: now)
+            return result
+        }
+    }
+
+    /// Live keys, sorted bytewise, starting with `prefix` if given: the committed ones and the open invocation's
+    /// writes, without its deletes.
+    public func keys(prefix: String? = nil) throws(StateError) -> [String] {
+        let prefix = prefix ?? ""
+        return try access { invocation, store throws(StateError) -> [String] in
+            let now = epochMilliseconds()
+            var keys = try store.keys(name, prefix: prefix, now: now)
+            guard !invocation.writes.isEmpty else { return keys }
+            keys.removeAll { invocation.writes[ExactKey($0)] != nil }
+            for (key, write) in invocation.writes where write.json != nil && write.isLive(now) && key.string.utf8.starts(with: prefix.utf8) {
+                keys.append(key.string)
+            }
+            keys.sort { $0.bytewisePrecedes($1) }
+            return keys
+        }
+    }
+
+    /// The open invocation's writes, in the order they were first made: the key, and its JSON text or nil for a
+    /// delete.
+    public var pendingWrites: [(key: String, json: String?)] {
+        invocation.withLock { invocation in invocation.order.map { (key: $0.string, json: invocation.writes[$0]?.json) } }
+    }
+
+    /// Writes the open invocation's writes in one SQLite transaction, making them visible and durable together;
+    /// without writes it does not touch SQLite. On a failure (thrown as ``StateError/Kind/database`` with SQLite's
+    /// message) the transaction is rolled back and the invocation's writes are discarded, as by ``rollback()``.
+    public func commit() throws(StateError) {
+        try invocation.withLock { invocation throws(StateError) in
+            guard !invocation.writes.isEmpty else { return try database.withStore { _ in } }
+            let writes = invocation.order.map { key in
+                let write = invocation.writes[key]!
+                return (key: key.string, json: write.json, expiresAt: write.expiresAt)
+            }
+            invocation = Invocation()
+            try database.withStore { store throws(StateError) in try store.apply(name, writes) }
+        }
+    }
+
+    /// Discards the open invocation's writes.
+    public func rollback() {
+        invocation.withLock { $0 = Invocation() }
+    }
+
+    // MARK: - Internals
+
+    /// Runs `body` with the open invocation and the store, under both locks (always in this order).
+    private func access<Result>(_ body: (inout Invocation, StateStore) throws(StateError) -> sending Result) throws(StateError) -> sending Result {
+        try invocation.withLock { invocation throws(StateError) -> sending Result in
+            try database.withStore { store throws(StateError) -> sending Result in try body(&invocation, store) }
+        }
+    }
+
+    /// `key`'s live value and expiry: the open invocation's write, else the committed row.
+    private func current(_ key: String, _ invocation: Invocation, _ store: StateStore, now: Int64) throws(StateError) -> (json: String, expiresAt: Int64?)? {
+        let json: String?, expiresAt: Int64?
+        if let write = invocation.writes[ExactKey(key)] {
+            (json, expiresAt) = (write.json, write.expiresAt)
+        } else if let row = try store.row(name, key) {
+            (json, expiresAt) = (row.json, row.expiresAt)
+        } else {
+            return nil
+        }
+        guard let json, (expiresAt ?? .max) > now else { return nil }
+        return (json, expiresAt)
+    }
+
+    /// Records a write (`json` nil: a delete) in the open invocation, refusing one that would bring the namespace
+    /// past its limit. Expired rows still count until deleted, so a write that would not fit first deletes them.
+    private func record(_ key: String, json: String?, expiresAt: Int64?, _ invocation: inout Invocation, _ store: StateStore, now: Int64) throws(StateError) {
+        let exact = ExactKey(key)
+        let size = json.map { key.utf8.count + $0.utf8.count } ?? 0
+        var purged = false
+        while true {
+            let tally = try store.tally(name)
+            if invocation.version != tally.version {
+                try invocation.reread(name, store)
+                invocation.version = tally.version
+            }
+            let old = invocation.writes[exact]
+            let committedSize = if let old { old.committedSize } else { try store.rowSize(name, key) }
+            let oldChange = old.map { $0.size - $0.committedSize } ?? 0
+            let change = size - committedSize
+            let total = tally.bytes + invocation.change - oldChange + change
+            if change > oldChange, total > database.limits.namespaceBytes {
+                if !purged {
+                    purged = true
+                    if try store.purgeExpired(now: now) > 0 { continue }
+                }
+                throw StateError(.namespaceFull, "store: namespace full: setting key \(key.quotedForMessage) would bring namespace "
+                    + "\(name.quotedForMessage) to \(total) bytes (keys + values); the limit is \(sizeText(database.limits.namespaceBytes)) "
+                    + "(raise it with --state-limit-mb, or delete keys no longer needed)")
+            }
+            if old == nil { invocation.order.append(exact) }
+            invocation.writes[exact] = Invocation.Write(json: json, expiresAt: expiresAt, size: size, committedSize: committedSize)
+            invocation.change += change - oldChange
+            return
+        }
+    }
+
+    private func check(_ key: String) throws(StateError) {
+        guard !key.isEmpty else { throw StateError(.invalidKey, "store: a key must be a non-empty string") }
+        let bytes = key.utf8.count
+        guard bytes <= database.limits.keyBytes else {
+            throw StateError(.keyTooLong, "store: key \(key.quotedForMessage) is \(bytes) bytes; the limit is "
+                + "\(Self.limitText(database.limits.keyBytes)): use a shorter key")
+        }
+    }
+
+    private func check(_ key: String, json: String) throws(StateError) {
+        let bytes = json.utf8.count
+        guard bytes <= database.limits.valueBytes else {
+            throw StateError(.valueTooLarge, "store: value of key \(key.quotedForMessage) is \(bytes) bytes encoded; the limit is "
+                + "\(Self.limitText(database.limits.valueBytes)): store less under one key, or split it over several")
+        }
+    }
+
+    /// "256 bytes", "65536 (64 KiB)".
+    private static func limitText(_ bytes: Int) -> String {
+        let size = sizeText(bytes)
+        return size.hasSuffix(" bytes") ? size : "\(bytes) (\(size))"
+    }
+
+    /// What a JSON text holds, for a message: its kind and its start.
+    private static func describe(_ json: String) -> String {
+        let kind = switch json.utf8.first(where: { $0 != 0x20 && $0 != 0x09 && $0 != 0x0A && $0 != 0x0D }) {
+        case UInt8(ascii: "\""): "a string"
+        case UInt8(ascii: "{"): "an object"
+        case UInt8(ascii: "["): "an array"
+        case UInt8(ascii: "t"), UInt8(ascii: "f"): "a boolean"
+        case UInt8(ascii: "n"): "null"
+        default: "a value that is not JSON"
+        }
+        return "\(kind), \(json.quotedForMessage)"
+    }
+}
+
+/// The writes of the open invocation of one ``ScriptState``.
+struct Invocation {
+    struct Write {
+        /// nil for a delete.
+        var json: String?
+        var expiresAt: Int64?
+        /// Key + value bytes, 0 for a delete.
+        var size: Int
+        /// The bytes of the key's committed row (0 without one), as last read.
+        var committedSize: Int
+
+        func isLive(_ now: Int64) -> Bool { (expiresAt ?? .max) > now }
+    }
+
+    var writes: [ExactKey: Write] = [:]
+    /// The keys written, in the order of their first write.
+    var order: [ExactKey] = []
+    /// What the writes change of the namespace's bytes: the sum of size - committedSize.
+    var change = 0
+    /// The namespace's tally version at which the committed sizes were read.
+    var version: Int?
+
+    /// Reads the committed sizes again, after the namespace changed under the invocation.
+    mutating func reread(_ namespace: String, _ store: StateStore) throws(StateError) {
+        change = 0
+        for (key, write) in writes {
+            let committedSize = try store.rowSize(namespace, key.string)
+            writes[key]?.committedSize = committedSize
+            change += write.size - committedSize
+        }
+    }
+}

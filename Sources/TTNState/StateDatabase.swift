@@ -1,0 +1,57 @@
+internal import TTNSync
+
+/// The state database of one state directory: `<directory>/state.sqlite`, created with the directory if missing.
+///
+/// While open it holds an exclusive `flock` on `<directory>/state.lock`: a second process (or a second
+/// `StateDatabase` in this one) on the same directory gets ``StateError/Kind/inUse``.
+///
+/// Durability: SQLite in WAL mode with synchronous=NORMAL. A committed invocation survives a crash of the process
+/// (even SIGKILL); a power loss or an operating system crash may lose the last commits, but never part of one.
+public final class StateDatabase: Sendable {
+    public let directory: String
+    public let limits: StateLimits
+    /// nil once closed.
+    private let store: Locked<StateStore?>
+
+    /// Opens (or creates) the state database of `directory`.
+    public init(directory: String, limits: StateLimits = StateLimits()) throws(StateError) {
+        self.directory = directory
+        self.limits = limits
+        store = Locked(try StateStore(directory: directory))
+    }
+
+    deinit { close() }
+
+    /// The state of one namespace (the host uses "lua/<file name>" for scripts, "swift/<name>" for closures).
+    /// The same name returns views of the same data; each view has its own open invocation.
+    public func namespace(_ name: String) -> ScriptState {
+        ScriptState(name: name, database: self)
+    }
+
+    /// Every namespace with data: name, live key count, bytes (keys + values), sorted by name (bytewise).
+    /// Only committed data counts; expired keys do not.
+    public func namespaces() throws(StateError) -> [NamespaceSummary] {
+        try withStore { store throws(StateError) in try store.summaries(now: epochMilliseconds()) }
+    }
+
+    /// Deletes every key of `name` at once; returns how many there were (expired ones not counted). Open
+    /// invocations keep their uncommitted writes, which a later commit writes.
+    @discardableResult
+    public func forget(_ name: String) throws(StateError) -> Int {
+        try withStore { store throws(StateError) in try store.forget(name, now: epochMilliseconds()) }
+    }
+
+    /// Closes the database and releases the directory lock. Later calls on any of its views throw
+    /// ``StateError/Kind/database``.
+    public func close() {
+        store.withLock { $0 = nil }
+    }
+
+    /// Runs `body` with the open store, under the database's lock.
+    func withStore<Result>(_ body: (StateStore) throws(StateError) -> sending Result) throws(StateError) -> sending Result {
+        try store.withLock { store throws(StateError) -> sending Result in
+            guard let store else { throw StateError(.database, "store: the state database of \(directory) is closed") }
+            return try body(store)
+        }
+    }
+}

@@ -1,0 +1,210 @@
+import Foundation
+
+/// The open state of a ``StateDatabase``: the directory lock, the connection, and per namespace the running total
+/// of its bytes. Not thread-safe; it lives behind the database's `Locked`.
+///
+/// Table `kv` holds every namespace: one row per key, its value as JSON text and when it expires (Unix epoch
+/// milliseconds, or NULL). Expired rows act as missing; they are deleted on open, every 1,000 commits, and when a
+/// namespace would otherwise be full, and count toward the namespace's total until then.
+final class StateStore {
+    /// The schema this code writes; a database of a newer one is refused.
+    static let schemaVersion: Int64 = 1
+
+    /// The bytes of a namespace's rows, keys and values (expired rows too, until deleted), and a number that
+    /// changes whenever they do, so that an open invocation knows when the sizes it read are stale.
+    struct Tally {
+        var bytes: Int
+        var version: Int
+    }
+
+    let connection: SQLiteConnection
+    private let lockDescriptor: Int32
+    private var tallies: [ExactKey: Tally] = [:]
+    private var commits = 0
+
+    /// Opens (creating if missing) `<directory>/state.sqlite` under an exclusive lock on `<directory>/state.lock`.
+    init(directory: String) throws(StateError) {
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw StateError(.database, "store: cannot create the state directory \(directory): \(error.localizedDescription)")
+        }
+        let lockPath = directory + "/state.lock"
+        let descriptor = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else {
+            throw StateError(.database, "store: cannot open \(lockPath): \(String(cString: strerror(errno)))")
+        }
+        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+            let code = errno
+            close(descriptor)
+            if code == EWOULDBLOCK {
+                throw StateError(.inUse, "store: the state directory \(directory) is in use by another ttn-host (it holds \(lockPath)); "
+                    + "stop that one, or give this one its own --state-dir")
+            }
+            throw StateError(.database, "store: cannot lock \(lockPath): \(String(cString: strerror(code)))")
+        }
+        do throws(StateError) {
+            connection = try SQLiteConnection(path: directory + "/state.sqlite", busyTimeoutMilliseconds: 5000)
+        } catch {
+            close(descriptor)
+            throw error
+        }
+        lockDescriptor = descriptor
+        try prepare()
+        try purgeExpired(now: epochMilliseconds())
+    }
+
+    deinit {
+        // The connection first: the lock keeps other processes out until the WAL is checkpointed.
+        connection.close()
+        close(lockDescriptor)
+    }
+
+    /// WAL with synchronous=NORMAL: a commit survives a crash of the process; a power loss may lose the last
+    /// commits, never part of one. Then the schema, created or checked.
+    private func prepare() throws(StateError) {
+        let mode = try connection.first("PRAGMA journal_mode = WAL") { $0.text(0) }
+        guard mode?.lowercased() == "wal" else {
+            throw StateError(.database, "store: \(connection.path) cannot use write-ahead logging (journal mode \(mode ?? "unknown")); "
+                + "put the state directory on a local file system")
+        }
+        try connection.execute("PRAGMA synchronous = NORMAL")
+        let version = try connection.first("PRAGMA user_version") { $0.integer(0) ?? 0 } ?? 0
+        if version > Self.schemaVersion {
+            throw StateError(.database, "store: \(connection.path) has state schema version \(version), newer than this ttn-host knows "
+                + "(\(Self.schemaVersion)); run a newer ttn-host, or give this one another --state-dir")
+        }
+        guard version < Self.schemaVersion else { return }
+        try connection.execute("""
+            BEGIN IMMEDIATE;
+            CREATE TABLE IF NOT EXISTS kv(namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, expires_at INTEGER,
+                PRIMARY KEY(namespace, key)) WITHOUT ROWID;
+            CREATE INDEX IF NOT EXISTS kv_expiry ON kv(expires_at) WHERE expires_at IS NOT NULL;
+            PRAGMA user_version = \(Self.schemaVersion);
+            COMMIT;
+            """)
+    }
+
+    /// The tally of `namespace`, computed with one query the first time.
+    func tally(_ namespace: String) throws(StateError) -> Tally {
+        if let tally = tallies[ExactKey(namespace)] { return tally }
+        let bytes = try connection.first(
+            "SELECT coalesce(sum(length(CAST(key AS BLOB)) + length(CAST(value AS BLOB))), 0) FROM kv WHERE namespace = ?1",
+            [.text(namespace)]
+        ) { $0.integer(0) ?? 0 } ?? 0
+        let tally = Tally(bytes: Int(bytes), version: 0)
+        tallies[ExactKey(namespace)] = tally
+        return tally
+    }
+
+    /// The row of `key`, expired or not.
+    func row(_ namespace: String, _ key: String) throws(StateError) -> (json: String, expiresAt: Int64?)? {
+        try connection.first("SELECT value, expires_at FROM kv WHERE namespace = ?1 AND key = ?2", [.text(namespace), .text(key)]) {
+            (json: $0.text(0), expiresAt: $0.integer(1))
+        }
+    }
+
+    /// The bytes `key`'s row takes (key + value), 0 without one.
+    func rowSize(_ namespace: String, _ key: String) throws(StateError) -> Int {
+        try row(namespace, key).map { key.utf8.count + $0.json.utf8.count } ?? 0
+    }
+
+    /// The live keys of `namespace` that start with `prefix`, in bytewise order.
+    func keys(_ namespace: String, prefix: String, now: Int64) throws(StateError) -> [String] {
+        var keys: [String] = []
+        try connection.query(
+            "SELECT key FROM kv WHERE namespace = ?1 AND key >= ?2 AND (expires_at IS NULL OR expires_at > ?3) ORDER BY key",
+            [.text(namespace), .text(prefix), .integer(now)]
+        ) { row in
+            // Keys with the prefix follow it, together: the first one without it ends them.
+            let key = row.text(0)
+            guard key.utf8.starts(with: prefix.utf8) else { return false }
+            keys.append(key)
+            return true
+        }
+        return keys
+    }
+
+    /// Writes `writes` to `namespace` in one transaction (`json` nil deletes), or none of them: on a failure it
+    /// rolls back and throws.
+    func apply(_ namespace: String, _ writes: [(key: String, json: String?, expiresAt: Int64?)]) throws(StateError) {
+        var tally = try self.tally(namespace)
+        try connection.execute("BEGIN IMMEDIATE")
+        do throws(StateError) {
+            for write in writes {
+                tally.bytes -= try rowSize(namespace, write.key)
+                if let json = write.json {
+                    try connection.query(
+                        "INSERT OR REPLACE INTO kv(namespace, key, value, expires_at) VALUES (?1, ?2, ?3, ?4)",
+                        [.text(namespace), .text(write.key), .text(json), write.expiresAt.map(SQLValue.integer) ?? .null]
+                    )
+                    tally.bytes += write.key.utf8.count + json.utf8.count
+                } else {
+                    try connection.query("DELETE FROM kv WHERE namespace = ?1 AND key = ?2", [.text(namespace), .text(write.key)])
+                }
+            }
+            try connection.execute("COMMIT")
+        } catch {
+            try? connection.execute("ROLLBACK")
+            throw error
+        }
+        tally.version += 1
+        tallies[ExactKey(namespace)] = tally
+        commits += 1
+        if commits % 1000 == 0 {
+            // Housekeeping after a commit that succeeded: if it fails, the rows wait for the next round.
+            _ = try? purgeExpired(now: epochMilliseconds())
+        }
+    }
+
+    /// Deletes every expired row, keeping the tallies right; returns how many there were.
+    @discardableResult
+    func purgeExpired(now: Int64) throws(StateError) -> Int {
+        var freed: [ExactKey: Int] = [:]
+        var count = 0
+        try connection.query(
+            """
+            DELETE FROM kv WHERE expires_at IS NOT NULL AND expires_at <= ?1
+            RETURNING namespace, length(CAST(key AS BLOB)) + length(CAST(value AS BLOB))
+            """,
+            [.integer(now)]
+        ) { row in
+            freed[ExactKey(row.text(0)), default: 0] += Int(row.integer(1) ?? 0)
+            count += 1
+            return true
+        }
+        for (namespace, bytes) in freed where tallies[namespace] != nil {
+            tallies[namespace]!.bytes -= bytes
+            tallies[namespace]!.version += 1
+        }
+        return count
+    }
+
+    /// Deletes every row of `namespace`; returns how many of them were live.
+    func forget(_ namespace: String, now: Int64) throws(StateError) -> Int {
+        var live = 0
+        try connection.query("DELETE FROM kv WHERE namespace = ?1 RETURNING expires_at", [.text(namespace)]) { row in
+            if (row.integer(0) ?? .max) > now { live += 1 }
+            return true
+        }
+        let version = tallies[ExactKey(namespace)].map { $0.version + 1 } ?? 0
+        tallies[ExactKey(namespace)] = Tally(bytes: 0, version: version)
+        return live
+    }
+
+    /// Every namespace with live keys, by name (bytewise).
+    func summaries(now: Int64) throws(StateError) -> [NamespaceSummary] {
+        var summaries: [NamespaceSummary] = []
+        try connection.query(
+            """
+            SELECT namespace, count(*), sum(length(CAST(key AS BLOB)) + length(CAST(value AS BLOB))) FROM kv
+            WHERE expires_at IS NULL OR expires_at > ?1 GROUP BY namespace ORDER BY namespace
+            """,
+            [.integer(now)]
+        ) { row in
+            summaries.append(NamespaceSummary(name: row.text(0), keys: Int(row.integer(1) ?? 0), bytes: Int(row.integer(2) ?? 0)))
+            return true
+        }
+        return summaries
+    }
+}
