@@ -58,7 +58,7 @@ let package = Package(
         .target(
             name: "TTNHost",
             dependencies: [
-                "TTNMQTT", "TTNLua", "TTNSync",
+                "TTNMQTT", "TTNLua", "TTNState", "TTNSync",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -67,7 +67,7 @@ let package = Package(
         .executableTarget(
             name: "ttn-host",
             dependencies: [
-                "TTNHost", "TTNSync",
+                "TTNHost", "TTNState", "TTNSync",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -102,7 +102,7 @@ let package = Package(
         .testTarget(name: "TTNLuaTests", dependencies: ["TTNLua", "TTNMQTT", "TTNSync", "TestSupport"], path: "Tests/TTNLuaTests"),
         // CSQLite to reach the database behind TTNState's back: a newer schema version, a commit that fails.
         .testTarget(name: "TTNStateTests", dependencies: ["TTNState", "CSQLite", "TestSupport"], path: "Tests/TTNStateTests"),
-        .testTarget(name: "IntegrationTests", dependencies: ["TTNMQTT", "TTNHost", "TTNLua", "TTNSync", "TestSupport"], path: "Tests/IntegrationTests"),
+        .testTarget(name: "IntegrationTests", dependencies: ["TTNMQTT", "TTNHost", "TTNLua", "TTNState", "TTNSync", "TestSupport"], path: "Tests/IntegrationTests"),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -71,7 +71,7 @@ func measureDecoding(file: String, count: Int) throws {
 /// A bridge for a script run without a host: no history, and downlinks are refused.
 struct DetachedBridge: LuaHostBridge {
     func allMessages() -> [[UInt8]] { [] }
-    func publish(_ downlink: String, deviceID: String, queue: DownlinkQueue?) throws {
+    func publish(_ downlink: String, deviceID: String, queue: DownlinkQueue?) throws -> String {
         throw BenchError(description: "no host to publish to")
     }
 }
@@ -96,7 +96,7 @@ struct Bench {
         let arguments = Array(CommandLine.arguments.dropFirst())
         let environment = ProcessInfo.processInfo.environment
         guard let mode = arguments.first, let count = Int(arguments.last ?? "") else {
-            throw BenchError(description: "usage: ttn-bench lua DIR COUNT | swift COUNT | decode FILE COUNT | probe ...")
+            throw BenchError(description: "usage: [TTN_STATE_DIR=DIR] ttn-bench lua DIR COUNT | swift COUNT | decode FILE COUNT | probe ...")
         }
         if mode == "decode" { return try measureDecoding(file: arguments[1], count: count) }
         if mode == "probe" { return try runLatencyProbe(arguments) }
@@ -112,6 +112,7 @@ struct Bench {
         client.logger = logger
         var configuration = HandlerHost.Configuration(client: client, scriptDirectory: mode == "lua" ? arguments[1] : nil)
         configuration.handlerQueueLimit = 1_000_000  // measure throughput, not the drop policy
+        configuration.stateDirectory = environment["TTN_STATE_DIR"]
         let host = HandlerHost(configuration: configuration)
         let accumulator = Accumulator()
         if mode == "swift" {

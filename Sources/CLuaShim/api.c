@@ -1,5 +1,6 @@
-/* The script API implemented in C (setMessageHandler, getLastMessage, ttn.null's tostring), and the runs of a
- * script: its top level (ttn_load) and its message handler (ttn_handle). */
+/* The script API implemented in C (setMessageHandler, getLastMessage, getLastEvent, ttn.null's tostring), and
+ * the runs of a script: its top level (ttn_load), its message handler (ttn_handle), and its timers and event
+ * handlers (ttn_dispatch). */
 #include "internal.h"
 
 #include <lauxlib.h>
@@ -7,6 +8,8 @@
 /* Registry keys: their addresses are unique. */
 static const char handler_key = 'h';   /* the message handler */
 static const char message_key = 'm';   /* this invocation's decoded uplink */
+static const char event_key = 'e';     /* this invocation's decoded event */
+static const char dispatcher_key = 'd'; /* the prelude's dispatcher of timers and events */
 
 /* ---- The script API implemented in C. ---- */
 
@@ -27,6 +30,25 @@ int shim_get_last_message(lua_State *L) {
     lua_pushvalue(L, -1);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &message_key);
     return 1;
+}
+
+/* getLastEvent(): the triggering event as a table, decoded on first use and kept for the invocation. */
+int shim_get_last_event(lua_State *L) {
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &event_key) != LUA_TNIL) return 1;
+    lua_pop(L, 1);
+    ttn_context *c = shim_context_of(L);
+    if (!c->event) return 0;
+    shim_push_message(L, c->event, c->event_length, NULL, 0);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &event_key);
+    return 1;
+}
+
+int shim_set_dispatcher(lua_State *L) {
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    lua_settop(L, 1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &dispatcher_key);
+    return 0;
 }
 
 int shim_null_tostring(lua_State *L) {
@@ -87,5 +109,32 @@ int ttn_handle(lua_State *L, const char *json, size_t length, const ttn_json_ele
     /* Forget the decoded table. Assigning nil to a registry key never allocates and never raises. */
     lua_pushnil(L);
     lua_rawsetp(L, LUA_REGISTRYINDEX, &message_key);
+    return aborted_status(L, status);
+}
+
+/* Calls the dispatcher with the timer id (or nil) and the event kind (or nil); the kind arrives as a light
+ * userdata and becomes a string here, where an allocation failure is an error rather than a panic. */
+static int dispatch_protected(lua_State *L) {
+    const char *kind = lua_touserdata(L, 2);
+    if (kind) lua_pushstring(L, kind); else lua_pushnil(L);
+    lua_replace(L, 2);
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &dispatcher_key) != LUA_TFUNCTION) return luaL_error(L, "no dispatcher");
+    lua_insert(L, 1);
+    lua_call(L, 2, 0);
+    return 0;
+}
+
+int ttn_dispatch(lua_State *L, long long timer, const char *kind, const char *event, size_t length) {
+    ttn_context *c = shim_context_of(L);
+    /* An integer, nil and a light userdata never allocate, so nothing here can raise outside the pcall. */
+    if (timer > 0) lua_pushinteger(L, timer); else lua_pushnil(L);
+    lua_pushlightuserdata(L, (void *)kind);
+    c->event = event;
+    c->event_length = length;
+    int status = shim_protected_call(L, dispatch_protected, 2, 0);
+    c->event = NULL;
+    c->event_length = 0;
+    lua_pushnil(L);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &event_key);
     return aborted_status(L, status);
 }

@@ -25,6 +25,8 @@ struct ttn_context {
     size_t message_length;
     const ttn_json_element *elements; /* its tape, when the host parsed it already (not owned), or NULL */
     size_t element_count;
+    const char *event;              /* the current event's JSON (not owned), or NULL outside an event handler */
+    size_t event_length;
 };
 
 /* The count hook fires every TTN_HOOK_STEP instructions: the budget's granularity. */
@@ -94,6 +96,10 @@ int shim_with_tables_decoded(lua_State *L);
 int shim_set_message_handler(lua_State *L);
 /* getLastMessage() */
 int shim_get_last_message(lua_State *L);
+/* getLastEvent() */
+int shim_get_last_event(lua_State *L);
+/* __ttn_set_dispatcher(fn): the prelude's function that runs timers and event handlers (ttn_dispatch). */
+int shim_set_dispatcher(lua_State *L);
 /* The __tostring of ttn.null. */
 int shim_null_tostring(lua_State *L);
 

@@ -200,6 +200,10 @@ static int open_protected(lua_State *L) {
     lua_setglobal(L, "setMessageHandler");
     lua_pushcfunction(L, shim_get_last_message);
     lua_setglobal(L, "getLastMessage");
+    lua_pushcfunction(L, shim_get_last_event);
+    lua_setglobal(L, "getLastEvent");
+    lua_pushcfunction(L, shim_set_dispatcher);
+    lua_setglobal(L, "__ttn_set_dispatcher");
 
     lua_createtable(L, 0, 16);                     /* ttn */
     lua_createtable(L, 0, 3);                      /* ttn.json */

@@ -187,6 +187,18 @@ package struct DownlinkRequest: Sendable, Equatable {
         return DownlinkRequest(body: body, queue: requestedQueue ?? queue, downlinks: [downlink], v2Text: text)
     }
 
+    /// The request with `id` added to every downlink's correlation ids, for a sender that follows its downlinks
+    /// through the `down/*` events, where TTN echoes them. The body is encoded again from the checked downlinks.
+    /// - Throws: ``TTNError/Kind/invalidDownlink`` when the id is longer than TTN allows.
+    package func addingCorrelationID(_ id: String) throws(TTNError) -> DownlinkRequest {
+        var downlinks = downlinks
+        for index in downlinks.indices {
+            downlinks[index].correlationIDs = (downlinks[index].correlationIDs ?? []) + [id]
+            try downlinks[index].validate()
+        }
+        return DownlinkRequest(body: Self.encode(downlinks), queue: queue, downlinks: downlinks, v2Text: v2Text)
+    }
+
     /// `{"downlinks":[...]}` for typed downlinks, with sorted keys so the output is stable.
     package static func encode(_ downlinks: [Downlink]) -> String {
         let encoder = JSONEncoder()

@@ -3,6 +3,7 @@ import Logging
 import TTNSync
 import TTNLua
 import TTNMQTT
+import TTNState
 
 /// The scripts of the host's directory: one Lua state and one handler queue per file, reloaded on change.
 final class ScriptSet: Sendable {
@@ -43,70 +44,112 @@ final class ScriptSet: Sendable {
     }
 
     private func load(name: String, source: [UInt8]) {
-        let bridge = HostBridge(history: host.history, downlinks: host.downlinks)
+        let state = host.state(namespace: "lua/\(name)")
+        let weakHost = WeakHost()
+        weakHost.value = host
+        let bridge = HostBridge(name: name, host: weakHost, history: host.history, store: state.map(ScriptStore.init))
         let slot: LuaScriptSlot
         do {
             slot = try LuaScriptSlot(name: name, source: source, limits: host.configuration.luaLimits, bridge: bridge, logger: host.logger)
+            try state?.commit()
         } catch {
+            state?.rollback()
             host.logger.error("Script not loaded", metadata: ["script": "\(name)", "error": "\(error)"])
+            host.timers.removeAll(handler: name)
+            host.setWantedEvents([], handler: name)
             return
         }
-        let script = LoadedScript(slot: slot)
+        let script = LoadedScript(slot: slot, state: state)
         scripts.withLock { $0[name] = script }
         let logger = host.logger
-        host.add(HandlerRunner(name: name, kind: "lua", queueLimit: host.configuration.handlerQueueLimit, logger: logger) { uplink in
-            script.handle(uplink, logger: logger)
+        let timers = host.timers
+        host.add(HandlerRunner(
+            name: name, kind: "lua", queueLimit: host.configuration.handlerQueueLimit, logger: logger,
+            onDroppedTick: { id in timers.tickDone(handler: name, id: id) }
+        ) { work in
+            if case .timer(let id) = work { timers.tickDone(handler: name, id: id) }
+            return script.run(work, logger: logger)
         })
     }
 }
 
-/// One script's slot, used by its handler queue and by reloads, one at a time.
+/// One script's slot, used by its handler queue and by reloads, one at a time, with its state.
 final class LoadedScript: Sendable {
     private let slot: Locked<LuaScriptSlot>
+    private let state: ScriptState?
     let interrupter: LuaInterrupter
 
-    init(slot: sending LuaScriptSlot) {
+    init(slot: sending LuaScriptSlot, state: ScriptState?) {
         self.interrupter = slot.interrupter
+        self.state = state
         self.slot = Locked(slot)
     }
 
-    /// Runs the script's handler for `uplink`; false (and logged) when it failed.
-    func handle(_ uplink: Uplink, logger: Logger) -> Bool {
-        let message = LuaMessage(uplink)
+    /// Runs the script for `work`: its message handler, a timer, or its handler of an event's kind. Its state's
+    /// writes land when it succeeds and are discarded when it fails. False (and logged) when it failed.
+    func run(_ work: HandlerWork, logger: Logger) -> Bool {
         do {
-            try slot.withLock { try $0.handle(message) }
+            try slot.withLock { slot throws(any Error) in
+                switch work {
+                case .uplink(let uplink): try slot.handle(LuaMessage(uplink))
+                case .timer(let id): try slot.fireTimer(id)
+                case .event(let event):
+                    try slot.deliver(LuaEvent(kind: event.kind.rawValue, json: event.json, deviceID: event.deviceID))
+                }
+                try state?.commit()
+            }
             return true
         } catch {
-            logger.warning(
-                "Lua handler failed for this uplink",
-                metadata: ["error": "\(error)", "ttn.device_id": "\(uplink.deviceID ?? "?")"]
-            )
+            state?.rollback()
+            var metadata: Logger.Metadata = ["error": "\(error)"]
+            switch work {
+            case .uplink(let uplink): metadata["ttn.device_id"] = "\(uplink.deviceID ?? "?")"
+            case .timer(let id): metadata["timer"] = "\(id)"
+            case .event(let event): metadata["event"] = "\(event.kind)"
+            }
+            logger.warning("Lua handler failed; its state changes were discarded", metadata: metadata)
             return false
         }
     }
 
-    /// Compiles the new version; keeps the running one if it fails.
+    /// Compiles the new version; keeps the running one if it fails. The top level's state writes land with it.
     func reload(source: [UInt8], logger: Logger) {
         do {
-            try slot.withLock { try $0.load(source: source) }
+            try slot.withLock { slot throws(any Error) in
+                try slot.load(source: source)
+                try state?.commit()
+            }
             logger.info("Script reloaded", metadata: ["script": "\(slot.withLock { $0.name })"])
         } catch {
+            state?.rollback()
             logger.error("Script change rejected; the previous version keeps running", metadata: ["error": "\(error)"])
         }
     }
 }
 
-/// How scripts reach the host: its history of uplinks, and its downlink path.
+/// How a script reaches the host: its history of uplinks, its downlinks, its state, timers and events.
 struct HostBridge: LuaHostBridge {
+    let name: String
+    /// Weak: the host owns the script through its handler.
+    let host: WeakHost
     let history: UplinkHistory
-    let downlinks: any DownlinkPath
+    let store: (any LuaStore)?
 
     func allMessages() -> [[UInt8]] {
         history.all.map(\.jsonBytes)
     }
 
-    func publish(_ downlink: String, deviceID: String, queue: DownlinkQueue?) throws {
-        _ = try downlinks.send(downlink, to: deviceID, queue: queue)
+    func publish(_ downlink: String, deviceID: String, queue: DownlinkQueue?) throws -> String {
+        guard let host = host.value else { throw TTNError.notConnected }
+        return try host.sendTracked(downlink, to: deviceID, queue: queue)
+    }
+
+    func scheduleChanged(_ schedule: LuaSchedule) {
+        guard let host = host.value else { return }
+        host.timers.replace(
+            handler: name, with: schedule.timers.mapValues { HostTimers.Spec(interval: $0.interval, repeats: $0.repeats) }
+        )
+        host.setWantedEvents(Set(schedule.eventKinds.map(TTNEvent.Kind.init(rawValue:))), handler: name)
     }
 }
 

@@ -5,6 +5,7 @@ import Synchronization
 import TTNSync
 import TTNLua
 import TTNMQTT
+import TTNState
 import UnixSignals
 
 /// Connects to one TTN application and routes every uplink to no-argument message handlers: Swift closures
@@ -40,6 +41,14 @@ public final class HandlerHost: Service, UplinkReceiver {
         /// failed attempt. Default true. A refused key, a TLS failure or a wrong setting ends `run()` at once either
         /// way. Set it to false to fail fast and leave restarts to a supervisor.
         public var waitForBroker = true
+        /// Where handlers keep their state (`ttn.store`, ``HandlerHost/store``): a SQLite database in this directory,
+        /// created if missing. Nil: no state; `ttn.store` raises and ``HandlerHost/store`` is nil.
+        public var stateDirectory: String?
+        /// Limits of every handler's state. Defaults: key 256 bytes, value 64 KiB, 64 MiB per handler.
+        public var stateLimits = StateLimits()
+        /// How long TTN has to queue (`down/queued`) or refuse (`down/failed`) a downlink before the host calls it
+        /// lost: logged, counted, and raised as a `down/lost` event. Default 30 s; zero turns tracking off.
+        public var downlinkTimeout: Duration = .seconds(30)
 
         public init(client: MQTTClient.Configuration, scriptDirectory: String? = nil) {
             self.client = client
@@ -59,6 +68,8 @@ public final class HandlerHost: Service, UplinkReceiver {
         public var unexpectedTopics = 0
         /// Uplinks that arrived after shutdown began: counted, not routed.
         public var arrivedDuringShutdown = 0
+        /// Downlinks TTN neither queued nor refused within ``Configuration/downlinkTimeout``.
+        public var downlinksLost = 0
         /// Per handler, by name.
         public var handlers: [String: HandlerStatistics] = [:]
     }
@@ -84,12 +95,25 @@ public final class HandlerHost: Service, UplinkReceiver {
     let logger: Logger
     let handlers = Locked<[HandlerRunner]>([])
     let history: UplinkHistory
+    let tracker: DownlinkTracker
+    let timers: HostTimers
+    /// The closures of ``register(name:queueLimit:handler:)``, ``setEventHandler(_:for:_:)`` and the timers, by handler.
+    let closures = Locked<[String: ClosureHandlers]>([:])
+    /// The open state database, while ``run()`` runs with a ``Configuration/stateDirectory``.
+    let stateDatabase = Locked<StateDatabase?>(nil)
+    /// The event kinds each handler has handlers for, by handler name.
+    let wantedEvents = Locked<[String: Set<TTNEvent.Kind>]>([:])
+    /// The event kinds the source was last asked for.
+    let subscribedEvents = Locked<Set<TTNEvent.Kind>>([])
+    let downlinksLost = Counter()
     /// Set when shutdown begins: uplinks arriving after it are counted, not queued.
     private let stopping = Atomic(false)
     private let arrivedDuringShutdown = Counter()
 
     /// The uplink whose handler invocation runs on this thread or task.
     @TaskLocal static var invocation: Uplink?
+    /// The state of the handler whose invocation runs on this thread or task.
+    @TaskLocal static var invocationState: ScriptState?
 
     /// A host on the TTN MQTT connection that `configuration.client` describes.
     public convenience init(configuration: Configuration) {
@@ -103,9 +127,14 @@ public final class HandlerHost: Service, UplinkReceiver {
         self.source = source
         self.downlinks = downlinks
         self.history = UplinkHistory(limit: configuration.client.historyLimit)
+        self.tracker = DownlinkTracker(timeout: configuration.downlinkTimeout)
         var logger = configuration.client.logger
         logger[metadataKey: "ttn.app_id"] = "\(configuration.client.applicationID)"
         self.logger = logger
+        // Weak: the timers live as long as the host, and must not keep it alive.
+        let host = WeakHost()
+        self.timers = HostTimers { handler, id in host.value?.deliverTick(handler: handler, id: id) ?? false }
+        host.value = self
     }
 
     /// Whether the source delivers uplinks now (for MQTT: connected and subscribed).
@@ -115,11 +144,17 @@ public final class HandlerHost: Service, UplinkReceiver {
     /// that triggered it, and ``publish(_:)`` goes to that uplink's device. A second closure with the same name
     /// replaces the first.
     /// - Parameter queueLimit: uplinks that may wait for this handler; default ``Configuration/handlerQueueLimit``.
+    /// Its state is ``store`` (namespace `swift/<name>`), its events come through ``setEventHandler(_:for:_:)``, and
+    /// its timers through ``every(_:on:_:)`` and ``after(_:on:_:)``; all run on its queue, in order with its uplinks.
     public func register(name: String, queueLimit: Int? = nil, handler: @escaping @Sendable () -> Void) {
         let limit = queueLimit ?? configuration.handlerQueueLimit
-        add(HandlerRunner(name: name, kind: "swift", queueLimit: limit, logger: logger) { uplink in
-            Self.$invocation.withValue(uplink, operation: handler)
-            return true
+        closures.withLock { $0[name, default: ClosureHandlers()].message = handler }
+        let namespace = "swift/\(name)"
+        add(HandlerRunner(
+            name: name, kind: "swift", queueLimit: limit, logger: logger,
+            onDroppedTick: { [timers] id in timers.tickDone(handler: name, id: id) }
+        ) { [unowned self] work in
+            runClosures(of: name, for: work, state: state(namespace: namespace))
         })
     }
 
@@ -130,17 +165,22 @@ public final class HandlerHost: Service, UplinkReceiver {
     public func getAllMessages() -> [Uplink] { history.all }
 
     /// Sends downlink JSON (v2 or v3 form) to the device of the triggering uplink, or to the configured device.
+    /// - Returns: the downlink's id: ``TTNEvent/hostDownlinkID`` of its `down/*` events, and of its `down/lost`.
     @discardableResult
-    public func publish(_ message: String) throws(TTNError) -> Int { try publish(message, to: nil) }
+    public func publish(_ message: String) throws(TTNError) -> String { try publish(message, to: nil) }
 
     /// Sends downlink JSON (v2 or v3 form) to `deviceID`, or when nil as ``publish(_:)`` does; `queue` overrides
     /// the push/replace choice made from the form.
+    /// - Returns: the downlink's id, carried to TTN as the correlation id `ttn-host:<id>`.
     @discardableResult
-    public func publish(_ message: String, to deviceID: String?, queue: DownlinkQueue? = nil) throws(TTNError) -> Int {
-        guard let device = deviceID ?? configuration.client.deviceID ?? Self.invocation?.deviceID, !device.isEmpty else {
+    public func publish(_ message: String, to deviceID: String?, queue: DownlinkQueue? = nil) throws(TTNError) -> String {
+        let event = Self.invocationEvent
+        guard let device = deviceID ?? configuration.client.deviceID ?? Self.invocation?.deviceID ?? event?.deviceID,
+            !device.isEmpty
+        else {
             throw TTNError.noDevice
         }
-        return try downlinks.send(message, to: device, queue: queue)
+        return try sendTracked(message, to: device, queue: queue)
     }
 
     /// The names of the running handlers, in registration order.
@@ -150,7 +190,8 @@ public final class HandlerHost: Service, UplinkReceiver {
         let sourceStatistics = source.statistics
         var statistics = Statistics(
             uplinks: sourceStatistics.uplinks, malformed: sourceStatistics.malformed, oversized: sourceStatistics.oversized,
-            unexpectedTopics: sourceStatistics.unexpectedTopics, arrivedDuringShutdown: arrivedDuringShutdown.value
+            unexpectedTopics: sourceStatistics.unexpectedTopics, arrivedDuringShutdown: arrivedDuringShutdown.value,
+            downlinksLost: downlinksLost.value
         )
         for runner in handlers.withLock({ $0 }) { statistics.handlers[runner.name] = runner.statistics }
         return statistics
@@ -167,6 +208,7 @@ public final class HandlerHost: Service, UplinkReceiver {
         }
         // The end of the current burst no longer reaches a replaced runner: what it has queued starts now.
         replaced?.wake()
+        updateEventSubscriptions()
         logger.info(
             replaced != nil ? "Handler replaced" : "Handler added",
             metadata: ["handler": "\(runner.name)", "kind": "\(runner.kind)"]
@@ -179,6 +221,9 @@ public final class HandlerHost: Service, UplinkReceiver {
         }
         guard let removed else { return }
         removed.wake()
+        timers.removeAll(handler: name)
+        wantedEvents.withLock { $0[name] = nil }
+        updateEventSubscriptions()
         logger.info("Handler removed", metadata: ["handler": "\(name)"])
     }
 
@@ -188,6 +233,8 @@ public final class HandlerHost: Service, UplinkReceiver {
     /// - Throws: ``TTNError`` when the first connection fails for a reason that waiting cannot fix (a refused key,
     ///   TLS, a wrong setting), or for any reason when ``Configuration/waitForBroker`` is off.
     public func run() async throws {
+        try openState()
+        defer { closeState() }
         let scripts = try startScripts()
         let hangups = await UnixSignalsSequence(trapping: .sighup)
         do {
@@ -203,9 +250,11 @@ public final class HandlerHost: Service, UplinkReceiver {
                     return logger.info("Stopped while waiting for the broker")
                 }
                 logger.info("Host running", metadata: ["handlers": "\(handlerNames)"])
+                let sweep = startDownlinkSweep()
                 await withGracefulShutdownHandler {
                     try? await gracefulShutdown()
                 } onGracefulShutdown: {}
+                sweep?.cancel()
             }
         } catch {
             scripts?.stopWatching()
@@ -239,6 +288,7 @@ public final class HandlerHost: Service, UplinkReceiver {
             stopping.store(true, ordering: .relaxed)
             return runners
         }
+        timers.stop()
         let waiting = runners.reduce(0) { $0 + $1.statistics.waiting }
         logger.info(
             "Shutting down: handling the queued uplinks",
@@ -279,61 +329,4 @@ public final class HandlerHost: Service, UplinkReceiver {
             logger.warning("Host stopped with uplinks not handled", metadata: metadata)
         }
     }
-}
-
-/// One handler with its ordered, bounded queue.
-final class HandlerRunner: Sendable {
-    let name: String
-    let kind: String
-    private let queue: DeliveryQueue<Uplink>
-    private let failures = Counter()
-    private let abandoned = Counter()
-
-    /// - Parameter body: runs one invocation; returns false when it failed (and has logged why).
-    init(name: String, kind: String, queueLimit: Int, logger: Logger, body: @escaping @Sendable (Uplink) -> Bool) {
-        self.name = name
-        self.kind = kind
-        let failures = self.failures
-        self.queue = DeliveryQueue(
-            label: "ttn.host.\(name)", limit: queueLimit,
-            onDrop: { total in
-                if total == 1 || total.isMultiple(of: 1000) {
-                    logger.warning(
-                        "Handler too slow: its oldest waiting uplink was dropped",
-                        metadata: ["handler": "\(name)", "dropped.total": "\(total)"]
-                    )
-                }
-            },
-            handler: { uplink in
-                if !body(uplink) { failures.increment() }
-            }
-        )
-    }
-
-    /// Queues `uplink` on the network thread; it is handled after the burst it came in ends (``wake()``).
-    func enqueue(_ uplink: Uplink) { queue.enqueue(uplink, deferringWake: true) }
-
-    /// Starts handling the uplinks of a burst that ended.
-    func wake() { queue.wake() }
-
-    /// Waits until nothing waits or runs, or the timeout passed; returns whether the handler is idle.
-    func waitUntilIdle(timeout: Duration) -> Bool { queue.waitUntilIdle(timeout: timeout) }
-
-    /// Removes the waiting uplinks unhandled, for a shutdown past its deadline; they are counted as `unhandled`.
-    func abandonWaiting() { abandoned.add(queue.removeAll()) }
-
-    var statistics: HandlerHost.HandlerStatistics {
-        .init(
-            handled: queue.handledCount, dropped: queue.droppedCount, failed: failures.value, waiting: queue.count,
-            unhandled: abandoned.value
-        )
-    }
-}
-
-/// A counter shared between threads.
-final class Counter: Sendable {
-    private let atomic = Atomic(0)
-    func increment() { add(1) }
-    func add(_ amount: Int) { atomic.add(amount, ordering: .relaxed) }
-    var value: Int { atomic.load(ordering: .relaxed) }
 }

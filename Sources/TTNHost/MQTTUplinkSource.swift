@@ -54,8 +54,10 @@ public final class MQTTUplinkSource: UplinkSource, DownlinkPath, ApplicationConn
         [TTNError.Kind.unreachable, .timeout, .unknownHost].contains(error.kind)
     }
 
-    public func send(_ downlink: String, to deviceID: String, queue: DownlinkQueue?) throws(TTNError) -> Int {
-        try link.publish(DownlinkRequest.parse(downlink, queue: queue), to: deviceID)
+    public func send(_ downlink: String, to deviceID: String, queue: DownlinkQueue?, correlationID: String?) throws(TTNError) {
+        var request = try DownlinkRequest.parse(downlink, queue: queue)
+        if let correlationID { request = try request.addingCorrelationID(correlationID) }
+        _ = try link.publish(request, to: deviceID)
     }
 
     // MARK: The connection's calls, on its network thread

@@ -2,12 +2,16 @@ import Foundation
 import Logging
 import TTNCore
 import TTNLua
+import Synchronization
 import TTNMQTT
+import TTNState
 import TTNSync
 
 /// The scripts of a directory, run without a broker or a TTN account: to check that each one loads, and to
 /// replay recorded uplinks through all of them. What the scripts do is reported one line each to `output`:
-/// `DOWNLINK <device> <topic> <json>`, `LOG <script> <message>`, `ERROR <script> <message>`.
+/// `DOWNLINK <device> <topic> <json>`, `STORE <script> <key> <json>` (or `(deleted)`), `LOG <script> <message>`,
+/// `ERROR <script> <message>`. Timers and event handlers are set up but never run: offline there is no time
+/// passing and no network to answer.
 public final class OfflineScripts: Sendable {
     /// A script that did not load: its file name and the error, with the line where Lua knows it.
     public struct LoadFailure: Sendable {
@@ -15,61 +19,100 @@ public final class OfflineScripts: Sendable {
         public var message: String
     }
 
+    /// One loaded script with its state.
+    private struct Loaded {
+        let slot: LuaScriptSlot
+        let state: ScriptState
+    }
+
     /// The scripts that loaded, in file name order.
     public let names: [String]
     /// The scripts that did not load, in file name order.
     public let failures: [LoadFailure]
-    private let slots: Locked<[LuaScriptSlot]>
-    private let bridge: ReplayBridge
+    private let scripts: Locked<[Loaded]>
+    private let history = UplinkHistory(limit: UplinkHistory.defaultLimit)
+    private let output: @Sendable (String) -> Void
+    private let database: StateDatabase
+    /// The throw-away state directory, removed at the end; nil when the caller gave one.
+    private let temporaryDirectory: URL?
 
     /// Loads every script of `directory` (compiles it and runs its top level), in file name order. A script that
     /// sets no message handler counts as failed: the host could not run it.
-    /// - Parameter applicationID: the application the downlink topics name.
-    /// - Throws: when the directory cannot be read.
-    public init(directory: String, applicationID: String, limits: LuaLimits, output: @escaping @Sendable (String) -> Void) throws {
+    /// - Parameters:
+    ///   - applicationID: the application the downlink topics name.
+    ///   - stateDirectory: where the scripts' `ttn.store` lives; nil: a throw-away directory.
+    /// - Throws: when the directory cannot be read, or the state cannot be opened.
+    public init(
+        directory: String, applicationID: String, limits: LuaLimits, stateDirectory: String? = nil,
+        output: @escaping @Sendable (String) -> Void
+    ) throws {
         let files = try FileManager.default.contentsOfDirectory(atPath: directory)
             .filter(ScriptDirectoryWatcher.isScriptName).sorted()
-        let bridge = ReplayBridge(topics: TopicLayout(username: "\(applicationID)@ttn", legacyV2: false), output: output)
+        let temporary = stateDirectory == nil
+            ? FileManager.default.temporaryDirectory.appendingPathComponent("ttn-host-replay-\(UUID().uuidString)") : nil
+        let database = try StateDatabase(directory: stateDirectory ?? temporary!.path)
+        let topics = TopicLayout(username: "\(applicationID)@ttn", legacyV2: false)
         let logger = Logger(label: "ttn-host.offline") { _ in OutputLogHandler(output: output) }
-        var slots: [LuaScriptSlot] = []
+        var loaded: [Loaded] = []
         var failures: [LoadFailure] = []
         for file in files {
             let source = Array(try Data(contentsOf: URL(fileURLWithPath: directory).appendingPathComponent(file)))
+            let state = database.namespace("lua/\(file)")
+            let bridge = ReplayBridge(topics: topics, history: history, store: ScriptStore(state: state), output: output)
             do {
                 let slot = try LuaScriptSlot(name: file, source: source, limits: limits, bridge: bridge, logger: logger)
-                if slot.hasMessageHandler {
-                    slots.append(slot)
-                } else {
+                guard slot.hasMessageHandler else {
+                    state.rollback()
                     failures.append(LoadFailure(script: file, message: "\(file): no message handler; call setMessageHandler at the top level"))
+                    continue
                 }
-            } catch {
+                try Self.commit(state, script: file, output: output)
+                loaded.append(Loaded(slot: slot, state: state))
+            } catch let error as LuaError {
+                state.rollback()
                 failures.append(LoadFailure(script: file, message: error.message))
             }
         }
-        self.names = slots.map(\.name)
+        self.names = loaded.map(\.slot.name)
         self.failures = failures
-        self.slots = Locked(slots)
-        self.bridge = bridge
+        self.scripts = Locked(loaded)
+        self.output = output
+        self.database = database
+        self.temporaryDirectory = temporary
+    }
+
+    deinit {
+        database.close()
+        if let temporaryDirectory { try? FileManager.default.removeItem(at: temporaryDirectory) }
     }
 
     /// Runs every script's handler for `uplink`, in file name order, as the host would; reports each failure.
+    /// An invocation's store writes are reported and kept when it succeeds, and discarded when it fails.
     /// - Returns: how many invocations failed.
     @discardableResult
     public func handle(_ uplink: Uplink) -> Int {
-        bridge.received(uplink)
+        history.append(uplink)
         let message = LuaMessage(uplink)
-        return slots.withLock { slots in
+        return scripts.withLock { scripts in
             var failed = 0
-            for slot in slots {
+            for script in scripts {
                 do {
-                    try slot.handle(message)
+                    try script.slot.handle(message)
+                    try Self.commit(script.state, script: script.slot.name, output: output)
                 } catch {
+                    script.state.rollback()
                     failed += 1
-                    bridge.output("ERROR \(slot.name) \(error)")
+                    output("ERROR \(script.slot.name) \(error)")
                 }
             }
             return failed
         }
+    }
+
+    /// Reports an invocation's store writes, then commits them.
+    private static func commit(_ state: ScriptState, script: String, output: (String) -> Void) throws {
+        for write in state.pendingWrites { output("STORE \(script) \(write.key) \(write.json ?? "(deleted)")") }
+        try state.commit()
     }
 }
 
@@ -108,28 +151,25 @@ extension OfflineScripts {
     }
 }
 
-/// Replay's side of the script API: the uplinks replayed so far (as many as the host keeps), and downlinks
-/// checked as the host checks them, then reported instead of sent.
-private final class ReplayBridge: LuaHostBridge {
+/// Replay's side of the script API for one script: the uplinks replayed so far (as many as the host keeps), its
+/// state, and downlinks checked as the host checks them, then reported instead of sent.
+private struct ReplayBridge: LuaHostBridge {
     let topics: TopicLayout
+    let history: UplinkHistory
+    let store: (any LuaStore)?
     let output: @Sendable (String) -> Void
-    private let history = UplinkHistory(limit: UplinkHistory.defaultLimit)
-
-    init(topics: TopicLayout, output: @escaping @Sendable (String) -> Void) {
-        self.topics = topics
-        self.output = output
-    }
-
-    func received(_ uplink: Uplink) {
-        history.append(uplink)
-    }
+    private static let sequence = Atomic(0)
 
     func allMessages() -> [[UInt8]] { history.all.map(\.jsonBytes) }
 
-    func publish(_ downlink: String, deviceID: String, queue: DownlinkQueue?) throws {
-        let request = try DownlinkRequest.parse(downlink, queue: queue)
+    /// Reports the body the host would send, with the correlation id the host adds.
+    /// - Returns: `replay-<n>`, counting the downlinks of the whole replay.
+    func publish(_ downlink: String, deviceID: String, queue: DownlinkQueue?) throws -> String {
+        let id = "replay-\(Self.sequence.wrappingAdd(1, ordering: .relaxed).newValue)"
+        let request = try DownlinkRequest.parse(downlink, queue: queue).addingCorrelationID("ttn-host:\(id)")
         try Identifier.checkDownlinkDevice(deviceID)
         output("DOWNLINK \(deviceID) \(topics.downlinkTopic(deviceID: deviceID, queue: request.queue)) \(request.body)")
+        return id
     }
 }
 

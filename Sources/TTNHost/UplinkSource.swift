@@ -42,10 +42,10 @@ extension UplinkReceiver {
 /// Where a host's downlinks go: the TTN MQTT connection, or wherever a source's uplinks came from.
 public protocol DownlinkPath: Sendable {
     /// Sends downlink JSON, in the v2 or v3 form that ``MQTTClient/publish(_:)`` takes, to `deviceID`;
-    /// `queue` overrides the push/replace choice made from the form.
-    /// - Returns: an id of the downlink, unique among this path's downlinks.
+    /// `queue` overrides the push/replace choice made from the form, and `correlationID`, when given, is added to
+    /// every downlink's correlation ids (TTN echoes them in the `down/*` events).
     /// - Throws: ``TTNError`` for a downlink that would be dropped (malformed, wrong port, no connection).
-    func send(_ downlink: String, to deviceID: String, queue: DownlinkQueue?) throws(TTNError) -> Int
+    func send(_ downlink: String, to deviceID: String, queue: DownlinkQueue?, correlationID: String?) throws(TTNError)
 }
 
 /// What an ``UplinkSource`` received and skipped.

@@ -38,16 +38,18 @@ public final class LuaScript {
 
     /// Compiles `source` (text only; binary chunks are refused) and runs its top level under `limits`.
     /// - Throws: ``LuaError`` when it does not compile, or its top level fails or hits a limit.
+    /// - Parameter timerIDs: where the script's timer ids come from; share it between the versions of a script so
+    ///   that a tick meant for one version never finds a timer of the next.
     public init(
         name: String, source: [UInt8], limits: LuaLimits, bridge: any LuaHostBridge, logger: Logger,
-        interrupter: LuaInterrupter = LuaInterrupter()
+        interrupter: LuaInterrupter = LuaInterrupter(), timerIDs: LuaTimerIDs = LuaTimerIDs()
     ) throws(LuaError) {
         self.name = name
         self.limits = limits
         self.interrupter = interrupter
         var logger = logger
         logger[metadataKey: "lua.script"] = "\(name)"
-        self.environment = ScriptEnvironment(name: name, bridge: bridge, logger: logger, downlinkLimit: limits.downlinkLimit)
+        self.environment = ScriptEnvironment(name: name, bridge: bridge, logger: logger, limits: limits, timerIDs: timerIDs)
         guard let context = ttn_context_new(limits.memoryLimit, interrupter.flag.pointer) else {
             throw LuaError(.memoryLimit, script: name, message: "\(name): out of memory creating the Lua state")
         }
@@ -103,6 +105,41 @@ public final class LuaScript {
                 }
             }
         }
+    }
+
+    /// The timers and event kinds the script set up.
+    public var schedule: LuaSchedule { environment.schedule }
+
+    /// Reports the schedule to the bridge now and on every later change: this version runs from now on.
+    public func activate() {
+        environment.isActive = true
+        environment.bridge.scheduleChanged(environment.schedule)
+    }
+
+    /// Runs the function of timer `id`, if it is still live; a one-shot timer ends here.
+    /// - Returns: whether a timer ran.
+    @discardableResult
+    public func fireTimer(_ id: Int) throws(LuaError) -> Bool {
+        guard let timer = environment.schedule.timers[id] else { return false }
+        if !timer.repeats { environment.schedule.timers[id] = nil }
+        try run { ttn_dispatch(state, Int64(id), nil, nil, 0) }
+        return true
+    }
+
+    /// Runs the script's handler for `event`'s kind, if it has one; inside it `getLastEvent()` is the event.
+    /// - Returns: whether a handler ran.
+    @discardableResult
+    public func deliver(_ event: LuaEvent) throws(LuaError) -> Bool {
+        guard environment.schedule.eventKinds.contains(event.kind) else { return false }
+        environment.currentDeviceID = event.deviceID
+        defer { environment.currentDeviceID = nil }
+        var json = event.json
+        try run {
+            json.withUTF8 { text in
+                text.withMemoryRebound(to: CChar.self) { ttn_dispatch(state, 0, event.kind, $0.baseAddress, $0.count) }
+            }
+        }
+        return true
     }
 
     /// Runs `body` (a protected call into Lua) under the limits, and turns a failure into a ``LuaError``.
@@ -167,33 +204,51 @@ public final class LuaScript {
     }
 }
 
+/// Hands out a script's timer ids, shared by its versions.
+public final class LuaTimerIDs {
+    private var last = 0
+    public init() {}
+    func next() -> Int {
+        last += 1
+        return last
+    }
+}
+
 /// What a script's Swift functions work with. It does not reference the Lua state, so the functions the
 /// state owns do not keep their state alive.
 final class ScriptEnvironment {
     let name: String
     let bridge: any LuaHostBridge
     let logger: Logger
-    let downlinkLimit: Int
+    let limits: LuaLimits
+    let timerIDs: LuaTimerIDs
     var currentDeviceID: String?
     var deviceOverride: String?
     /// Downlinks sent and publish calls refused by the downlink limit, in the running invocation.
     var downlinksPublished = 0
     var downlinksRefused = 0
+    /// Whether this version runs: only then do schedule changes reach the bridge.
+    var isActive = false
+    var schedule = LuaSchedule() {
+        didSet { if isActive { bridge.scheduleChanged(schedule) } }
+    }
 
-    init(name: String, bridge: any LuaHostBridge, logger: Logger, downlinkLimit: Int) {
+    init(name: String, bridge: any LuaHostBridge, logger: Logger, limits: LuaLimits, timerIDs: LuaTimerIDs) {
         self.name = name
         self.bridge = bridge
         self.logger = logger
-        self.downlinkLimit = downlinkLimit
+        self.limits = limits
+        self.timerIDs = timerIDs
     }
 
     /// The error of a publish past ``LuaLimits/downlinkLimit``.
     var downlinkLimitMessage: String {
-        "publish: downlink limit reached: at most \(downlinkLimit) downlinks per invocation; "
+        "publish: downlink limit reached: at most \(limits.downlinkLimit) downlinks per invocation; "
             + "nothing more is sent from this one (raise it with --lua-downlink-limit or LuaLimits.downlinkLimit)"
     }
 
-    /// The Swift side of the script API; the Lua prelude wraps these into the public functions.
+    /// The Swift side of the script API; the Lua prelude wraps these into the public functions. A failure is
+    /// returned as `nil, message`, which the prelude raises at the script's line.
     func hostFunctions() -> [HostFunction] {
         [
             HostFunction("__ttn_log") { [unowned self] L in
@@ -208,32 +263,113 @@ final class ScriptEnvironment {
                 let messages = bridge.allMessages()
                 lua_createtable(L, Int32(clamping: messages.count), 0)
                 for (index, json) in messages.enumerated() {
-                    json.withUnsafeBufferPointer { buffer in
-                        buffer.withMemoryRebound(to: CChar.self) { _ = lua_pushlstring(L, $0.baseAddress, $0.count) }
-                    }
+                    LuaStack.push(L, bytes: json)
                     lua_rawseti(L, -2, lua_Integer(index + 1))
                 }
                 return 1
             },
-            // Returns nothing when sent, or the reason it was not: the prelude raises it at the script's line.
-            HostFunction("__ttn_publish") { [unowned self] L in
-                guard let downlink = LuaStack.string(L, 1) else { return LuaStack.push(L, "publish: expected a JSON string") }
-                guard let device = LuaStack.string(L, 2) ?? deviceOverride ?? currentDeviceID else {
-                    return LuaStack.push(
-                        L, "publish: no device to send to; pass one (publish(msg, \"my-device\")) or call setDeviceID first"
+            HostFunction("__ttn_publish") { [unowned self] L in publish(L) },
+        ] + storeFunctions() + scheduleFunctions()
+    }
+
+    private func publish(_ L: OpaquePointer) -> Int32 {
+        guard let downlink = LuaStack.string(L, 1) else { return LuaStack.fail(L, "publish: expected a JSON string") }
+        guard let device = LuaStack.string(L, 2) ?? deviceOverride ?? currentDeviceID else {
+            return LuaStack.fail(
+                L, "publish: no device to send to; pass one (publish(msg, \"my-device\")) or call setDeviceID first"
+            )
+        }
+        guard downlinksPublished < limits.downlinkLimit else {
+            downlinksRefused += 1
+            return LuaStack.fail(L, downlinkLimitMessage)
+        }
+        let queue = LuaStack.string(L, 3).flatMap(DownlinkQueue.init(rawValue:))
+        let id: String
+        do {
+            id = try bridge.publish(downlink, deviceID: device, queue: queue)
+        } catch {
+            return LuaStack.fail(L, "publish: \(error)")
+        }
+        downlinksPublished += 1
+        LuaStack.push(L, id)
+        return 1
+    }
+
+    /// `ttn.store`'s functions: each takes the key first.
+    private func storeFunctions() -> [HostFunction] {
+        func storeFunction(_ name: String, _ body: @escaping (any LuaStore, OpaquePointer, String) throws -> Int32) -> HostFunction {
+            HostFunction("__ttn_store_\(name)") { [unowned self] L in
+                guard let store = bridge.store else {
+                    return LuaStack.fail(L, "ttn.store.\(name): this host keeps no state (give ttn-host a --state-dir)")
+                }
+                guard let key = LuaStack.string(L, 1) ?? (name == "keys" ? "" : nil) else {
+                    return LuaStack.fail(L, "ttn.store.\(name): the key must be a string")
+                }
+                do {
+                    return try body(store, L, key)
+                } catch {
+                    return LuaStack.fail(L, "ttn.store.\(name): \(error)")
+                }
+            }
+        }
+        return [
+            storeFunction("get") { store, L, key in
+                guard let json = try store.get(key) else { return 0 }
+                LuaStack.push(L, json)
+                return 1
+            },
+            storeFunction("set") { store, L, key in
+                let ttl = lua_type(L, 3) == LUA_TNUMBER ? Duration.seconds(lua_tonumberx(L, 3, nil)) : nil
+                try store.set(key, json: LuaStack.string(L, 2) ?? "null", ttl: ttl)
+                return 0
+            },
+            storeFunction("delete") { store, _, key in
+                try store.delete(key)
+                return 0
+            },
+            storeFunction("incr") { store, L, key in
+                let amount: LuaNumber = lua_isinteger(L, 2) != 0 ? .integer(lua_tointegerx(L, 2, nil)) : .double(lua_tonumberx(L, 2, nil))
+                switch try store.increment(key, by: amount) {
+                case .integer(let value): lua_pushinteger(L, value)
+                case .double(let value): lua_pushnumber(L, value)
+                }
+                return 1
+            },
+            storeFunction("keys") { store, L, prefix in
+                let keys = try store.keys(prefix: prefix.isEmpty ? nil : prefix)
+                lua_createtable(L, Int32(clamping: keys.count), 0)
+                for (index, key) in keys.enumerated() {
+                    LuaStack.push(L, key)
+                    lua_rawseti(L, -2, lua_Integer(index + 1))
+                }
+                return 1
+            },
+        ]
+    }
+
+    /// Timers and event handlers: the prelude keeps the functions, the schedule what the host must run.
+    private func scheduleFunctions() -> [HostFunction] {
+        [
+            HostFunction("__ttn_timer_add") { [unowned self] L in
+                let repeats = lua_toboolean(L, 2) != 0
+                guard schedule.timers.count < limits.timerLimit else {
+                    return LuaStack.fail(
+                        L, "ttn.\(repeats ? "every" : "after"): timer limit reached: at most \(limits.timerLimit) live "
+                            + "timers per script; cancel one first (t:cancel())"
                     )
                 }
-                guard downlinksPublished < downlinkLimit else {
-                    downlinksRefused += 1
-                    return LuaStack.push(L, downlinkLimitMessage)
-                }
-                let queue = LuaStack.string(L, 3).flatMap(DownlinkQueue.init(rawValue:))
-                do {
-                    try bridge.publish(downlink, deviceID: device, queue: queue)
-                } catch {
-                    return LuaStack.push(L, "publish: \(error)")
-                }
-                downlinksPublished += 1
+                let id = timerIDs.next()
+                schedule.timers[id] = LuaTimer(id: id, interval: .seconds(lua_tonumberx(L, 1, nil)), repeats: repeats)
+                lua_pushinteger(L, lua_Integer(id))
+                return 1
+            },
+            HostFunction("__ttn_timer_cancel") { [unowned self] L in
+                schedule.timers[Int(lua_tointegerx(L, 1, nil))] = nil
+                return 0
+            },
+            HostFunction("__ttn_want_event") { [unowned self] L in
+                guard let kind = LuaStack.string(L, 1) else { return 0 }
+                if lua_toboolean(L, 2) != 0 { schedule.eventKinds.insert(kind) } else { schedule.eventKinds.remove(kind) }
                 return 0
             },
         ]
@@ -269,9 +405,25 @@ enum LuaStack {
         return String(decoding: UnsafeRawBufferPointer(start: pointer, count: length), as: UTF8.self)
     }
 
-    /// Pushes `message` as the one result of a host function.
-    static func push(_ L: OpaquePointer, _ message: String) -> Int32 {
-        _ = message.withCString { lua_pushstring(L, $0) }
-        return 1
+    /// Pushes `text` as a Lua string.
+    static func push(_ L: OpaquePointer, _ text: String) {
+        var text = text
+        text.withUTF8 { push(L, bytes: $0) }
+    }
+
+    /// Pushes `bytes` as a Lua string.
+    static func push(_ L: OpaquePointer, bytes: [UInt8]) {
+        bytes.withUnsafeBufferPointer { push(L, bytes: $0) }
+    }
+
+    private static func push(_ L: OpaquePointer, bytes: UnsafeBufferPointer<UInt8>) {
+        bytes.withMemoryRebound(to: CChar.self) { _ = lua_pushlstring(L, $0.baseAddress, $0.count) }
+    }
+
+    /// Returns `nil, message` from a host function: the prelude raises `message` at the script's line.
+    static func fail(_ L: OpaquePointer, _ message: String) -> Int32 {
+        lua_pushnil(L)
+        push(L, message)
+        return 2
     }
 }

@@ -18,6 +18,7 @@ public final class LuaScriptSlot {
     private let limits: LuaLimits
     private let bridge: any LuaHostBridge
     private let logger: Logger
+    private let timerIDs = LuaTimerIDs()
     private var script: LuaScript
     private var source: [UInt8]
 
@@ -30,26 +31,56 @@ public final class LuaScriptSlot {
         self.logger = logger
         self.source = source
         self.script = try LuaScript(
-            name: name, source: source, limits: limits, bridge: bridge, logger: logger, interrupter: interrupter
+            name: name, source: source, limits: limits, bridge: bridge, logger: logger, interrupter: interrupter, timerIDs: timerIDs
         )
+        script.activate()
     }
 
     /// Replaces the running version with `source` if it loads; otherwise keeps the running one and throws.
+    /// The new version's timers and event handlers replace the old one's (``LuaHostBridge/scheduleChanged(_:)``).
     public func load(source: [UInt8]) throws(LuaError) {
-        script = try LuaScript(name: name, source: source, limits: limits, bridge: bridge, logger: logger, interrupter: interrupter)
+        script = try makeScript(source: source)
         self.source = source
+        script.activate()
     }
 
     /// Runs the current version's handler for `message`.
     public func handle(_ message: LuaMessage) throws(LuaError) {
+        try invoke { script throws(LuaError) in try script.handle(message) }
+    }
+
+    /// Runs the current version's timer `id`, if it is still live; a tick for a replaced version finds nothing.
+    /// - Returns: whether a timer ran.
+    @discardableResult
+    public func fireTimer(_ id: Int) throws(LuaError) -> Bool {
+        try invoke { script throws(LuaError) in try script.fireTimer(id) }
+    }
+
+    /// Runs the current version's handler for `event`'s kind, if it has one.
+    /// - Returns: whether a handler ran.
+    @discardableResult
+    public func deliver(_ event: LuaEvent) throws(LuaError) -> Bool {
+        try invoke { script throws(LuaError) in try script.deliver(event) }
+    }
+
+    /// The current version's timers and event kinds.
+    public var schedule: LuaSchedule { script.schedule }
+
+    private func makeScript(source: [UInt8]) throws(LuaError) -> LuaScript {
+        try LuaScript(
+            name: name, source: source, limits: limits, bridge: bridge, logger: logger, interrupter: interrupter, timerIDs: timerIDs
+        )
+    }
+
+    /// Runs one invocation of the current version; rebuilds the state when a memory error left it full.
+    private func invoke<Result>(_ body: (LuaScript) throws(LuaError) -> Result) throws(LuaError) -> Result {
         do {
-            try script.handle(message)
+            return try body(script)
         } catch {
             if error.kind == .memoryLimit && script.memoryInUse > limits.memoryLimit / 4 * 3 {
                 logger.warning("Lua state still full after the memory error; rebuilding it", metadata: ["lua.script": "\(name)"])
-                script = try LuaScript(
-                    name: name, source: source, limits: limits, bridge: bridge, logger: logger, interrupter: interrupter
-                )
+                script = try makeScript(source: source)
+                script.activate()
             }
             throw error
         }

@@ -35,14 +35,87 @@ public struct LuaMessage: Sendable {
     }
 }
 
-/// What scripts reach through `getAllMessages()` and `publish()`; the host implements it.
+/// What scripts reach through the host: `getAllMessages()`, `publish()`, `ttn.store`, and the timers and event
+/// handlers the host runs for them. The host implements it, one per script.
 public protocol LuaHostBridge: Sendable {
     /// Uplinks kept by the host, oldest first, as raw JSON.
     func allMessages() -> [[UInt8]]
     /// Sends a downlink to `deviceID`. `downlink` is JSON: the script's string as given (v2 or v3 form), or
     /// the v3 `{"downlinks":[...]}` built from a table. `queue` is nil for a string (the host decides from the
     /// form) and set for a table. A thrown error reaches the script as a Lua error with its description.
-    func publish(_ downlink: String, deviceID: String, queue: DownlinkQueue?) throws
+    /// - Returns: the downlink's id, which `publish` returns to the script.
+    func publish(_ downlink: String, deviceID: String, queue: DownlinkQueue?) throws -> String
+    /// The script's persistent state behind `ttn.store`; nil when the host keeps none (`ttn.store` then raises).
+    var store: (any LuaStore)? { get }
+    /// The timers and event handlers of the running version changed; also called once when a version starts
+    /// running, with everything its top level set up. The host fires the timers and delivers the events through
+    /// ``LuaScriptSlot/fireTimer(_:)`` and ``LuaScriptSlot/deliver(_:)``.
+    func scheduleChanged(_ schedule: LuaSchedule)
+}
+
+extension LuaHostBridge {
+    /// No state: `ttn.store` raises an error saying the host keeps none.
+    public var store: (any LuaStore)? { nil }
+    /// Timers and event handlers are kept by the script but never run.
+    public func scheduleChanged(_ schedule: LuaSchedule) {}
+}
+
+/// A script's persistent key-value state (`ttn.store`), values as JSON text. The host makes an invocation's
+/// writes land together when it succeeds, and discards them when it fails. A thrown error reaches the script
+/// as a Lua error with its description.
+public protocol LuaStore: Sendable {
+    /// The JSON of the value at `key`, or nil.
+    func get(_ key: String) throws -> String?
+    /// Sets `key` to the JSON text `json`, expiring after `ttl` when given.
+    func set(_ key: String, json: String, ttl: Duration?) throws
+    func delete(_ key: String) throws
+    /// Adds `amount` to the number at `key` (missing counts as 0); returns the new number.
+    func increment(_ key: String, by amount: LuaNumber) throws -> LuaNumber
+    /// The keys, sorted, with `prefix` when given.
+    func keys(prefix: String?) throws -> [String]
+}
+
+/// A Lua number: an integer or a float.
+public enum LuaNumber: Sendable, Hashable {
+    case integer(Int64)
+    case double(Double)
+}
+
+/// What a script wants the host to run besides its message handler.
+public struct LuaSchedule: Sendable, Hashable {
+    /// The live timers, by id.
+    public var timers: [Int: LuaTimer] = [:]
+    /// The event kinds (TTN's topic suffixes, and `down/lost`) the script has handlers for.
+    public var eventKinds: Set<String> = []
+
+    public init(timers: [Int: LuaTimer] = [:], eventKinds: Set<String> = []) {
+        self.timers = timers
+        self.eventKinds = eventKinds
+    }
+}
+
+/// One timer of `ttn.every` (repeating) or `ttn.after` (once).
+public struct LuaTimer: Sendable, Hashable {
+    /// Unique among every version of the script, so a tick meant for a replaced version finds nothing.
+    public let id: Int
+    public let interval: Duration
+    public let repeats: Bool
+}
+
+/// One event for a script's event handler.
+public struct LuaEvent: Sendable {
+    /// TTN's topic suffix (`down/ack`), or `down/lost`.
+    public var kind: String
+    /// The event's JSON: what `getLastEvent()` returns as a table.
+    public var json: String
+    /// The device it is about: where `publish` sends by default inside the handler.
+    public var deviceID: String?
+
+    public init(kind: String, json: String, deviceID: String?) {
+        self.kind = kind
+        self.json = json
+        self.deviceID = deviceID
+    }
 }
 
 /// Limits for one script: per invocation (time, instructions, downlinks) and per state (memory).
@@ -53,6 +126,8 @@ public struct LuaLimits: Sendable, Hashable {
     public var instructionLimit: Int = 50_000_000
     /// Memory of the script's Lua state, in bytes. Default 64 MiB.
     public var memoryLimit: Int = 64 * 1024 * 1024
+    /// Live timers (`ttn.every`, `ttn.after`) one script may have. Default 64.
+    public var timerLimit: Int = 64
     /// Downlinks one invocation may publish. Default 10.
     ///
     /// A class A device receives at most one downlink after each uplink, and TTN's fair use allows about 10 per

@@ -22,16 +22,16 @@ package final class DeliveryQueue<Item: Sendable>: Sendable {
     private let limit: Int
     private let dispatchQueue: DispatchQueue
     private let handler: @Sendable (Item) -> Void
-    private let onDrop: @Sendable (_ totalDropped: Int) -> Void
+    private let onDrop: @Sendable (_ dropped: Item, _ totalDropped: Int) -> Void
     private let idle = Locked<[DispatchSemaphore]>([])
 
     /// - Parameters:
     ///   - limit: how many items may wait; one more drops the oldest.
     ///   - paused: when true nothing is handled until ``resume()``.
-    ///   - onDrop: called (on the producer's thread) with the running total after each drop.
+    ///   - onDrop: called (on the producer's thread) with the dropped item and the running total after each drop.
     package init(
         label: String, limit: Int, paused: Bool = false,
-        onDrop: @escaping @Sendable (_ totalDropped: Int) -> Void,
+        onDrop: @escaping @Sendable (_ dropped: Item, _ totalDropped: Int) -> Void,
         handler: @escaping @Sendable (Item) -> Void
     ) {
         self.state = Locked(State(isPaused: paused))
@@ -46,13 +46,12 @@ package final class DeliveryQueue<Item: Sendable>: Sendable {
     ///   A producer that receives in bursts (the network thread) then wakes the handler's thread once per burst
     ///   rather than once per item; it must call ``wake()`` at the end of every burst.
     package func enqueue(_ item: Item, deferringWake: Bool = false) {
-        let (startDrain, totalDropped) = state.withLock { state -> (Bool, Int?) in
+        let (startDrain, dropped) = state.withLock { state -> (Bool, (Item, Int)?) in
             state.items.append(item)
-            var dropped: Int?
+            var dropped: (Item, Int)?
             if state.items.count > limit {
-                state.items.removeFirst()
                 state.dropped += 1
-                dropped = state.dropped
+                dropped = (state.items.removeFirst(), state.dropped)
             }
             guard !state.isDraining, !state.isPaused else { return (false, dropped) }
             if deferringWake {
@@ -61,7 +60,7 @@ package final class DeliveryQueue<Item: Sendable>: Sendable {
             }
             return (Self.beginDrain(&state), dropped)
         }
-        if let totalDropped { onDrop(totalDropped) }
+        if let (item, total) = dropped { onDrop(item, total) }
         if startDrain { dispatchQueue.async { self.drain() } }
     }
 

@@ -80,7 +80,7 @@ public final class MQTTClient: Sendable {
         self.delivery = DeliveryQueue(
             label: "ttn.mqtt.delivery.\(configuration.applicationID)", limit: configuration.deliveryQueueLimit,
             paused: true,
-            onDrop: { total in
+            onDrop: { _, total in
                 if total == 1 || total.isMultiple(of: 1000) {
                     dropLogger.warning(
                         "Message handler too slow: oldest waiting message dropped",

@@ -40,10 +40,13 @@ struct ScriptOptions: ParsableArguments {
         }
     }
 
-    /// Loads the scripts with the host's default limits, reporting what they do to `output`.
-    func load(output: @escaping @Sendable (String) -> Void) throws -> OfflineScripts {
+    /// Loads the scripts with the host's default limits, reporting what they do to `output`; their state is in
+    /// `stateDirectory`, or a throw-away directory when nil.
+    func load(stateDirectory: String? = nil, output: @escaping @Sendable (String) -> Void) throws -> OfflineScripts {
         let application = appID ?? ProcessInfo.processInfo.environment["TTN_APP_ID"] ?? "replay"
-        return try OfflineScripts(directory: directory, applicationID: application, limits: LuaLimits(), output: output)
+        return try OfflineScripts(
+            directory: directory, applicationID: application, limits: LuaLimits(), stateDirectory: stateDirectory, output: output
+        )
     }
 }
 

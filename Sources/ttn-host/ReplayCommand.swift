@@ -9,12 +9,17 @@ struct ReplayCommand: ParsableCommand {
         discussion: """
             Each FILE is an uplink JSON file, or JSON lines of uplinks (each line optionally after its topic, as \
             `mosquitto_sub -v` prints them). Prints one line per effect: DOWNLINK <device> <topic> <json>, \
-            LOG <script> <message>, ERROR <script or file:line> <message>. Exits 1 when a script did not load, \
-            an invocation failed or a line was not an uplink; 0 otherwise.
+            STORE <script> <key> <json or (deleted)>, LOG <script> <message>, ERROR <script or file:line> <message>. \
+            Exits 1 when a script did not load, an invocation failed or a line was not an uplink; 0 otherwise. \
+            The scripts' state lives in a throw-away directory unless --state-dir is given; timers and event \
+            handlers never run.
             """
     )
 
     @OptionGroup var scripts: ScriptOptions
+
+    @Option(name: .customLong("state-dir"), help: "Keep the scripts' state (ttn.store) in this directory, from run to run.")
+    var stateDirectory: String?
 
     @Argument(help: "Uplink JSON files, or JSON lines of uplinks.")
     var files: [String]
@@ -24,7 +29,7 @@ struct ReplayCommand: ParsableCommand {
     }
 
     func run() throws {
-        let loaded = try scripts.load(output: printLine)
+        let loaded = try scripts.load(stateDirectory: stateDirectory, output: printLine)
         var failed = loaded.failures.count
         for failure in loaded.failures { printLine("ERROR \(failure.message)") }
         for file in files {

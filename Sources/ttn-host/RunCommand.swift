@@ -5,6 +5,7 @@ import ServiceLifecycle
 import TTNHost
 import TTNLua
 import TTNMQTT
+import TTNState
 
 /// `ttn-host [run]`: connects to TTN and runs the handlers until SIGTERM.
 struct RunCommand: AsyncParsableCommand {
@@ -13,7 +14,7 @@ struct RunCommand: AsyncParsableCommand {
         abstract: "Runs Lua and Swift message handlers for every uplink of one The Things Network application.",
         discussion: """
             Every option can also come from the environment (TTN_APP_ID, TTN_API_KEY, TTN_HOST, TTN_PORT, \
-            TTN_REGION, TTN_TENANT, TTN_SCRIPTS, TTN_WAIT_FOR_BROKER), so the API key need not be on the command \
+            TTN_REGION, TTN_TENANT, TTN_SCRIPTS, TTN_STATE_DIR, TTN_WAIT_FOR_BROKER), so the API key need not be on the command \
             line. SIGHUP reloads the scripts; SIGINT/SIGTERM drain the queues and exit 0. A broker that cannot be \
             reached yet is waited for; a missing or out-of-range setting, a refused key or a TLS failure exits 2.
 
@@ -49,6 +50,24 @@ struct RunCommand: AsyncParsableCommand {
         help: "Downlinks one Lua handler invocation may publish; 0 lets no script publish. (default: 10)"
     )
     var luaDownlinkLimit: Int?
+
+    @Option(
+        name: .customLong("state-dir"),
+        help: "Directory of the handlers' state (ttn.store), created if missing. (TTN_STATE_DIR, default: ./ttn-host-state)"
+    )
+    var stateDirectory: String?
+
+    @Option(name: .customLong("state-limit-mb"), help: "State one handler may keep, in MiB: 1 to 1048576. (default: 64)")
+    var stateLimit: Int?
+
+    @Option(
+        name: .customLong("downlink-timeout"),
+        help: """
+            Seconds TTN has to queue or refuse a downlink before it is reported lost (log, counter, down/lost \
+            event): 1 to 86400, or 0 to follow no downlinks. (default: 30)
+            """
+    )
+    var downlinkTimeout: Int?
 
     @Option(
         name: .customLong("shutdown-deadline"),
@@ -87,6 +106,8 @@ struct RunCommand: AsyncParsableCommand {
             ),
             ("--lua-memory-limit-mb", luaMemoryLimit, 1...1_048_576, "from 1 to 1048576 (MiB, at most 1 TiB)"),
             ("--lua-downlink-limit", luaDownlinkLimit, 0...Int.max, "0 or more (downlinks per invocation; 0: none)"),
+            ("--state-limit-mb", stateLimit, 1...1_048_576, "from 1 to 1048576 (MiB of state per handler)"),
+            ("--downlink-timeout", downlinkTimeout, 0...86_400, "from 1 to 86400 (seconds), or 0 to follow no downlinks"),
             (
                 "--shutdown-deadline", shutdownDeadline, 0...3600,
                 "from 0 to 3600 (seconds; 0 reports the queued uplinks unhandled without waiting)"
@@ -139,6 +160,9 @@ struct RunCommand: AsyncParsableCommand {
         } catch let error as TTNError {
             FileHandle.standardError.write(Data("ttn-host: \(error)\n".utf8))
             throw ExitCode(2)
+        } catch let error as StateError {
+            FileHandle.standardError.write(Data("ttn-host: \(error)\n".utf8))
+            throw ExitCode(2)
         }
     }
 
@@ -155,6 +179,9 @@ struct RunCommand: AsyncParsableCommand {
         if let luaTimeLimit { configuration.luaLimits.timeLimit = .milliseconds(luaTimeLimit) }
         if let luaMemoryLimit { configuration.luaLimits.memoryLimit = luaMemoryLimit * 1024 * 1024 }
         if let luaDownlinkLimit { configuration.luaLimits.downlinkLimit = luaDownlinkLimit }
+        configuration.stateDirectory = StateOptions.directory(stateDirectory)
+        if let stateLimit { configuration.stateLimits.namespaceBytes = stateLimit * 1024 * 1024 }
+        if let downlinkTimeout { configuration.downlinkTimeout = .seconds(downlinkTimeout) }
         return configuration
     }
 
@@ -181,6 +208,7 @@ struct RunCommand: AsyncParsableCommand {
                 .filter(ScriptDirectoryWatcher.isScriptName).sorted() ?? []
             lines.append("  scripts:  \(directory) (\(names.isEmpty ? "none yet" : names.joined(separator: ", ")))")
         }
+        if let directory = configuration.stateDirectory { lines.append("  state:    \(directory)") }
         FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8))
     }
 }

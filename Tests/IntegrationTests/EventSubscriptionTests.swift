@@ -50,7 +50,7 @@ struct EventSubscriptionTests {
     /// `network` must watch the application's `down/push` topics.
     static func barrier(_ source: MQTTUplinkSource, _ network: NetworkSide, tag: String) async throws {
         let downlink = #"{"downlinks":[{"f_port":1,"frm_payload":"AQ==","correlation_ids":["\#(tag)"]}]}"#
-        _ = try source.send(downlink, to: "barrier", queue: nil)
+        try source.send(downlink, to: "barrier", queue: nil, correlationID: nil)
         let seen = await eventually { network.messages.contains { String(decoding: $0.payload, as: UTF8.self).contains(tag) } }
         try #require(seen, "the barrier downlink \(tag) reached the network side")
     }

@@ -12,6 +12,8 @@ struct HostProcessTests {
         environment["TTN_API_KEY"] = key
         environment["TTN_HOST"] = "127.0.0.1"
         environment["TTN_PORT"] = String(try port ?? Broker.requirePort())
+        // Each host its own state: two hosts never share a state directory (the second would exit 2).
+        environment["TTN_STATE_DIR"] = FileManager.default.temporaryDirectory.appendingPathComponent("state-\(UUID().uuidString)").path
         return environment
     }
 

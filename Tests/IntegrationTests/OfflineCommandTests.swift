@@ -86,15 +86,47 @@ struct OfflineCommandTests {
         let (status, output) = try await ttnHost(["replay", "--scripts", Self.examples, "--app-id", "my-app", path])
         #expect(status == 1, "a line that is not an uplink fails the replay: \(output)")
         let lines = output.split(separator: "\n").map(String.init)
-        // temperature-alert.lua answers the two uplinks at 35 degrees, not the one at 25.
-        let downlink = "DOWNLINK \(device) v3/my-app@ttn/devices/\(device)/down/replace "
-            + #"{"downlinks":[{"confirmed":false,"f_port":1,"frm_payload":"AQ==","priority":"NORMAL"}]}"#
-        #expect(lines.filter { $0.hasPrefix("DOWNLINK") } == [downlink, downlink], "\(output)")
+        // temperature-alert.lua answers the two uplinks at 35 degrees, not the one at 25; confirmed-downlink.lua
+        // answers each button press (the fixture has one) with a confirmed downlink and remembers its id.
+        let replaced = lines.filter { $0.hasPrefix("DOWNLINK \(device) v3/my-app@ttn/devices/\(device)/down/replace ") }
+        #expect(replaced.count == 2, "\(output)")
+        #expect(replaced.allSatisfy { $0.contains(#""f_port":1,"frm_payload":"AQ==","priority":"NORMAL"}]}"#) }, "\(output)")
+        let confirmed = lines.filter { $0.hasPrefix("DOWNLINK \(device) v3/my-app@ttn/devices/\(device)/down/push ") }
+        #expect(confirmed.count == 3, "\(output)")
+        // Every downlink carries the id publish returned, as the host's correlation id; the store keeps the same ids.
+        let ids = (replaced + confirmed).compactMap { $0.firstMatch(of: /"ttn-host:(replay-\d+)"/).map { String($0.1) } }
+        #expect(Set(ids).count == 5, "\(output)")
+        let pending = lines.compactMap { $0.firstMatch(of: #/^STORE confirmed-downlink.lua pending:(replay-\d+) /#).map { String($0.1) } }
+        #expect(pending.count == 3 && Set(pending).isSubset(of: Set(ids)), "\(output)")
+        // daily-counter.lua counts the device's uplinks of the day, in its own namespace.
+        let counts = lines.compactMap { $0.firstMatch(of: #/^STORE daily-counter.lua count:[^ ]+ (\d+)$/#).map { String($0.1) } }
+        #expect(counts == ["1", "2", "3"], "\(output)")
         #expect(lines.filter { $0.hasPrefix("LOG device-state.lua") }.map { $0.hasSuffix("uplink(s) so far") } == [true, true, true])
         #expect(lines.last == "ERROR \(path):4: The uplink on '' is not a v3 uplink: end_device_ids: expected an object.", "\(output)")
         // In order: each uplink's log line comes before the next uplink's.
         let counters = lines.filter { $0.hasPrefix("LOG log-uplinks.lua") }.compactMap { $0.split(separator: " ").first { $0.hasPrefix("f_cnt=") } }
         #expect(counters == ["f_cnt=1", "f_cnt=2", "f_cnt=2"], "\(output)")
+    }
+
+    @Test("replay: --state-dir keeps the store from run to run; a failed invocation's writes are not printed or kept")
+    func replayState() async throws {
+        let directory = try scriptDirectory([
+            "count.lua": "setMessageHandler(function() ttn.store.incr('n') end)\n",
+            "fail.lua": "setMessageHandler(function()\n  ttn.store.set('k', 1)\n  error('boom')\nend)\n",
+        ])
+        let fixture = Broker.repository.appendingPathComponent("Tests/Fixtures/ttn/v3-up-decoded.json").path
+        let state = temporaryPath("state")
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        for run in 1...2 {
+            let (status, output) = try await ttnHost(["replay", "--scripts", directory.path, "--state-dir", state, fixture, fixture])
+            #expect(status == 1, "\(output)")
+            let lines = output.split(separator: "\n").map(String.init)
+            #expect(lines.filter { $0.hasPrefix("STORE") } == ["STORE count.lua n \(run * 2 - 1)", "STORE count.lua n \(run * 2)"], "\(output)")
+            #expect(lines.filter { $0.hasPrefix("ERROR fail.lua fail.lua:3: boom") }.count == 2, "\(output)")
+        }
+        let (status, output) = try await ttnHost(["state", "list", "--state-dir", state])
+        #expect(status == 0, "\(output)")
+        #expect(output.split(separator: "\n").map { $0.split(separator: "\t").first.map(String.init) } == ["lua/count.lua"], "\(output)")
     }
 
     @Test("replay: a script whose invocation fails exits 1 with the error and its line")

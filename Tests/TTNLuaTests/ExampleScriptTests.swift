@@ -16,14 +16,17 @@ struct ExampleScriptTests {
         #expect(Self.names.count >= 4)
     }
 
-    @Test("each example loads and handles every uplink fixture", arguments: names)
+    @Test("each example loads, handles every uplink fixture, and runs its timers", arguments: names)
     func runs(name: String) throws {
         let source = try [UInt8](Data(contentsOf: Self.directory.appendingPathComponent(name)))
-        let script = try LuaScript(name: name, source: source, limits: LuaLimits(), bridge: MemoryBridge(), logger: quietLogger)
+        let script = try LuaScript(
+            name: name, source: source, limits: LuaLimits(), bridge: MemoryBridge(store: DictionaryStore()), logger: quietLogger
+        )
         #expect(script.hasMessageHandler)
         for fixture in ["v3-up-decoded.json", "v3-up-no-decoder.json", "v3-up-multi-gateway.json", "v3-up-mac-only.json", "v3-up-legacy-shape.json"] {
             try script.handle(LuaMessage(json: try Fixtures.bytes(fixture), deviceID: "dev"))
         }
+        for id in script.schedule.timers.keys.sorted() { try script.fireTimer(id) }
     }
 
     @Test("the complete handler in docs/lua-handlers.md runs and answers a hot device")

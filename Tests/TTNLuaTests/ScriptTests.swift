@@ -544,9 +544,10 @@ struct ScriptTests {
 
         func allMessages() -> [[UInt8]] { [] }
 
-        func publish(_ downlink: String, deviceID: String, queue: DownlinkQueue?) throws {
+        func publish(_ downlink: String, deviceID: String, queue: DownlinkQueue?) throws -> String {
             calls.withLock { $0 += 1 }
             running.signal()
+            return "running"
         }
     }
 

@@ -13,22 +13,63 @@ final class MemoryBridge: LuaHostBridge {
     }
 
     let messages: [[UInt8]]
+    let store: (any LuaStore)?
     private let sent = Locked<[Published]>([])
+    private let schedules = Locked<[LuaSchedule]>([])
     private let refusal: String?
 
-    init(messages: [[UInt8]] = [], refusing refusal: String? = nil) {
+    init(messages: [[UInt8]] = [], refusing refusal: String? = nil, store: (any LuaStore)? = nil) {
         self.messages = messages
         self.refusal = refusal
+        self.store = store
     }
 
     var published: [Published] { sent.withLock { $0 } }
+    /// Every schedule reported, oldest first.
+    var reportedSchedules: [LuaSchedule] { schedules.withLock { $0 } }
 
     func allMessages() -> [[UInt8]] { messages }
 
-    func publish(_ downlink: String, deviceID: String, queue: DownlinkQueue?) throws {
+    /// Sends nothing; the id is the downlink's position among those published, from 1.
+    func publish(_ downlink: String, deviceID: String, queue: DownlinkQueue?) throws -> String {
         struct Refused: Error, CustomStringConvertible { let description: String }
         if let refusal { throw Refused(description: refusal) }
-        sent.withLock { $0.append(Published(downlink: downlink, deviceID: deviceID, queue: queue)) }
+        return sent.withLock {
+            $0.append(Published(downlink: downlink, deviceID: deviceID, queue: queue))
+            return "d\($0.count)"
+        }
+    }
+
+    func scheduleChanged(_ schedule: LuaSchedule) {
+        schedules.withLock { $0.append(schedule) }
+    }
+}
+
+/// A `ttn.store` in a dictionary, without transactions (the host's part).
+final class DictionaryStore: LuaStore {
+    struct Failure: Error, CustomStringConvertible { let description: String }
+    let values = Locked<[String: String]>([:])
+
+    func get(_ key: String) throws -> String? { values.withLock { $0[key] } }
+
+    func set(_ key: String, json: String, ttl: Duration?) throws {
+        guard key != "refused" else { throw Failure(description: "key refused") }
+        values.withLock { $0[key] = json }
+    }
+
+    func delete(_ key: String) throws { values.withLock { $0[key] = nil } }
+
+    func increment(_ key: String, by amount: LuaNumber) throws -> LuaNumber {
+        try values.withLock { values in
+            let current = values[key].map { Int64($0) } ?? 0
+            guard let current, case .integer(let step) = amount else { throw Failure(description: "not an integer") }
+            values[key] = "\(current + step)"
+            return .integer(current + step)
+        }
+    }
+
+    func keys(prefix: String?) throws -> [String] {
+        values.withLock { $0.keys.filter { $0.hasPrefix(prefix ?? "") }.sorted() }
     }
 }
 

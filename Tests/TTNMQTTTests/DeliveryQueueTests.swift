@@ -14,7 +14,7 @@ struct DeliveryQueueTests {
 
         init(limit: Int = 100, paused: Bool = false, gate: DispatchSemaphore? = nil) {
             let handled = self.handled
-            queue = DeliveryQueue(label: "test", limit: limit, paused: paused, onDrop: { _ in }) { item in
+            queue = DeliveryQueue(label: "test", limit: limit, paused: paused, onDrop: { _, _ in }) { item in
                 gate?.wait()
                 handled.withLock { $0.append(item) }
             }
@@ -29,7 +29,7 @@ struct DeliveryQueueTests {
         let woken = Locked(false)
         // Each handled item, and whether wake() had been called when the handler ran.
         let handled = Locked<[(item: Int, afterWake: Bool)]>([])
-        let queue = DeliveryQueue<Int>(label: "test", limit: total, onDrop: { _ in }) { item in
+        let queue = DeliveryQueue<Int>(label: "test", limit: total, onDrop: { _, _ in }) { item in
             let afterWake = woken.withLock { $0 }
             handled.withLock { $0.append((item, afterWake)) }
         }

@@ -17,7 +17,9 @@ func makeHost() throws -> HandlerHost {
     if let host = environment["TTN_HOST"] {
         client.server = try .region(host, port: Int(environment["TTN_PORT"] ?? "") ?? 1883)
     }
-    let host = HandlerHost(configuration: .init(client: client, scriptDirectory: arguments.dropFirst().first))
+    var configuration = HandlerHost.Configuration(client: client, scriptDirectory: arguments.dropFirst().first)
+    configuration.stateDirectory = environment["TTN_STATE_DIR"] ?? "closure-host-state"
+    let host = HandlerHost(configuration: configuration)
 
     // No-argument handlers, as in the seed: the triggering uplink comes from getLastMessage().
     host.register(name: "print-rssi") {
@@ -33,6 +35,22 @@ func makeHost() throws -> HandlerHost {
         } catch {
             print("downlink refused: \(error)")
         }
+    }
+    // State that survives restarts, a timer and TTN's events, all on the handler's own queue.
+    host.register(name: "count") {
+        guard let device = host.getLastMessage()?.deviceID else { return }
+        do {
+            try host.store?.increment("uplinks:\(device)")
+        } catch {
+            print("count not kept: \(error)")
+        }
+    }
+    host.every(.seconds(60), on: "count") {
+        let devices = (try? host.store?.keys(prefix: "uplinks:")) ?? []
+        print("\(devices.count) devices heard so far")
+    }
+    host.setEventHandler(.downlinkAck, for: "count") { event in
+        print("\(event.deviceID) acknowledged downlink \(event.hostDownlinkID ?? "(not ours)")")
     }
     return host
 }

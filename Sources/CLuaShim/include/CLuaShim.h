@@ -49,6 +49,9 @@ int ttn_load(lua_State *L, const char *source, size_t length, const char *chunkn
  * is CJSON's tape of exactly this text, when the host parsed it already; without it the text is parsed on
  * first use. Status; LUA_ERRRUN with "no message handler" when none is set. */
 int ttn_handle(lua_State *L, const char *json, size_t length, const ttn_json_element *elements, size_t count);
+/* Runs the prelude's dispatcher for a timer (`timer` > 0: the id the host gave it) or for an event of `kind`
+ * (`timer` 0), whose JSON `event` getLastEvent() decodes as the script reads it. Status. */
+int ttn_dispatch(lua_State *L, long long timer, const char *kind, const char *event, size_t length);
 /* Whether setMessageHandler was called. */
 int ttn_has_handler(lua_State *L);
 /* Starts a run under the limits: instruction budget, time budget (0 = none) and the memory cap. */

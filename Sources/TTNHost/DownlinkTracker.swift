@@ -1,0 +1,69 @@
+import Foundation
+import Synchronization
+import TTNSync
+
+/// The host's downlinks that TTN has not queued yet. TTN drops a downlink it cannot use without a word; the
+/// only sign is that neither `down/queued` nor `down/failed` ever comes for it. Each downlink carries its id in
+/// its correlation ids (`ttn-host:<id>`), which TTN echoes in those events.
+final class DownlinkTracker: Sendable {
+    /// A downlink sent and not yet queued or failed.
+    struct Pending: Sendable {
+        let id: String
+        let deviceID: String
+        /// The v3 body sent: `{"downlinks":[...]}`.
+        let body: String
+        let sentAt: ContinuousClock.Instant
+    }
+
+    /// How long TTN has to queue a downlink before it counts as lost.
+    let timeout: Duration
+    private let pending = Locked<[String: Pending]>([:])
+    private let sequence = Atomic(0)
+    /// Unique per process run, so that ids never repeat across restarts of the host.
+    private let prefix = String(UInt32.random(in: 0...UInt32.max), radix: 36)
+
+    init(timeout: Duration) {
+        self.timeout = timeout
+    }
+
+    /// A new downlink id.
+    func nextID() -> String {
+        "\(prefix)-\(sequence.wrappingAdd(1, ordering: .relaxed).newValue)"
+    }
+
+    /// Follows downlink `id` from now on.
+    func track(id: String, deviceID: String, body: String) {
+        let entry = Pending(id: id, deviceID: deviceID, body: body, sentAt: .now)
+        pending.withLock { $0[id] = entry }
+    }
+
+    /// TTN queued downlink `id` or said it failed: it is not lost.
+    func resolve(id: String) {
+        pending.withLock { $0[id] = nil }
+    }
+
+    /// Downlinks waiting for TTN's answer.
+    var count: Int { pending.withLock { $0.count } }
+
+    /// Removes and returns the downlinks older than the timeout, oldest first.
+    func takeLost(now: ContinuousClock.Instant = .now) -> [Pending] {
+        pending.withLock { pending in
+            let lost = pending.values.filter { now - $0.sentAt >= timeout }
+            for entry in lost { pending[entry.id] = nil }
+            return lost.sorted { $0.sentAt < $1.sentAt }
+        }
+    }
+
+    /// The `down/lost` event of `lost`: `{"downlink_id":…,"end_device_ids":{"device_id":…},"downlink":{…}}`,
+    /// where `downlink` is the first downlink of the body sent.
+    static func lostEventJSON(_ lost: Pending) -> String {
+        let body = try? JSONSerialization.jsonObject(with: Data(lost.body.utf8)) as? [String: Any]
+        let first = (body?["downlinks"] as? [Any])?.first ?? [String: Any]()
+        let event: [String: Any] = [
+            "downlink_id": lost.id, "end_device_ids": ["device_id": lost.deviceID], "downlink": first,
+        ]
+        // Made of JSON values read from JSON and strings: serializable by construction.
+        let data = (try? JSONSerialization.data(withJSONObject: event, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+        return String(decoding: data, as: UTF8.self)
+    }
+}

@@ -1,0 +1,103 @@
+import Foundation
+import Logging
+import TTNLua
+import TTNState
+
+/// Handlers' persistent state: one namespace per handler in the state directory's database.
+extension HandlerHost {
+    /// Opens the state directory's database, if one is configured.
+    /// - Throws: ``StateError`` when it cannot be opened, or another process uses it.
+    func openState() throws(StateError) {
+        guard let directory = configuration.stateDirectory else { return }
+        let database = try StateDatabase(directory: directory, limits: configuration.stateLimits)
+        stateDatabase.withLock { $0 = database }
+        logger.info("State opened", metadata: ["state.dir": "\(directory)"])
+    }
+
+    /// Closes the database after the handlers stopped.
+    func closeState() {
+        stateDatabase.withLock { database in
+            defer { database = nil }
+            return database
+        }?.close()
+    }
+
+    /// The state of namespace `name`, or nil without a state directory.
+    func state(namespace name: String) -> ScriptState? {
+        stateDatabase.withLock { $0 }?.namespace(name)
+    }
+
+    /// Ends an invocation's transaction: its writes land together. False (and logged) when they could not.
+    func commit(_ state: ScriptState?, handler name: String) -> Bool {
+        guard let state else { return true }
+        do {
+            try state.commit()
+            return true
+        } catch {
+            logger.error(
+                "State not saved: the invocation's writes were discarded", metadata: ["handler": "\(name)", "error": "\(error)"]
+            )
+            return false
+        }
+    }
+}
+
+/// A Swift handler's persistent state, inside one of its invocations (``HandlerHost/store``). Values are stored
+/// as JSON; the invocation's writes become visible and durable together when it returns.
+public struct HandlerStore: Sendable {
+    let state: ScriptState
+
+    /// The value at `key`, or nil when there is none (or it expired).
+    /// - Throws: ``StateError``, or a `DecodingError` when the stored value is not a `Value`.
+    public func get<Value: Decodable>(_ type: Value.Type = Value.self, _ key: String) throws -> Value? {
+        guard let json = try state.get(key) else { return nil }
+        return try JSONDecoder().decode(Value.self, from: Data(json.utf8))
+    }
+
+    /// Sets `key` to `value`, expiring after `ttl` when given.
+    /// - Throws: ``StateError`` for a key, value or total past its limit.
+    public func set<Value: Encodable>(_ key: String, _ value: Value, ttl: Duration? = nil) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        try state.set(key, json: String(decoding: try encoder.encode(value), as: UTF8.self), ttl: ttl)
+    }
+
+    public func delete(_ key: String) throws(StateError) { try state.delete(key) }
+
+    /// Adds `amount` to the integer at `key` (missing counts as 0) and returns the new value.
+    @discardableResult
+    public func increment(_ key: String, by amount: Int = 1) throws(StateError) -> Int {
+        switch try state.increment(key, by: .integer(Int64(amount))) {
+        case .integer(let value): return Int(value)
+        case .double(let value): return Int(value)
+        }
+    }
+
+    /// The keys, sorted, with `prefix` when given.
+    public func keys(prefix: String? = nil) throws(StateError) -> [String] { try state.keys(prefix: prefix) }
+}
+
+/// `ttn.store` of a script, on its namespace.
+struct ScriptStore: LuaStore {
+    let state: ScriptState
+
+    func get(_ key: String) throws -> String? { try state.get(key) }
+
+    func set(_ key: String, json: String, ttl: Duration?) throws { try state.set(key, json: json, ttl: ttl) }
+
+    func delete(_ key: String) throws { try state.delete(key) }
+
+    func increment(_ key: String, by amount: LuaNumber) throws -> LuaNumber {
+        let step: StateNumber
+        switch amount {
+        case .integer(let value): step = .integer(value)
+        case .double(let value): step = .double(value)
+        }
+        switch try state.increment(key, by: step) {
+        case .integer(let value): return .integer(value)
+        case .double(let value): return .double(value)
+        }
+    }
+
+    func keys(prefix: String?) throws -> [String] { try state.keys(prefix: prefix) }
+}
