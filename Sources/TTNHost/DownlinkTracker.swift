@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import TTNCore
 import TTNSync
 
 /// The host's downlinks that TTN has not queued yet. TTN drops a downlink it cannot use without a word; the
@@ -54,13 +55,18 @@ final class DownlinkTracker: Sendable {
         }
     }
 
-    /// The `down/lost` event of `lost`: `{"downlink_id":…,"end_device_ids":{"device_id":…},"downlink":{…}}`,
-    /// where `downlink` is the first downlink of the body sent.
+    /// The `down/lost` event of `lost`: `{"downlink_id":…,"end_device_ids":{"device_id":…},"downlink":{…},
+    /// "correlation_ids":["ttn-host:…"]}`, where `downlink` is the first downlink of the body sent (in the v3 form,
+    /// with its correlation ids), and `correlation_ids` gives ``TTNEvent/hostDownlinkID`` as in TTN's `down/*` events.
     static func lostEventJSON(_ lost: Pending) -> String {
-        let body = try? JSONSerialization.jsonObject(with: Data(lost.body.utf8)) as? [String: Any]
+        let correlationID = "ttn-host:\(lost.id)"
+        // As the connection sends it: a v2 body becomes v3, and the host's correlation id is added.
+        let sent = (try? DownlinkRequest.parse(lost.body).addingCorrelationID(correlationID).body) ?? lost.body
+        let body = try? JSONSerialization.jsonObject(with: Data(sent.utf8)) as? [String: Any]
         let first = (body?["downlinks"] as? [Any])?.first ?? [String: Any]()
         let event: [String: Any] = [
             "downlink_id": lost.id, "end_device_ids": ["device_id": lost.deviceID], "downlink": first,
+            "correlation_ids": [correlationID],
         ]
         // Made of JSON values read from JSON and strings: serializable by construction.
         let data = (try? JSONSerialization.data(withJSONObject: event, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)

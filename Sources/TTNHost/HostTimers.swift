@@ -1,4 +1,5 @@
 import Dispatch
+import Synchronization
 import TTNSync
 
 /// The timers of every handler. A timer fires by putting a tick on its handler's queue, so it runs in order with
@@ -25,6 +26,8 @@ final class HostTimers: Sendable {
     }
 
     private let entries = Locked<[Key: Entry]>([:])
+    /// Set by ``stop()``: a timer added later (by a handler still draining at shutdown) does not start.
+    private let stopped = Atomic(false)
     private let queue = DispatchQueue(label: "ttn.host.timers")
     private let deliver: @Sendable (_ handler: String, _ id: Int) -> Bool
 
@@ -50,6 +53,8 @@ final class HostTimers: Sendable {
         }
         replaced?.cancel()
         source.resume()
+        // Checked after the insertion, which stop() therefore either removes or is seen by this check.
+        if stopped.load(ordering: .sequentiallyConsistent) { cancel(handler: handler, id: id) }
     }
 
     /// Stops timer `id` of `handler`; a tick already queued finds no timer when it runs.
@@ -70,14 +75,18 @@ final class HostTimers: Sendable {
     /// Stops every timer of `handler`.
     func removeAll(handler: String) { replace(handler: handler, with: [:]) }
 
-    /// Stops every timer.
+    /// Stops every timer, and every timer added from now on.
     func stop() {
+        stopped.store(true, ordering: .sequentiallyConsistent)
         let all = entries.withLock { entries in
             defer { entries.removeAll() }
             return entries.values.map(\.source)
         }
         all.forEach { $0.cancel() }
     }
+
+    /// The live timers.
+    var count: Int { entries.withLock { $0.count } }
 
     /// The tick of timer `id` ran, or was dropped from the handler's full queue: the timer may tick again.
     func tickDone(handler: String, id: Int) {

@@ -33,7 +33,13 @@ func withRunningHost(
     configuration: HandlerHost.Configuration,
     register: (HandlerHost) -> Void = { _ in }, _ body: (HandlerHost) async throws -> Void
 ) async throws {
-    let host = HandlerHost(configuration: configuration)
+    try await withRunningHost(HandlerHost(configuration: configuration), register: register, body)
+}
+
+/// Runs `host` for the duration of `body`, then shuts it down gracefully.
+func withRunningHost(
+    _ host: HandlerHost, register: (HandlerHost) -> Void = { _ in }, _ body: (HandlerHost) async throws -> Void
+) async throws {
     register(host)
     let group = ServiceGroup(services: [host], logger: Logger(label: "test-host"))
     try await withThrowingTaskGroup(of: Void.self) { tasks in
