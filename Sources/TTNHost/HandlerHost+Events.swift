@@ -96,7 +96,9 @@ extension HandlerHost {
         return true
     }
 
+    /// Queues `event` for the handlers that want its kind; none once shutdown began.
     private func route(_ event: TTNEvent) {
+        guard !stopping.load(ordering: .relaxed) else { return }
         let wanted = wantedEvents.withLock { $0.compactMap { $0.value.contains(event.kind) ? $0.key : nil } }
         guard !wanted.isEmpty else { return }
         handlers.withLock { $0 }.filter { wanted.contains($0.name) }.forEach { $0.enqueue(.event(event)) }

@@ -74,18 +74,19 @@ public final class HandlerHost: Service, UplinkReceiver {
         public var handlers: [String: HandlerStatistics] = [:]
     }
 
-    /// What one handler did with the uplinks routed to it: each is handled, dropped, waiting or (after a
-    /// shutdown that ran out of time) unhandled, apart from the one running now.
+    /// What one handler did with the work queued for it (uplinks, and its timer ticks and events): each item is
+    /// handled, dropped, waiting or (after a shutdown that ran out of time) unhandled, apart from the one running now.
     public struct HandlerStatistics: Sendable, Hashable {
         /// Invocations that ran to their end, successfully or not.
         public var handled = 0
-        /// Uplinks dropped because this handler's queue was full.
+        /// Items dropped because this handler's queue was full.
         public var dropped = 0
-        /// Invocations that failed (a Lua error, a limit hit, an interruption at shutdown); counted in `handled` too.
+        /// Invocations that failed (a Lua error, a limit hit, an interruption at shutdown, state that could not be
+        /// saved); counted in `handled` too.
         public var failed = 0
-        /// Uplinks waiting in this handler's queue.
+        /// Items waiting in this handler's queue.
         public var waiting = 0
-        /// Uplinks still waiting when the shutdown deadline passed: removed from the queue, never handled.
+        /// Items still waiting when the shutdown deadline passed: removed from the queue, never handled.
         public var unhandled = 0
     }
 
@@ -106,8 +107,8 @@ public final class HandlerHost: Service, UplinkReceiver {
     /// The event kinds the source was last asked for.
     let subscribedEvents = Locked<Set<TTNEvent.Kind>>([])
     let downlinksLost = Counter()
-    /// Set when shutdown begins: uplinks arriving after it are counted, not queued.
-    private let stopping = Atomic(false)
+    /// Set when shutdown begins: uplinks arriving after it are counted, not queued, and events are dropped.
+    let stopping = Atomic(false)
     private let arrivedDuringShutdown = Counter()
 
     /// The uplink whose handler invocation runs on this thread or task.

@@ -36,7 +36,7 @@ final class HandlerRunner: Sendable {
                 if case .timer(let id) = work { onDroppedTick(id) }
                 if total == 1 || total.isMultiple(of: 1000) {
                     logger.warning(
-                        "Handler too slow: its oldest waiting uplink was dropped",
+                        "Handler too slow: its oldest waiting item (an uplink, event or timer tick) was dropped",
                         metadata: ["handler": "\(name)", "dropped.total": "\(total)"]
                     )
                 }

@@ -80,9 +80,26 @@ func publishUntil(_ answered: @escaping @Sendable () -> Bool, _ publish: () thro
 
 /// Reads namespace `namespace` of the state in `directory` (no host may use it now).
 func withState<Result>(_ directory: URL, _ namespace: String, _ body: (ScriptState) throws -> Result) throws -> Result {
-    let database = try StateDatabase(directory: directory.path)
+    let database = try openWhenReleased(directory)
     defer { database.close() }
     return try body(database.namespace(namespace))
+}
+
+/// Opens the state the host just closed. Its lock is a `flock`, held by an open file description, and a child
+/// process that another test spawns at that very moment holds a copy of it from its fork until its exec, where
+/// close-on-exec drops it: so a lock still held is asked again for up to two seconds.
+private func openWhenReleased(_ directory: URL) throws -> StateDatabase {
+    let deadline = ContinuousClock.now + .seconds(2)
+    var opened: StateDatabase?
+    while opened == nil {
+        do {
+            opened = try StateDatabase(directory: directory.path)
+        } catch {
+            guard error.kind == .inUse, ContinuousClock.now < deadline else { throw error }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+    }
+    return opened!
 }
 
 @Suite("Handler state (ttn.store, host.store) against the broker", .enabled(if: Broker.shouldRun), .serialized, .timeLimit(.minutes(2)))

@@ -19,25 +19,15 @@ struct StoreFuzzTests {
         func publish(_ downlink: String, deviceID: String, queue: DownlinkQueue?) throws -> String { "" }
     }
 
-    static let same = """
-        local function same(a, b)
-          if type(a) ~= type(b) then return false end
-          if type(a) ~= "table" then return a == b and math.type(a) == math.type(b) end
-          for k, v in pairs(a) do if not same(v, b[k]) then return false end end
-          for k in pairs(b) do if a[k] == nil then return false end end
-          return true
-        end
-
-        """
     /// Stores the message (any JSON value) under "k" and reads it back in the same invocation.
-    static let store = same + """
+    static let store = luaSame + """
         setMessageHandler(function()
           ttn.store.set("k", getLastMessage())
           assert(same(ttn.store.get("k"), getLastMessage()), "differs within the invocation")
         end)
         """
     /// Reads "k" in a later invocation.
-    static let check = same + """
+    static let check = luaSame + """
         setMessageHandler(function() assert(same(ttn.store.get("k"), getLastMessage()), "differs after the commit") end)
         """
     /// Overwrites "k", writes "other", and fails: none of it may stay.

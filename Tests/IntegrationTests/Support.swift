@@ -29,7 +29,7 @@ enum Broker {
     /// A fresh application id (`test-app-NN`) so tests running in parallel never see each other's traffic.
     static func application() -> String {
         let number = nextApplication.add(1, ordering: .relaxed).newValue
-        precondition(number <= 40, "scripts/start-broker creates test-app-01...40; add more users there")
+        precondition(number <= 80, "scripts/start-broker creates test-app-01...80; add more users there")
         return String(format: "test-app-%02d", number)
     }
 

@@ -19,7 +19,7 @@ struct ScheduleAndStoreTests {
     func storeValues() throws {
         let store = DictionaryStore()
         let slot = try makeSlot(
-            luaSame + "\n" + """
+            luaSame + """
                 setMessageHandler(function()
                   local value = { n = 1, f = 1.5, s = "é\\0x", list = ttn.json.array({ 1, 2 }), flag = false, none = ttn.null }
                   ttn.store.set("b:table", value)
