@@ -17,10 +17,20 @@ final class StateStore {
         var version: Int
     }
 
+    /// How long the commits of invocations are grouped into one SQLite transaction: the most a crash of the
+    /// process can lose.
+    static let groupWindow: Duration = .milliseconds(5)
+
     let connection: SQLiteConnection
     private let lockDescriptor: Int32
     private var tallies: [ExactKey: Tally] = [:]
     private var commits = 0
+    /// When the SQLite transaction that groups the invocations' commits began; nil when none is open.
+    private var groupStarted: ContinuousClock.Instant?
+    /// Set when a group began and nobody has been asked yet to end it after ``groupWindow``.
+    private var groupNeedsTimer = false
+    /// Why the last group, ended by the database's timer, could not be committed; thrown by the next commit.
+    private var groupFailure: StateError?
 
     /// Opens (creating if missing) `<directory>/state.sqlite` under an exclusive lock on `<directory>/state.lock`.
     init(directory: String) throws(StateError) {
@@ -55,6 +65,7 @@ final class StateStore {
     }
 
     deinit {
+        try? flush()
         // The connection first: the lock keeps other processes out until the WAL is checkpointed.
         connection.close()
         close(lockDescriptor)
@@ -125,11 +136,21 @@ final class StateStore {
         return keys
     }
 
-    /// Writes `writes` to `namespace` in one transaction (`json` nil deletes), or none of them: on a failure it
-    /// rolls back and throws.
+    /// Writes one invocation's `writes` to `namespace` (`json` nil deletes), all or none: on a failure it rolls them
+    /// back and throws. The invocations of ``groupWindow`` share one SQLite transaction, committed when the window
+    /// has passed (at the next write, or by ``flush()`` from the database's timer) or when the store closes.
     func apply(_ namespace: String, _ writes: [(key: String, json: String?, expiresAt: Int64?)]) throws(StateError) {
+        if let failure = groupFailure {
+            groupFailure = nil
+            throw failure
+        }
         var tally = try self.tally(namespace)
-        try connection.execute("BEGIN IMMEDIATE")
+        if groupStarted == nil {
+            try connection.execute("BEGIN IMMEDIATE")
+            groupStarted = .now
+            groupNeedsTimer = true
+        }
+        try connection.execute("SAVEPOINT invocation")
         do throws(StateError) {
             for write in writes {
                 tally.bytes -= try rowSize(namespace, write.key)
@@ -143,9 +164,10 @@ final class StateStore {
                     try connection.query("DELETE FROM kv WHERE namespace = ?1 AND key = ?2", [.text(namespace), .text(write.key)])
                 }
             }
-            try connection.execute("COMMIT")
+            try connection.execute("RELEASE invocation")
         } catch {
-            try? connection.execute("ROLLBACK")
+            try? connection.execute("ROLLBACK TO invocation")
+            try? connection.execute("RELEASE invocation")
             throw error
         }
         tally.version += 1
@@ -154,6 +176,37 @@ final class StateStore {
         if commits % 1000 == 0 {
             // Housekeeping after a commit that succeeded: if it fails, the rows wait for the next round.
             _ = try? purgeExpired(now: epochMilliseconds())
+        }
+        if let groupStarted, ContinuousClock.now - groupStarted >= Self.groupWindow { try flush() }
+    }
+
+    /// Ends the open group as ``flush()`` does, keeping a failure for the next commit to throw.
+    func flushRecordingFailure() {
+        do throws(StateError) {
+            try flush()
+        } catch {
+            groupFailure = error
+        }
+    }
+
+    /// Whether a group of commits began that the caller must end with ``flush()`` after ``groupWindow``; asking
+    /// clears it, so one timer is set per group.
+    func takeGroupTimerRequest() -> Bool {
+        defer { groupNeedsTimer = false }
+        return groupNeedsTimer && groupStarted != nil
+    }
+
+    /// Commits the open group of invocations, if any. If SQLite cannot (a full disk), the group is rolled back,
+    /// the byte totals are read again, and the error says what was lost.
+    func flush() throws(StateError) {
+        guard groupStarted != nil else { return }
+        groupStarted = nil
+        do throws(StateError) {
+            try connection.execute("COMMIT")
+        } catch {
+            try? connection.execute("ROLLBACK")
+            tallies.removeAll()
+            throw StateError(.database, "\(error.message) (the state written in the last \(Self.groupWindow) was lost)")
         }
     }
 

@@ -293,9 +293,11 @@ struct StateTests {
     @Test("a commit that fails writes nothing, says why, and discards the invocation's writes")
     func failedCommit() throws {
         try withStateDirectory { directory in
-            let state = try StateDatabase(directory: directory, limits: StateLimits(namespaceBytes: 10)).namespace("n")
+            let database = try StateDatabase(directory: directory, limits: StateLimits(namespaceBytes: 10))
+            let state = database.namespace("n")
             try state.set("a", json: "1")
             try state.commit()
+            try database.flush()  // ends the group of commits, which holds SQLite's write lock for a few milliseconds
             var handle: OpaquePointer?
             #expect(sqlite3_open(directory + "/state.sqlite", &handle) == SQLITE_OK)
             let trigger = "CREATE TRIGGER refuse BEFORE INSERT ON kv WHEN NEW.key = 'poison' BEGIN SELECT RAISE(ABORT, 'poisoned'); END"
@@ -314,6 +316,33 @@ struct StateTests {
             try state.set("c", json: "1234567")
             try state.commit()
             #expect(try state.keys() == ["a", "c"])
+        }
+    }
+
+    @Test("committed invocations are grouped for a few milliseconds, then written without another commit")
+    func groupedCommits() throws {
+        try withStateDirectory { directory in
+            let database = try StateDatabase(directory: directory)
+            defer { database.close() }
+            let state = database.namespace("n")
+            for value in 1...3 {
+                try state.set("k\(value)", json: "\(value)")
+                try state.commit()
+            }
+            // Another connection, as a process reading the file would: it sees only what SQLite committed.
+            var handle: OpaquePointer?
+            #expect(sqlite3_open(directory + "/state.sqlite", &handle) == SQLITE_OK)
+            defer { sqlite3_close(handle) }
+            func rows() -> Int32 {
+                var statement: OpaquePointer?
+                guard sqlite3_prepare_v2(handle, "SELECT count(*) FROM kv", -1, &statement, nil) == SQLITE_OK else { return -1 }
+                defer { sqlite3_finalize(statement) }
+                return sqlite3_step(statement) == SQLITE_ROW ? sqlite3_column_int(statement, 0) : -1
+            }
+            // The group's timer writes it with no further commit (generous bound: the window is 5 ms).
+            let deadline = ContinuousClock.now + .seconds(5)
+            while rows() != 3 && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.005) }
+            #expect(rows() == 3)
         }
     }
 
