@@ -55,6 +55,7 @@ final class ScriptSet: Sendable {
         } catch {
             state?.rollback()
             host.logger.error("Script not loaded", metadata: ["script": "\(name)", "error": "\(error)"])
+            // A version that ran but whose state could not be saved reported its timers and events already.
             host.timers.removeAll(handler: name)
             host.setWantedEvents([], handler: name)
             return

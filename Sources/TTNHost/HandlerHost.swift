@@ -144,9 +144,10 @@ public final class HandlerHost: Service, UplinkReceiver {
     /// Registers a Swift closure, run for every uplink in order. Inside it, ``getLastMessage()`` is the uplink
     /// that triggered it, and ``publish(_:)`` goes to that uplink's device. A second closure with the same name
     /// replaces the first.
-    /// - Parameter queueLimit: uplinks that may wait for this handler; default ``Configuration/handlerQueueLimit``.
+    ///
     /// Its state is ``store`` (namespace `swift/<name>`), its events come through ``setEventHandler(_:for:_:)``, and
     /// its timers through ``every(_:on:_:)`` and ``after(_:on:_:)``; all run on its queue, in order with its uplinks.
+    /// - Parameter queueLimit: uplinks that may wait for this handler; default ``Configuration/handlerQueueLimit``.
     public func register(name: String, queueLimit: Int? = nil, handler: @escaping @Sendable () -> Void) {
         let limit = queueLimit ?? configuration.handlerQueueLimit
         closures.withLock { $0[name, default: ClosureHandlers()].message = handler }
@@ -154,8 +155,10 @@ public final class HandlerHost: Service, UplinkReceiver {
         add(HandlerRunner(
             name: name, kind: "swift", queueLimit: limit, logger: logger,
             onDroppedTick: { [timers] id in timers.tickDone(handler: name, id: id) }
-        ) { [unowned self] work in
-            runClosures(of: name, for: work, state: state(namespace: namespace))
+        ) { [weak self] work in
+            // Weak: a queue still draining must not keep a host alive that its owner released.
+            guard let self else { return false }
+            return runClosures(of: name, for: work, state: state(namespace: namespace))
         })
     }
 

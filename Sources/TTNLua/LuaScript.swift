@@ -204,7 +204,8 @@ public final class LuaScript {
     }
 }
 
-/// Hands out a script's timer ids, shared by its versions.
+/// Hands out a script's timer ids, shared by its versions. Not `Sendable`: the versions of one script use it one
+/// at a time, as they use the script.
 public final class LuaTimerIDs {
     private var last = 0
     public init() {}

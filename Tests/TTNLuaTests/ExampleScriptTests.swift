@@ -59,3 +59,48 @@ struct ExampleScriptTests {
         #expect(bridge.published == [.init(downlink: #"{"port": 1, "confirmed": false, "payload_raw": "AQ=="}"#, deviceID: "d", queue: nil)])
     }
 }
+
+/// `examples/lua/types/ttn.lua`, the editor annotations of the script API, against the API a script really has.
+@Suite("The editor annotations in examples/lua/types")
+struct AnnotationTests {
+    static let file = ExampleScriptTests.directory.appendingPathComponent("types/ttn.lua")
+
+    /// The functions the file declares (`function name(` and `function ttn.x.y(`), outside the standard `os`.
+    static func declaredFunctions() throws -> Set<String> {
+        let text = try String(contentsOf: file, encoding: .utf8)
+        let names = text.split(separator: "\n").compactMap { line in
+            line.firstMatch(of: #/^function ([A-Za-z_][A-Za-z_0-9.]*)\(/#).map { String($0.1) }
+        }
+        return Set(names.filter { !$0.hasPrefix("os.") })
+    }
+
+    @Test("every function it declares exists in a script's environment, as a function")
+    func declaredExist() throws {
+        let names = try Self.declaredFunctions()
+        let checks = names.sorted().map { "assert(type(\($0)) == 'function', '\($0) is not a function')" }
+        let source = "setMessageHandler(function() end)\n" + checks.joined(separator: "\n")
+        let script = try LuaScript(name: "annotations.lua", source: Array(source.utf8), limits: LuaLimits(), bridge: MemoryBridge(), logger: quietLogger)
+        #expect(script.hasMessageHandler)
+    }
+
+    @Test("it declares the whole script API of docs/lua-handlers.md")
+    func apiCovered() throws {
+        let api: Set<String> = [
+            "setMessageHandler", "getLastMessage", "getAllMessages", "publish", "setDeviceID", "setEventHandler", "getLastEvent",
+            "ttn.log", "ttn.setMessageHandler", "ttn.getLastMessage", "ttn.getAllMessages", "ttn.publish", "ttn.setDeviceID",
+            "ttn.setEventHandler", "ttn.getLastEvent", "ttn.downlinkID", "ttn.every", "ttn.after", "ttn.payloadBytes", "ttn.bytes",
+            "ttn.json.decode", "ttn.json.encode", "ttn.json.array", "ttn.base64.encode", "ttn.base64.decode", "ttn.hex.encode",
+            "ttn.hex.decode", "ttn.store.get", "ttn.store.set", "ttn.store.delete", "ttn.store.incr", "ttn.store.keys",
+        ]
+        let declared = try Self.declaredFunctions()
+        #expect(api.subtracting(declared).isEmpty, "not declared: \(api.subtracting(declared).sorted())")
+        let text = try String(contentsOf: Self.file, encoding: .utf8)
+        #expect(text.hasPrefix("---@meta"))
+        #expect(text.contains("function TTNTimer:cancel()"))
+        // The event kinds are a closed list, so that a misspelled one is flagged.
+        for kind in ["join", "up/normalized", "down/queued", "down/sent", "down/ack", "down/nack", "down/failed",
+                     "down/invalidated", "location/solved", "service/data", "down/lost"] {
+            #expect(text.contains("\"\(kind)\""), "event kind \(kind)")
+        }
+    }
+}
