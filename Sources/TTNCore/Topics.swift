@@ -12,13 +12,6 @@ package struct TopicLayout: Sendable, Hashable {
 
     package var uplinkFilter: String { "\(root)/devices/+/up" }
 
-    /// Every event topic in the fewest filters (`down/+` for all downlink outcomes). The connection subscribes per
-    /// kind instead, with ``eventFilter(for:)``, so that users of one connection can want different kinds.
-    package var eventFilters: [String] {
-        if legacyV2 { return ["\(root)/devices/+/events/#"] }
-        return ["join", "down/+", "up/normalized", "location/solved", "service/data"].map { "\(root)/devices/+/\($0)" }
-    }
-
     /// The filter that receives the events of `kind`: in v3 its own topic, `<root>/devices/+/<kind>`; in legacy v2
     /// the one topic tree of all v2 events, `<root>/devices/+/events/#`, whatever the kind. Nil for a kind TTN never
     /// publishes: ``TTNEvent/Kind/downlinkLost``, which the host raises itself, and in v3 any kind not in

@@ -84,8 +84,8 @@ struct ServerAndTopicTests {
     func v3Topics() throws {
         let layout = TopicLayout(username: "my-app@ttn", legacyV2: false)
         #expect(layout.uplinkFilter == "v3/my-app@ttn/devices/+/up")
-        #expect(layout.eventFilters.contains("v3/my-app@ttn/devices/+/down/+"))
-        #expect(layout.eventFilters.contains("v3/my-app@ttn/devices/+/join"))
+        #expect(layout.eventFilter(for: .downlinkAck) == "v3/my-app@ttn/devices/+/down/ack")
+        #expect(layout.eventFilter(for: .join) == "v3/my-app@ttn/devices/+/join")
         #expect(layout.downlinkTopic(deviceID: "dev1", queue: .replace) == "v3/my-app@ttn/devices/dev1/down/replace")
         #expect(layout.downlinkTopic(deviceID: "dev1", queue: .push) == "v3/my-app@ttn/devices/dev1/down/push")
         let up = try #require(layout.classify("v3/my-app@ttn/devices/dev1/up"))
