@@ -110,6 +110,65 @@ struct HostStateProcessTests {
         #expect(secondRun == Array((k + 1)...(k + secondRun.count)), "\(secondRun)")
     }
 
+    /// Counts in two keys per invocation, so that a torn invocation would show as two different values.
+    static let pairScript = """
+        setMessageHandler(function()
+          local n = ttn.store.incr("a")
+          ttn.store.set("b", n)
+          publish({f_port = 1, bytes = {1}, correlation_ids = {"count:" .. n .. ":" .. getLastMessage().uplink_message.f_cnt}})
+        end)
+        """
+
+    /// Starts ttn-host on `state`, waits until it answers, publishes `uplinks` uplinks, waits for `answers` answers
+    /// (counted from this run's start), kills it with SIGKILL, and returns the highest count it answered with.
+    private func runAndKill(scripts: URL, state: URL, network: NetworkSide, uplinks: Int, answers: Int, settle: Duration) async throws -> Int {
+        let app = Self.app
+        let before = counts(network).count
+        let log = logFile()
+        let host = try ChildProcess(
+            try binary(), ["--scripts", scripts.path, "--state-dir", state.path], environment: try environment(application: app), output: log
+        )
+        defer { host.stop() }
+        var probes = 0
+        while counts(network).count == before && probes < Int(200 * Broker.timeScale) {
+            try network.publishUplink(application: app, device: "dev", json: uplinkJSON(counter: 2_000_000 + probes))
+            probes += 1
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        try #require(counts(network).count > before, "the host answers: \(contents(log))")
+        for counter in 0..<uplinks { try network.publishUplink(application: app, device: "dev", json: uplinkJSON(counter: counter)) }
+        #expect(await eventually(timeout: .seconds(20)) { counts(network).count - before >= answers }, "\(contents(log))")
+        try await Task.sleep(for: settle)
+        host.signal(SIGKILL)
+        _ = await host.exitStatus()
+        return counts(network).map(\.count).max() ?? 0
+    }
+
+    @Test("SIGKILL: an invocation is never half kept, and what was committed a moment before the kill is kept")
+    func sigkill() async throws {
+        let app = Self.app
+        let network = try NetworkSide(port: try Broker.requirePort(), watching: ["v3/\(app)@ttn/devices/+/down/#"])
+        defer { network.close() }
+        let scripts = try scriptDirectory(["pair.lua": Self.pairScript])
+        let state = temporaryStateDirectory()
+        @Sendable func stored() throws -> (a: String?, b: String?) {
+            try withState(state, "lua/pair.lua") { state in (try state.get("a"), try state.get("b")) }
+        }
+
+        // Killed in the middle of a stream of 2,000 uplinks: both keys agree. (The count kept may be above the
+        // answers that reached the network: downlinks still in the killed process's send queue are lost with it.)
+        let answeredMidStream = try await runAndKill(scripts: scripts, state: state, network: network, uplinks: 2_000, answers: 200, settle: .zero)
+        let midStream = try stored()
+        #expect(midStream.a != nil && midStream.a == midStream.b, "one invocation's two writes are kept together: \(midStream)")
+        let kept = Int(midStream.a ?? "") ?? 0
+        #expect(kept >= 100, "kept \(kept); \(answeredMidStream) answers had arrived")
+
+        // Killed 200 ms after its last answer, well past the 5 ms group of commits: every count is kept.
+        let answered = try await runAndKill(scripts: scripts, state: state, network: network, uplinks: 20, answers: 20, settle: .milliseconds(200))
+        let settled = try stored()
+        #expect(settled.a == "\(answered)" && settled.b == "\(answered)", "all \(answered) counts kept: \(settled)")
+    }
+
     @Test("ttn-host state list shows lua/counter.lua; state forget counter.lua removes it")
     func listAndForget() async throws {
         let app = Self.app
