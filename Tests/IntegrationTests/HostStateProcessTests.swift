@@ -6,7 +6,7 @@ import Testing
 /// ttn-host's state across restarts, and its `state` subcommands, driven from outside as a user runs them.
 @Suite("ttn-host state (process)", .enabled(if: Broker.shouldRun), .serialized, .timeLimit(.minutes(2)))
 struct HostStateProcessTests {
-    /// One application for the whole suite, whose tests run one at a time: the test broker has 40 applications
+    /// One application for the whole suite, whose tests run one at a time: the test broker has 80 applications
     /// for every suite running in parallel (scripts/start-broker).
     static let app = Broker.application()
 

@@ -104,7 +104,7 @@ private func openWhenReleased(_ directory: URL) throws -> StateDatabase {
 
 @Suite("Handler state (ttn.store, host.store) against the broker", .enabled(if: Broker.shouldRun), .serialized, .timeLimit(.minutes(2)))
 struct HostStateTests {
-    /// One application for the whole suite, whose tests run one at a time: the test broker has 40 applications
+    /// One application for the whole suite, whose tests run one at a time: the test broker has 80 applications
     /// for every suite running in parallel (scripts/start-broker).
     static let app = Broker.application()
 

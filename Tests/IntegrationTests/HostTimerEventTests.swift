@@ -12,7 +12,7 @@ import TTNSync
 
 @Suite("Handler timers, events and downlink tracking against the broker", .enabled(if: Broker.shouldRun), .serialized, .timeLimit(.minutes(2)))
 struct HostTimerEventTests {
-    /// One application for the whole suite, whose tests run one at a time: the test broker has 40 applications
+    /// One application for the whole suite, whose tests run one at a time: the test broker has 80 applications
     /// for every suite running in parallel (scripts/start-broker).
     static let app = Broker.application()
 
