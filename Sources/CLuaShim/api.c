@@ -13,42 +13,41 @@ static const char dispatcher_key = 'd'; /* the prelude's dispatcher of timers an
 
 /* ---- The script API implemented in C. ---- */
 
-int shim_set_message_handler(lua_State *L) {
+/* Keeps the function argument under the registry key `key`. */
+static int keep_function(lua_State *L, const void *key) {
     luaL_checktype(L, 1, LUA_TFUNCTION);
     lua_settop(L, 1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &handler_key);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, key);
     return 0;
 }
 
-/* getLastMessage(): the triggering uplink as a (lazy) table, made on first use and kept for the invocation. */
+int shim_set_message_handler(lua_State *L) { return keep_function(L, &handler_key); }
+
+int shim_set_dispatcher(lua_State *L) { return keep_function(L, &dispatcher_key); }
+
+/* The table of the invocation's `json` (NULL: none), made on first use and kept under `key` for the invocation:
+ * getLastMessage() and getLastEvent(). */
+static int invocation_table(lua_State *L, const void *key, const char *json, size_t length,
+                            const ttn_json_element *elements, size_t count) {
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, key) != LUA_TNIL) return 1;
+    lua_pop(L, 1);
+    if (!json) return 0;
+    shim_push_message(L, json, length, elements, count);
+    lua_pushvalue(L, -1);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, key);
+    return 1;
+}
+
+/* getLastMessage(): the triggering uplink as a (lazy) table. */
 int shim_get_last_message(lua_State *L) {
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &message_key) != LUA_TNIL) return 1;
-    lua_pop(L, 1);
     ttn_context *c = shim_context_of(L);
-    if (!c->message) return 0;
-    shim_push_message(L, c->message, c->message_length, c->elements, c->element_count);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &message_key);
-    return 1;
+    return invocation_table(L, &message_key, c->message, c->message_length, c->elements, c->element_count);
 }
 
-/* getLastEvent(): the triggering event as a table, decoded on first use and kept for the invocation. */
+/* getLastEvent(): the triggering event as a (lazy) table. */
 int shim_get_last_event(lua_State *L) {
-    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &event_key) != LUA_TNIL) return 1;
-    lua_pop(L, 1);
     ttn_context *c = shim_context_of(L);
-    if (!c->event) return 0;
-    shim_push_message(L, c->event, c->event_length, NULL, 0);
-    lua_pushvalue(L, -1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &event_key);
-    return 1;
-}
-
-int shim_set_dispatcher(lua_State *L) {
-    luaL_checktype(L, 1, LUA_TFUNCTION);
-    lua_settop(L, 1);
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &dispatcher_key);
-    return 0;
+    return invocation_table(L, &event_key, c->event, c->event_length, NULL, 0);
 }
 
 int shim_null_tostring(lua_State *L) {
