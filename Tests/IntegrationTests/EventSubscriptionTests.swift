@@ -38,6 +38,29 @@ struct EventSubscriptionTests {
         return configuration
     }
 
+    /// A source of `application` wanting `kinds`, started with a recording receiver, and a spy on its connection.
+    /// The source opens the connection, so it returns once the broker granted the subscriptions.
+    static func startSource(
+        _ application: String, port: Int, wanting kinds: Set<TTNEvent.Kind>
+    ) throws -> (MQTTUplinkSource, RecordingReceiver, WireSpy) {
+        let receiver = RecordingReceiver(), spy = WireSpy()
+        let source = MQTTUplinkSource(configuration: configuration(application, port: port))
+        source.receiveEvents(kinds)
+        try source.start(delivering: receiver)
+        guard let connection = source.link.connection else {
+            source.stop()
+            throw TTNError.notConnected
+        }
+        connection.addObserver(spy)
+        return (source, receiver, spy)
+    }
+
+    /// Removes the spy and stops the source of ``startSource(_:port:wanting:)``.
+    static func stop(_ source: MQTTUplinkSource, _ spy: WireSpy) {
+        if let connection = source.link.connection { _ = connection.removeObserver(spy) }
+        source.stop()
+    }
+
     /// Publishes `kind`'s fixture on `device`'s event topic, as TTN would.
     static func publish(_ kind: TTNEvent.Kind, device: String, application: String, from network: NetworkSide) throws {
         let fixtures: [TTNEvent.Kind: String] = [.downlinkAck: "v3-down-ack.json", .downlinkNack: "v3-down-nack.json"]
@@ -60,15 +83,8 @@ struct EventSubscriptionTests {
         let app = Broker.application(), port = try Broker.requirePort()
         let network = try NetworkSide(port: port)
         defer { network.close() }
-        let receiver = RecordingReceiver(), spy = WireSpy()
-        let source = MQTTUplinkSource(configuration: Self.configuration(app, port: port))
-        source.receiveEvents([.downlinkAck])
-        // It opens the connection, so start returns once the broker granted the subscriptions.
-        try source.start(delivering: receiver)
-        defer { source.stop() }
-        let connection = try #require(source.link.connection)
-        connection.addObserver(spy)
-        defer { _ = connection.removeObserver(spy) }
+        let (source, receiver, spy) = try Self.startSource(app, port: port, wanting: [.downlinkAck])
+        defer { Self.stop(source, spy) }
 
         try Self.publish(.downlinkNack, device: "dev1", application: app, from: network)
         try Self.publish(.downlinkAck, device: "dev1", application: app, from: network)
@@ -84,14 +100,8 @@ struct EventSubscriptionTests {
         let app = Broker.application(), port = try Broker.requirePort()
         let network = try NetworkSide(port: port, watching: ["v3/\(app)@ttn/devices/+/down/push"])
         defer { network.close() }
-        let receiver = RecordingReceiver(), spy = WireSpy()
-        let source = MQTTUplinkSource(configuration: Self.configuration(app, port: port))
-        source.receiveEvents([.downlinkAck])
-        try source.start(delivering: receiver)
-        defer { source.stop() }
-        let connection = try #require(source.link.connection)
-        connection.addObserver(spy)
-        defer { _ = connection.removeObserver(spy) }
+        let (source, receiver, spy) = try Self.startSource(app, port: port, wanting: [.downlinkAck])
+        defer { Self.stop(source, spy) }
 
         try Self.publish(.downlinkAck, device: "dev1", application: app, from: network)
         #expect(await eventually { receiver.arrivals.count == 1 }, "wanted, the ack arrives")

@@ -46,6 +46,32 @@ struct HostStateProcessTests {
         }
     }
 
+    /// Starts ttn-host on `scripts` and `state`, and probes with uplinks (f_cnt from `probeBase`) until it answers;
+    /// the counter counts the probes it handles too. Returns the process and its log file.
+    private func startAnswering(
+        application: String, scripts: URL, state: URL, network: NetworkSide, probeBase: Int
+    ) async throws -> (host: ChildProcess, log: String) {
+        let answeredBefore = counts(network).count
+        let log = logFile()
+        let host = try ChildProcess(
+            try binary(), ["--scripts", scripts.path, "--state-dir", state.path],
+            environment: try environment(application: application), output: log
+        )
+        var probes = 0
+        while counts(network).count == answeredBefore && probes < Int(200 * Broker.timeScale) {
+            try network.publishUplink(application: application, device: "dev", json: uplinkJSON(counter: probeBase + probes))
+            probes += 1
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        do {
+            try #require(counts(network).count > answeredBefore, "the host answers: \(contents(log))")
+        } catch {
+            host.stop()
+            throw error
+        }
+        return (host, log)
+    }
+
     /// Runs ttn-host until it answers, sends `uplinks` uplinks (f_cnt `first`...), waits for their answers, and
     /// stops it with SIGTERM. Returns the counts it answered with (probes included), in order.
     private func run(
@@ -53,20 +79,10 @@ struct HostStateProcessTests {
         whileRunning: () async throws -> Void = {}
     ) async throws -> [Int] {
         let answeredBefore = counts(network).count
-        let log = logFile()
-        let host = try ChildProcess(
-            try binary(), ["--scripts", scripts.path, "--state-dir", state.path],
-            environment: try environment(application: application), output: log
+        let (host, log) = try await startAnswering(
+            application: application, scripts: scripts, state: state, network: network, probeBase: 1_000_000
         )
         defer { host.stop() }
-        // Probes until the host (starting up meanwhile) answers; the counter counts the probes it handles too.
-        var probes = 0
-        while counts(network).count == answeredBefore && probes < Int(200 * Broker.timeScale) {
-            try network.publishUplink(application: application, device: "dev", json: uplinkJSON(counter: 1_000_000 + probes))
-            probes += 1
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        try #require(counts(network).count > answeredBefore, "the host answers: \(contents(log))")
         for counter in first..<(first + uplinks) {
             try network.publishUplink(application: application, device: "dev", json: uplinkJSON(counter: counter))
         }
@@ -124,18 +140,8 @@ struct HostStateProcessTests {
     private func runAndKill(scripts: URL, state: URL, network: NetworkSide, uplinks: Int, answers: Int, settle: Duration) async throws -> Int {
         let app = Self.app
         let before = counts(network).count
-        let log = logFile()
-        let host = try ChildProcess(
-            try binary(), ["--scripts", scripts.path, "--state-dir", state.path], environment: try environment(application: app), output: log
-        )
+        let (host, log) = try await startAnswering(application: app, scripts: scripts, state: state, network: network, probeBase: 2_000_000)
         defer { host.stop() }
-        var probes = 0
-        while counts(network).count == before && probes < Int(200 * Broker.timeScale) {
-            try network.publishUplink(application: app, device: "dev", json: uplinkJSON(counter: 2_000_000 + probes))
-            probes += 1
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        try #require(counts(network).count > before, "the host answers: \(contents(log))")
         for counter in 0..<uplinks { try network.publishUplink(application: app, device: "dev", json: uplinkJSON(counter: counter)) }
         #expect(await eventually(timeout: .seconds(20)) { counts(network).count - before >= answers }, "\(contents(log))")
         try await Task.sleep(for: settle)

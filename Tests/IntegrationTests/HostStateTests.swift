@@ -144,44 +144,38 @@ struct HostStateTests {
 
     @Test("an invocation that writes and then raises an error leaves nothing; the next one sees no trace of it")
     func errorRollsBack() async throws {
-        let script = """
-            setMessageHandler(function()
-              local f = getLastMessage().uplink_message.f_cnt
-              if f == 1 then
-                ttn.store.set("k", "written before the error")
-                ttn.store.incr("n")
-                assert(ttn.store.get("k") == "written before the error", "an invocation sees its own writes")
+        try await rollbackCheck(
+            failure: """
+                assert(ttn.store.get("k") == "written before the failure", "an invocation sees its own writes")
                 error("failing on purpose")
-              end
-              ttn.store.set("after", f)
-              publish({f_port = 1, bytes = {1}, correlation_ids = {"k:" .. tostring(ttn.store.get("k")) .. ":n:" .. tostring(ttn.store.get("n"))}})
-            end)
-            """
-        try await rollbackCheck(script: script, limits: LuaLimits())
+                """,
+            limits: LuaLimits()
+        )
     }
 
     @Test("an invocation that writes and then runs past its time limit leaves nothing")
     func timeLimitRollsBack() async throws {
+        try await rollbackCheck(
+            failure: "while true do end",
+            limits: LuaLimits(timeLimit: .milliseconds(50), instructionLimit: 1_000_000_000_000, memoryLimit: 8 << 20)
+        )
+    }
+
+    /// Runs rollback.lua for the uplinks f_cnt 1, which writes `k` and `n` and then fails by running `failure`, and 2,
+    /// which answers with what it reads of them and writes `after`; then checks the database.
+    private func rollbackCheck(failure: String, limits: LuaLimits) async throws {
         let script = """
             setMessageHandler(function()
               local f = getLastMessage().uplink_message.f_cnt
               if f == 1 then
-                ttn.store.set("k", "written before the endless loop")
+                ttn.store.set("k", "written before the failure")
                 ttn.store.incr("n")
-                while true do end
+                \(failure)
               end
               ttn.store.set("after", f)
               publish({f_port = 1, bytes = {1}, correlation_ids = {"k:" .. tostring(ttn.store.get("k")) .. ":n:" .. tostring(ttn.store.get("n"))}})
             end)
             """
-        try await rollbackCheck(
-            script: script, limits: LuaLimits(timeLimit: .milliseconds(50), instructionLimit: 1_000_000_000_000, memoryLimit: 8 << 20)
-        )
-    }
-
-    /// Runs `script` (rollback.lua) for the uplinks f_cnt 1 (which must fail after writing `k` and `n`) and 2 (which
-    /// answers with what it reads of them and writes `after`), then checks the database.
-    private func rollbackCheck(script: String, limits: LuaLimits) async throws {
         let app = Self.app
         let network = try NetworkSide(port: try Broker.requirePort(), watching: ["v3/\(app)@ttn/devices/+/down/#"])
         defer { network.close() }
