@@ -50,7 +50,7 @@ func measureDecoding(file: String, count: Int) throws {
         let start = ContinuousClock.now
         for _ in 0..<count { try body() }
         let elapsed = ContinuousClock.now - start
-        return (Double(elapsed.components.seconds) * 1e6 + Double(elapsed.components.attoseconds) / 1e12) / Double(count)
+        return elapsed.timeInterval * 1e6 / Double(count)
     }
     var checksum = 0.0
     let arrival = try microseconds { _ = try Uplink(json: json, topic: topic) }
@@ -86,7 +86,7 @@ func measureScript(file: String, uplink: String, count: Int) throws {
     let start = ContinuousClock.now
     for _ in 0..<count { try script.handle(message) }
     let elapsed = ContinuousClock.now - start
-    let microseconds = (Double(elapsed.components.seconds) * 1e6 + Double(elapsed.components.attoseconds) / 1e12) / Double(count)
+    let microseconds = elapsed.timeInterval * 1e6 / Double(count)
     emit("RESULT invocations=\(count) microseconds_per_invocation=\(microseconds)")
 }
 
@@ -146,7 +146,7 @@ struct Bench {
             let elapsed = ContinuousClock.now - (first ?? .now)
             let statistics = host.statistics
             guard let handler = statistics.handlers.values.first else { throw BenchError(description: "no handler ran") }
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            let seconds = elapsed.timeInterval
             emit(
                 "RESULT handled=\(handler.handled) dropped=\(handler.dropped) failed=\(handler.failed) "
                     + "malformed=\(statistics.malformed) seconds=\(seconds) rss_mb=\(residentMegabytes()) "

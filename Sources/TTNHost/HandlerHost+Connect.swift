@@ -25,11 +25,10 @@ extension HandlerHost {
                     maximum: clientConfiguration.maximumReconnectDelay
                 )
                 attempt += 1
-                let seconds = Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18
                 logger.warning(
                     "Cannot reach the MQTT broker yet; trying again",
                     metadata: [
-                        "reason": "\(error.message)", "attempt": "\(attempt)", "retry.in": "\(String(format: "%.1f s", seconds))",
+                        "reason": "\(error.message)", "attempt": "\(attempt)", "retry.in": "\(String(format: "%.1f s", delay.timeInterval))",
                     ]
                 )
                 do {

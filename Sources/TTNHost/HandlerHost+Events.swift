@@ -64,7 +64,7 @@ extension HandlerHost {
         guard timeout > .zero else { return nil }
         let sweep = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "ttn.host.downlinks"))
         let period = min(.seconds(1), timeout / 4)
-        sweep.schedule(deadline: .now() + period.dispatchInterval, repeating: period.dispatchInterval, leeway: .milliseconds(50))
+        sweep.schedule(deadline: .now() + period.timeInterval, repeating: period.timeInterval, leeway: .milliseconds(50))
         sweep.setEventHandler { [weak self] in self?.reportLostDownlinks() }
         sweep.resume()
         return sweep

@@ -40,9 +40,9 @@ final class HostTimers: Sendable {
     func add(handler: String, id: Int, spec: Spec) {
         let key = Key(handler: handler, id: id)
         let source = DispatchSource.makeTimerSource(queue: queue)
-        let start = DispatchTime.now() + spec.interval.dispatchInterval
+        let start = DispatchTime.now() + spec.interval.timeInterval
         if spec.repeats {
-            source.schedule(deadline: start, repeating: spec.interval.dispatchInterval, leeway: .milliseconds(10))
+            source.schedule(deadline: start, repeating: spec.interval.timeInterval, leeway: .milliseconds(10))
         } else {
             source.schedule(deadline: start, leeway: .milliseconds(10))
         }
@@ -106,12 +106,5 @@ final class HostTimers: Sendable {
         } else if !delivered {
             tickDone(handler: key.handler, id: key.id)
         }
-    }
-}
-
-extension Duration {
-    /// The duration for Dispatch, to the nanosecond.
-    var dispatchInterval: DispatchTimeInterval {
-        .nanoseconds(Int(clamping: components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000))
     }
 }

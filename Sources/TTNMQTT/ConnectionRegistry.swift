@@ -121,10 +121,3 @@ final class OneShot<Value: Sendable>: Sendable {
         return value.withLock { $0 }
     }
 }
-
-extension Duration {
-    /// Seconds, for Dispatch timeouts.
-    var timeInterval: Double {
-        Double(components.seconds) + Double(components.attoseconds) / 1e18
-    }
-}
