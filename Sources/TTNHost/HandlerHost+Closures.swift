@@ -60,9 +60,7 @@ extension HandlerHost {
         let id = Self.closureTimerIDs.wrappingAdd(1, ordering: .relaxed).newValue
         closures.withLock { $0[name, default: ClosureHandlers()].timers[id] = .init(repeats: spec.repeats, body: body) }
         timers.add(handler: name, id: id, spec: spec)
-        let host = WeakHost()
-        host.value = self
-        return HandlerTimer(id: id, handler: name, host: host)
+        return HandlerTimer(id: id, handler: name, host: weakSelf)
     }
 
     func cancelTimer(id: Int, handler name: String) {

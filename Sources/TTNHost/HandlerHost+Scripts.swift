@@ -45,9 +45,7 @@ final class ScriptSet: Sendable {
 
     private func load(name: String, source: [UInt8]) {
         let state = host.state(namespace: "lua/\(name)")
-        let weakHost = WeakHost()
-        weakHost.value = host
-        let bridge = HostBridge(name: name, host: weakHost, history: host.history, store: state.map(ScriptStore.init))
+        let bridge = HostBridge(name: name, host: host.weakSelf, history: host.history, store: state.map(ScriptStore.init))
         let slot: LuaScriptSlot
         do {
             slot = try LuaScriptSlot(name: name, source: source, limits: host.configuration.luaLimits, bridge: bridge, logger: host.logger)

@@ -98,6 +98,8 @@ public final class HandlerHost: Service, UplinkReceiver {
     let history: UplinkHistory
     let tracker: DownlinkTracker
     let timers: HostTimers
+    /// This host, weakly: for what it owns that calls back into it (timers, scripts, timer handles).
+    let weakSelf: WeakHost
     /// The closures of ``register(name:queueLimit:handler:)``, ``setEventHandler(_:for:_:)`` and the timers, by handler.
     let closures = Locked<[String: ClosureHandlers]>([:])
     /// The open state database, while ``run()`` runs with a ``Configuration/stateDirectory``.
@@ -133,9 +135,10 @@ public final class HandlerHost: Service, UplinkReceiver {
         logger[metadataKey: "ttn.app_id"] = "\(configuration.client.applicationID)"
         self.logger = logger
         // Weak: the timers live as long as the host, and must not keep it alive.
-        let host = WeakHost()
-        self.timers = HostTimers { handler, id in host.value?.deliverTick(handler: handler, id: id) ?? false }
-        host.value = self
+        let weakSelf = WeakHost()
+        self.weakSelf = weakSelf
+        self.timers = HostTimers { handler, id in weakSelf.value?.deliverTick(handler: handler, id: id) ?? false }
+        weakSelf.value = self
     }
 
     /// Whether the source delivers uplinks now (for MQTT: connected and subscribed).
