@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 import TTNCore
 import TTNSync
 
@@ -19,9 +18,8 @@ final class DownlinkTracker: Sendable {
     /// How long TTN has to queue a downlink before it counts as lost.
     let timeout: Duration
     private let pending = Locked<[String: Pending]>([:])
-    private let sequence = Atomic(0)
     /// Unique per process run, so that ids never repeat across restarts of the host.
-    private let prefix = String(UInt32.random(in: 0...UInt32.max), radix: 36)
+    private let ids = RunUniqueIDs()
 
     init(timeout: Duration) {
         self.timeout = timeout
@@ -29,7 +27,7 @@ final class DownlinkTracker: Sendable {
 
     /// A new downlink id.
     func nextID() -> String {
-        "\(prefix)-\(sequence.wrappingAdd(1, ordering: .relaxed).newValue)"
+        ids.next()
     }
 
     /// Follows downlink `id` from now on.

@@ -96,26 +96,64 @@ public final class ScriptState: Sendable {
         }
     }
 
+    /// Adds a record for `sink` to the open invocation: it enters the outbox when the invocation commits, and
+    /// is discarded with the invocation's writes when it does not. Returns the record's id.
+    /// - Parameters:
+    ///   - value: the value as JSON text (not parsed here), at most the value limit.
+    ///   - application, script, device: where it came from, for its envelope.
+    /// - Throws: ``StateError/Kind/valueTooLarge``, or ``StateError/Kind/emitLimit`` past the records one
+    ///   invocation may emit.
+    public func emit(to sink: String, value: String, application: String, script: String, device: String?) throws(StateError) -> String {
+        let bytes = value.utf8.count
+        guard bytes <= database.limits.valueBytes else {
+            throw StateError(.valueTooLarge, "emit: the value for sink \(sink.quotedForMessage) is \(bytes) bytes encoded; the limit is "
+                + "\(Self.limitText(database.limits.valueBytes)): emit less in one record, or split it over several")
+        }
+        let now = epochMilliseconds()
+        let emit = PendingEmit(
+            id: Self.recordIDs.next(), sink: sink, application: application, script: script, device: device,
+            time: rfc3339(milliseconds: now), value: value, createdAt: now
+        )
+        try invocation.withLock { invocation throws(StateError) in
+            guard invocation.emits.count < database.limits.emitsPerInvocation else {
+                throw StateError(.emitLimit, "emit: at most \(database.limits.emitsPerInvocation) records per invocation; "
+                    + "emit a batch as one value (an array) instead")
+            }
+            invocation.emits.append(emit)
+        }
+        return emit.id
+    }
+
+    /// The open invocation's emitted records: sink and value.
+    public var pendingEmits: [(sink: String, value: String)] {
+        invocation.withLock { $0.emits.map { (sink: $0.sink, value: $0.value) } }
+    }
+
     /// The open invocation's writes, in the order they were first made: the key, and its JSON text or nil for a
     /// delete.
     public var pendingWrites: [(key: String, json: String?)] {
         invocation.withLock { invocation in invocation.order.map { (key: $0.string, json: invocation.writes[$0]?.json) } }
     }
 
-    /// Writes the open invocation's writes in one SQLite transaction, making them visible and durable together;
-    /// without writes it does not touch SQLite. On a failure (thrown as ``StateError/Kind/database`` with SQLite's
+    /// Writes the open invocation's writes and emitted records in one SQLite transaction, making them visible and
+    /// durable together; without either it does not touch SQLite. On a failure (thrown as ``StateError/Kind/database`` with SQLite's
     /// message) the transaction is rolled back and the invocation's writes are discarded, as by ``rollback()``.
     public func commit() throws(StateError) {
         try invocation.withLock { invocation throws(StateError) in
-            guard !invocation.writes.isEmpty else { return try database.withStore { _ in } }
+            guard !invocation.writes.isEmpty || !invocation.emits.isEmpty else { return try database.withStore { _ in } }
             let writes = invocation.order.map { key in
                 let write = invocation.writes[key]!
                 return (key: key.string, json: write.json, expiresAt: write.expiresAt)
             }
+            let emits = invocation.emits
             invocation = Invocation()
-            try database.withStore { store throws(StateError) in try store.apply(name, writes) }
+            try database.withStore { store throws(StateError) in try store.apply(name, writes, emits: emits) }
+            if !emits.isEmpty { database.emitted(to: Set(emits.map(\.sink))) }
         }
     }
+
+    /// Ids of emitted records, unique across runs.
+    private static let recordIDs = RunUniqueIDs()
 
     /// Discards the open invocation's writes.
     public func rollback() {
@@ -230,6 +268,8 @@ struct Invocation {
     }
 
     var writes: [ExactKey: Write] = [:]
+    /// The records emitted, in order.
+    var emits: [PendingEmit] = []
     /// The keys written, in the order of their first write.
     var order: [ExactKey] = []
     /// What the writes change of the namespace's bytes: the sum of size - committedSize.

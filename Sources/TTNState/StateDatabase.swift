@@ -15,6 +15,8 @@ public final class StateDatabase: Sendable {
     public let limits: StateLimits
     /// nil once closed.
     private let store: Locked<StateStore?>
+    /// Told the sinks of the records of each commit that emitted any.
+    private let emitObserver = Locked<(@Sendable (Set<String>) -> Void)?>(nil)
 
     /// Opens (or creates) the state database of `directory`.
     public init(directory: String, limits: StateLimits = StateLimits()) throws(StateError) {
@@ -29,6 +31,20 @@ public final class StateDatabase: Sendable {
     /// The same name returns views of the same data; each view has its own open invocation.
     public func namespace(_ name: String) -> ScriptState {
         ScriptState(name: name, database: self)
+    }
+
+    /// The records of `ttn.emit` waiting for their sinks, and the dead letters.
+    public var outbox: Outbox { Outbox(database: self) }
+
+    /// Sets what is told, after each commit of an invocation that emitted records, the names of their sinks
+    /// (from the committing thread: it must return quickly). The records are readable from ``outbox`` then.
+    public func observeEmits(_ observer: @escaping @Sendable (Set<String>) -> Void) {
+        emitObserver.withLock { $0 = observer }
+    }
+
+    /// Tells the observer of ``observeEmits(_:)`` about a commit's records.
+    func emitted(to sinks: Set<String>) {
+        emitObserver.withLock { $0 }?(sinks)
     }
 
     /// Every namespace with data: name, live key count, bytes (keys + values), sorted by name (bytewise).

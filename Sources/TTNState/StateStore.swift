@@ -5,10 +5,11 @@ import Foundation
 ///
 /// Table `kv` holds every namespace: one row per key, its value as JSON text and when it expires (Unix epoch
 /// milliseconds, or NULL). Expired rows act as missing; they are deleted on open, every 1,000 commits, and when a
-/// namespace would otherwise be full, and count toward the namespace's total until then.
+/// namespace would otherwise be full, and count toward the namespace's total until then. Tables `outbox` and
+/// `dead_letters` hold the records of `ttn.emit` (``OutboxTables``).
 final class StateStore {
     /// The schema this code writes; a database of a newer one is refused.
-    static let schemaVersion: Int64 = 1
+    static let schemaVersion: Int64 = 2
 
     /// The bytes of a namespace's rows, keys and values (expired rows too, until deleted), and a number that
     /// changes whenever they do, so that an open invocation knows when the sizes it read are stale.
@@ -91,6 +92,7 @@ final class StateStore {
             CREATE TABLE IF NOT EXISTS kv(namespace TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, expires_at INTEGER,
                 PRIMARY KEY(namespace, key)) WITHOUT ROWID;
             CREATE INDEX IF NOT EXISTS kv_expiry ON kv(expires_at) WHERE expires_at IS NOT NULL;
+            \(OutboxTables.schema)
             PRAGMA user_version = \(Self.schemaVersion);
             COMMIT;
             """)
@@ -136,10 +138,10 @@ final class StateStore {
         return keys
     }
 
-    /// Writes one invocation's `writes` to `namespace` (`json` nil deletes), all or none: on a failure it rolls them
-    /// back and throws. The invocations of ``groupWindow`` share one SQLite transaction, committed when the window
+    /// Writes one invocation's `writes` to `namespace` (`json` nil deletes) and its `emits` to the outbox, all or
+    /// none: on a failure it rolls them back and throws. The invocations of ``groupWindow`` share one SQLite transaction, committed when the window
     /// has passed (at the next write, or by ``flush()`` from the database's timer) or when the store closes.
-    func apply(_ namespace: String, _ writes: [(key: String, json: String?, expiresAt: Int64?)]) throws(StateError) {
+    func apply(_ namespace: String, _ writes: [(key: String, json: String?, expiresAt: Int64?)], emits: [PendingEmit]) throws(StateError) {
         if let failure = groupFailure {
             groupFailure = nil
             throw failure
@@ -164,6 +166,7 @@ final class StateStore {
                     try connection.query("DELETE FROM kv WHERE namespace = ?1 AND key = ?2", [.text(namespace), .text(write.key)])
                 }
             }
+            for emit in emits { try OutboxTables.insert(emit, connection) }
             try connection.execute("RELEASE invocation")
         } catch {
             try? connection.execute("ROLLBACK TO invocation")

@@ -6,8 +6,8 @@ import Musl
 import Darwin
 #endif
 
-/// The limits of every namespace. Defaults: key 256 bytes, value 64 KiB (encoded JSON), namespace 64 MiB total
-/// (keys + values). Sizes are UTF-8 bytes.
+/// The limits of every namespace. Defaults: key 256 bytes, value 64 KiB (encoded JSON, for stored and emitted
+/// values), namespace 64 MiB total (keys + values), 100 emitted records per invocation. Sizes are UTF-8 bytes.
 public struct StateLimits: Sendable, Hashable {
     /// The longest key.
     public var keyBytes = 256
@@ -15,17 +15,20 @@ public struct StateLimits: Sendable, Hashable {
     public var valueBytes = 65_536
     /// The most one namespace may hold, keys and values together.
     public var namespaceBytes = 64 * 1024 * 1024
+    /// The most records one invocation may emit.
+    public var emitsPerInvocation = 100
 
-    public init(keyBytes: Int = 256, valueBytes: Int = 65_536, namespaceBytes: Int = 64 * 1024 * 1024) {
+    public init(keyBytes: Int = 256, valueBytes: Int = 65_536, namespaceBytes: Int = 64 * 1024 * 1024, emitsPerInvocation: Int = 100) {
         self.keyBytes = keyBytes
         self.valueBytes = valueBytes
         self.namespaceBytes = namespaceBytes
+        self.emitsPerInvocation = emitsPerInvocation
     }
 }
 
 /// Why a state operation failed; `message` says what happened and what to do.
 public struct StateError: Error, Sendable, CustomStringConvertible {
-    public enum Kind: Sendable, Hashable { case keyTooLong, valueTooLarge, namespaceFull, notANumber, invalidKey, inUse, database }
+    public enum Kind: Sendable, Hashable { case keyTooLong, valueTooLarge, namespaceFull, notANumber, invalidKey, inUse, database, emitLimit }
 
     public let kind: Kind
     public let message: String
