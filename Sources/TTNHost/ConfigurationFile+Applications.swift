@@ -1,0 +1,79 @@
+import TTNCore
+import TTNMQTT
+
+extension HostLimits {
+    /// Each limit: its key, where it goes, and the range of its `ttn-host run` flag (RunCommand's numericSettings).
+    private static var settings: [(key: String, field: WritableKeyPath<HostLimits, Int?>, range: ClosedRange<Int>, accepted: String)] {
+        [
+            ("queue-limit", \.queueLimit, 1...Int.max, "at least 1 (uplinks that may wait per handler)"),
+            ("history-limit", \.historyLimit, 1...Int.max, "at least 1 (uplinks kept for getAllMessages())"),
+            (
+                "lua-time-limit-ms", \.luaTimeLimitMilliseconds, 0...3_600_000,
+                "from 1 to 3600000 (milliseconds, at most an hour), or 0 to turn the time check off"
+            ),
+            ("lua-memory-limit-mb", \.luaMemoryLimitMegabytes, 1...1_048_576, "from 1 to 1048576 (MiB, at most 1 TiB)"),
+            ("lua-downlink-limit", \.luaDownlinkLimit, 0...Int.max, "0 or more (downlinks per invocation; 0: none)"),
+            ("state-limit-mb", \.stateLimitMegabytes, 1...1_048_576, "from 1 to 1048576 (MiB of state per handler)"),
+            ("downlink-timeout", \.downlinkTimeoutSeconds, 0...86_400, "from 1 to 86400 (seconds), or 0 to follow no downlinks"),
+            ("shutdown-deadline", \.shutdownDeadlineSeconds, 0...3600, "from 0 to 3600 (seconds; 0 does not wait)"),
+        ]
+    }
+
+    /// `limits:` of the configuration file.
+    init(_ section: ConfigurationSection) throws(ConfigurationFileError) {
+        try section.rejectUnknownKeys(known: Self.settings.map(\.key), in: "limits")
+        self.init()
+        for setting in Self.settings {
+            self[keyPath: setting.field] = try section.int(setting.key, range: setting.range, accepted: setting.accepted)
+        }
+    }
+}
+
+extension ApplicationEntry {
+    private static let keys = ["tenant", "region", "host", "port", "tls", "ca-file", "api-key", "scripts", "legacy-v2"]
+
+    /// Every entry of `applications:`, sorted by id.
+    static func all(in section: ConfigurationSection) throws(ConfigurationFileError) -> [ApplicationEntry] {
+        var entries: [ApplicationEntry] = []
+        for id in section.names {
+            guard let entry = try section.section(id, holding: "the application's settings") else { continue }
+            entries.append(try ApplicationEntry(id: id, entry, in: section))
+        }
+        return entries
+    }
+
+    /// One application: `section` holds its settings, `applications` the whole list (for messages).
+    private init(id: String, _ section: ConfigurationSection, in applications: ConfigurationSection) throws(ConfigurationFileError) {
+        try section.rejectUnknownKeys(known: Self.keys, in: "an application")
+        let legacyV2 = try section.bool("legacy-v2")
+        guard Identifier.isApplicationID(id, legacyV2: legacyV2 ?? false) else {
+            throw applications.error(
+                id,
+                legacyV2 == true
+                    ? "is not a TTN v2 application id: 2 to 36 lowercase letters and digits, with single dashes or underscores between them."
+                    : "is not a TTN application id: 3 to 36 lowercase letters and digits, with single dashes between them. "
+                        + "Use the id shown in the TTN console (Applications)."
+            )
+        }
+        self.init(
+            id: id, tenant: try section.string("tenant"), region: try Self.server(section, "region"),
+            host: try Self.server(section, "host"), port: try section.int("port", range: 1...65535, accepted: "from 1 to 65535 (8883 with TLS, 1883 without)"),
+            tls: try section.bool("tls"), caFile: try section.nonEmptyString("ca-file"), apiKey: try section.string("api-key"),
+            scripts: try section.nonEmptyString("scripts"), legacyV2: legacyV2
+        )
+        if region != nil && host != nil {
+            throw section.error("host", "give region or host, not both (region picks a TTN cluster's host)")
+        }
+    }
+
+    /// `region` or `host`, checked as `--region` and `--host` are: a TTN v3 cluster or a full host name.
+    private static func server(_ section: ConfigurationSection, _ key: String) throws(ConfigurationFileError) -> String? {
+        guard let name = try section.nonEmptyString(key) else { return nil }
+        do {
+            _ = try MQTTClient.Server.region(name)
+        } catch {
+            throw section.error(key, error.description)
+        }
+        return name
+    }
+}
