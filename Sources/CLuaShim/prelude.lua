@@ -194,6 +194,15 @@ set_dispatcher(function(timer, kind)
   end
 end)
 ttn.setEventHandler, ttn.getLastEvent = setEventHandler, getLastEvent
+local host_emit = __ttn_emit
+__ttn_emit = nil
+function ttn.emit(sink, value)
+  if type(sink) ~= 'string' then error('ttn.emit: the sink must be a string, the name of a sink in the configuration', 2) end
+  local ok, text = pcall(json.encode, value)
+  if not ok then error('ttn.emit: ' .. tostring(text), 2) end
+  local id = checked(host_emit(sink, text))
+  return id
+end
 -- The Lua half of the API: sandbox.c compiles this file in with #embed and runs it as chunk "=ttn", with the real
 -- globals as its environment, before any script. Errors and tracebacks inside it name "ttn:<line>", a line of this
 -- file; that is why its comments sit at line ends and down here, where they move no line of code.

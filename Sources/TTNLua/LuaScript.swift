@@ -270,6 +270,17 @@ final class ScriptEnvironment {
                 return 1
             },
             HostFunction("__ttn_publish") { [unowned self] L in publish(L) },
+            HostFunction("__ttn_emit") { [unowned self] L in
+                guard let sink = LuaStack.string(L, 1), let json = LuaStack.string(L, 2) else {
+                    return LuaStack.fail(L, "ttn.emit: expected a sink name and a value")
+                }
+                do {
+                    LuaStack.push(L, try bridge.emit(json, to: sink, deviceID: deviceOverride ?? currentDeviceID))
+                    return 1
+                } catch {
+                    return LuaStack.fail(L, "ttn.emit: \(error)")
+                }
+            },
         ] + storeFunctions() + scheduleFunctions()
     }
 

@@ -47,6 +47,12 @@ public protocol LuaHostBridge: Sendable {
     func publish(_ downlink: String, deviceID: String, queue: DownlinkQueue?) throws -> String
     /// The script's persistent state behind `ttn.store`; nil when the host keeps none (`ttn.store` then raises).
     var store: (any LuaStore)? { get }
+    /// Hands `json`, a value the script emitted with `ttn.emit(sink, value)`, to the sink named `sink`, as part of
+    /// the running invocation (the host writes it when the invocation succeeds). `deviceID` is the device of the
+    /// uplink or event being handled, or the one set with `setDeviceID`. A thrown error (an unknown sink, say)
+    /// reaches the script as a Lua error with its description.
+    /// - Returns: the record's id, which `ttn.emit` returns to the script.
+    func emit(_ json: String, to sink: String, deviceID: String?) throws -> String
     /// The timers and event handlers of the running version changed; also called once when a version starts
     /// running, with everything its top level set up. The host fires the timers and delivers the events through
     /// ``LuaScriptSlot/fireTimer(_:)`` and ``LuaScriptSlot/deliver(_:)``.
@@ -58,6 +64,10 @@ extension LuaHostBridge {
     public var store: (any LuaStore)? { nil }
     /// Timers and event handlers are kept by the script but never run.
     public func scheduleChanged(_ schedule: LuaSchedule) {}
+    /// No outputs: `ttn.emit` raises an error saying the host has none.
+    public func emit(_ json: String, to sink: String, deviceID: String?) throws -> String {
+        throw LuaHostError("no sink named \(sink.debugDescription): this host has no sinks (configure them in ttn-host's --config file)")
+    }
 }
 
 /// A script's persistent key-value state (`ttn.store`), values as JSON text. The host makes an invocation's
@@ -147,6 +157,13 @@ public struct LuaLimits: Sendable, Hashable {
         self.memoryLimit = memoryLimit
         self.downlinkLimit = downlinkLimit
     }
+}
+
+/// A failure of the host behind a script's call, in words for the script's Lua error.
+public struct LuaHostError: Error, Sendable, CustomStringConvertible {
+    public let description: String
+
+    public init(_ description: String) { self.description = description }
 }
 
 /// Why a script could not be loaded or did not finish an invocation.

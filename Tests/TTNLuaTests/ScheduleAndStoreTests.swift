@@ -240,3 +240,39 @@ struct ScheduleAndStoreTests {
         #expect(slot.hasMessageHandler)
     }
 }
+
+@Suite("ttn.emit")
+struct EmitTests {
+    @Test("emit encodes the value, passes the invocation's device, and returns the host's id")
+    func emits() throws {
+        let bridge = MemoryBridge()
+        let script = try makeScript(
+            """
+            ids = {}
+            setMessageHandler(function()
+              ids[#ids + 1] = ttn.emit("warehouse", {f_cnt = getLastMessage().uplink_message.f_cnt})
+              setDeviceID("other")
+              ids[#ids + 1] = ttn.emit("archive", "text")
+              assert(ids[1] == "emit-1" and ids[2] == "emit-2", "the ids: " .. tostring(ids[1]) .. ", " .. tostring(ids[2]))
+            end)
+            """,
+            bridge: bridge
+        )
+        try script.handle(emptyUplink)
+        #expect(bridge.emitted == [
+            .init(sink: "warehouse", json: #"{"f_cnt":1}"#, deviceID: "dev1"),
+            .init(sink: "archive", json: #""text""#, deviceID: "other"),
+        ])
+    }
+
+    @Test("emit errors are Lua errors at the script's line", arguments: [
+        ("ttn.emit(1, {})", "ttn.emit: the sink must be a string"),
+        ("ttn.emit('s', function() end)", "ttn.emit:"),
+        ("ttn.emit('refused', 1)", #"ttn.emit: no sink named "refused""#),
+    ])
+    func errors(call: String, message: String) throws {
+        let script = try makeScript("setMessageHandler(function()\n  \(call)\nend)")
+        let error = try #require(throws: LuaError.self) { try script.handle(emptyUplink) }
+        #expect(error.message.hasPrefix("test.lua:2: \(message)"), "\(error.message)")
+    }
+}

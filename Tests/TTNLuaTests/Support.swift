@@ -15,6 +15,7 @@ final class MemoryBridge: LuaHostBridge {
     let messages: [[UInt8]]
     let store: (any LuaStore)?
     private let sent = Locked<[Published]>([])
+    private let emits = Locked<[Emitted]>([])
     private let schedules = Locked<[LuaSchedule]>([])
     private let refusal: String?
 
@@ -25,6 +26,24 @@ final class MemoryBridge: LuaHostBridge {
     }
 
     var published: [Published] { sent.withLock { $0 } }
+    /// Every `ttn.emit`, in order.
+    var emitted: [Emitted] { emits.withLock { $0 } }
+
+    struct Emitted: Sendable, Equatable {
+        var sink: String
+        var json: String
+        var deviceID: String?
+    }
+
+    /// Keeps the record; sink `refused` throws. The id is the record's position among those emitted, from 1.
+    func emit(_ json: String, to sink: String, deviceID: String?) throws -> String {
+        struct UnknownSink: Error, CustomStringConvertible { let description: String }
+        if sink == "refused" { throw UnknownSink(description: "no sink named \"refused\"") }
+        return emits.withLock {
+            $0.append(Emitted(sink: sink, json: json, deviceID: deviceID))
+            return "emit-\($0.count)"
+        }
+    }
     /// Every schedule reported, oldest first.
     var reportedSchedules: [LuaSchedule] { schedules.withLock { $0 } }
 

@@ -364,6 +364,16 @@ function ttn.getLastEvent() end
 ---@nodiscard
 function ttn.downlinkID(event) end
 
+---Hands `value` (anything `ttn.json.encode` takes) to the output named `sink` in ttn-host's configuration file,
+---and returns the record's id at once: the handler never waits for the network. The record is written to the
+---outbox with the invocation's `ttn.store` writes, only if the invocation succeeds, and delivered at least once,
+---in emit order per sink (docs/outputs.md). An unknown sink, a value over 64 KiB encoded, or the 101st emit of
+---an invocation raises an error.
+---@param sink string
+---@param value any
+---@return string id The `id` of the record's envelope, the same on every delivery attempt.
+function ttn.emit(sink, value) end
+
 ---Calls `fn` every `seconds` (at least 0.1) until cancelled. It runs in turn with the script's uplinks, under
 ---the same limits; a tick missed while the script was busy is not made up. Inside it `getLastMessage()` is
 ---nil and `publish` needs a device.
