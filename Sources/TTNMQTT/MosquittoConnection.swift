@@ -154,7 +154,10 @@ final class MosquittoConnection: Sendable {
         try check(mosquitto_threaded_set(raw, true), "Selecting threaded mode")
         // No in-flight window: downlinks are sent as they are published, not held back in libmosquitto's queue.
         try check(mosquitto_max_inflight_messages_set(raw, 0), "Lifting the in-flight limit")
-        try check(mosquitto_username_pw_set(raw, key.username, key.password), "Setting the credentials")
+        // An empty username (a plain broker, MQTTPublisher) connects without credentials.
+        if !key.username.isEmpty {
+            try check(mosquitto_username_pw_set(raw, key.username, key.password), "Setting the credentials")
+        }
         if key.tls.isEnabled(port: key.server.port) {
             if let caFile = key.tls.caFile {
                 try check(mosquitto_tls_set(raw, caFile, nil, nil, nil, nil), "Loading the CA file '\(caFile)'")
