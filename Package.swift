@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import PackageDescription
 
 let package = Package(
@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "TTNLua", targets: ["TTNLua"]),
         .library(name: "TTNHost", targets: ["TTNHost"]),
         .library(name: "TTNState", targets: ["TTNState"]),
+        .library(name: "TTNSinks", targets: ["TTNSinks"]),
         .executable(name: "ttn-host", targets: ["ttn-host"]),
     ],
     dependencies: [
@@ -16,6 +17,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0", traits: ["YAML"]),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         // C libraries, found through pkg-config and installed by scripts/setup.
@@ -55,10 +60,22 @@ let package = Package(
         // Scripts' persistent key-value state, in SQLite.
         .target(name: "TTNState", dependencies: ["CSQLite", "TTNSync"]),
 
+        // Outputs for ttn.emit: http (async-http-client), mqtt (TTNMQTT's connection) and file.
+        .target(
+            name: "TTNSinks",
+            dependencies: [
+                "TTNMQTT", "TTNSync",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+
         .target(
             name: "TTNHost",
             dependencies: [
-                "TTNMQTT", "TTNLua", "TTNState", "TTNSync",
+                "TTNMQTT", "TTNLua", "TTNState", "TTNSinks", "TTNSync",
+                .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -70,6 +87,7 @@ let package = Package(
                 "TTNHost", "TTNState", "TTNSync",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
         // Examples are built with the package so they never rot.
@@ -102,7 +120,12 @@ let package = Package(
         .testTarget(name: "TTNLuaTests", dependencies: ["TTNLua", "TTNMQTT", "TTNSync", "TestSupport"], path: "Tests/TTNLuaTests"),
         // CSQLite to reach the database behind TTNState's back: a newer schema version, a commit that fails.
         .testTarget(name: "TTNStateTests", dependencies: ["TTNState", "CSQLite", "TestSupport"], path: "Tests/TTNStateTests"),
-        .testTarget(name: "IntegrationTests", dependencies: ["TTNMQTT", "TTNHost", "TTNLua", "TTNState", "TTNSync", "TestSupport"], path: "Tests/IntegrationTests"),
+        .testTarget(name: "TTNSinksTests", dependencies: ["TTNSinks", "TestSupport"], path: "Tests/TTNSinksTests"),
+        .testTarget(name: "TTNHostTests", dependencies: ["TTNHost", "TTNSinks", "TestSupport"], path: "Tests/TTNHostTests"),
+        .testTarget(
+            name: "IntegrationTests", dependencies: ["TTNMQTT", "TTNHost", "TTNLua", "TTNState", "TTNSinks", "TTNSync", "TestSupport"],
+            path: "Tests/IntegrationTests"
+        ),
     ],
     swiftLanguageModes: [.v6]
 )

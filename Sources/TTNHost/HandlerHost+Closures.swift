@@ -1,4 +1,6 @@
+import Foundation
 import Synchronization
+import TTNLua
 import TTNMQTT
 import TTNState
 
@@ -56,6 +58,21 @@ extension HandlerHost {
     /// invocation returns. Nil outside a handler, and without a ``Configuration/stateDirectory``.
     public var store: HandlerStore? { Self.invocationState.map(HandlerStore.init) }
 
+    /// Hands `value` to the sink named `sink`, as `ttn.emit` does: the record is written to the outbox with the
+    /// running invocation's state when the handler returns, and delivered after. Call it inside a handler.
+    /// - Returns: the record's id, the `id` of its envelope.
+    /// - Throws: outside a handler, for a sink that does not exist (or a host without ``Outputs``), or a value
+    ///   past the state's value limit.
+    @discardableResult
+    public func emit<Value: Encodable>(_ value: Value, to sink: String) throws -> String {
+        guard let handler = Self.invocationHandler else { throw LuaHostError("emit: call it inside a handler") }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let json = String(decoding: try encoder.encode(value), as: UTF8.self)
+        let device = Self.invocation?.deviceID ?? Self.invocationEvent?.deviceID ?? configuration.client.deviceID
+        return try emit(json, to: sink, state: Self.invocationState, script: handler, deviceID: device)
+    }
+
     private func addTimer(_ spec: HostTimers.Spec, on name: String, _ body: @escaping @Sendable () -> Void) -> HandlerTimer {
         let id = Self.closureTimerIDs.wrappingAdd(1, ordering: .relaxed).newValue
         closures.withLock { $0[name, default: ClosureHandlers()].timers[id] = .init(repeats: spec.repeats, body: body) }
@@ -71,7 +88,7 @@ extension HandlerHost {
     /// One invocation of a Swift handler; its state's writes are committed after it.
     func runClosures(of name: String, for work: HandlerWork, state: ScriptState?) -> Bool {
         let handlers = closures.withLock { $0[name] } ?? ClosureHandlers()
-        Self.$invocationState.withValue(state) {
+        Self.$invocationHandler.withValue(name) { Self.$invocationState.withValue(state) {
             switch work {
             case .uplink(let uplink):
                 if let message = handlers.message { Self.$invocation.withValue(uplink, operation: message) }
@@ -84,7 +101,7 @@ extension HandlerHost {
                 guard let body = handlers.events[event.kind] else { return }
                 Self.$invocationEvent.withValue(event) { body(event) }
             }
-        }
+        } }
         return commit(state, handler: name)
     }
 

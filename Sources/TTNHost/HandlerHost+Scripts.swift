@@ -45,7 +45,7 @@ final class ScriptSet: Sendable {
 
     private func load(name: String, source: [UInt8]) {
         let state = host.state(namespace: "lua/\(name)")
-        let bridge = HostBridge(name: name, host: host.weakSelf, history: host.history, store: state.map(ScriptStore.init))
+        let bridge = HostBridge(name: name, host: host.weakSelf, history: host.history, state: state)
         let slot: LuaScriptSlot
         do {
             slot = try LuaScriptSlot(name: name, source: source, limits: host.configuration.luaLimits, bridge: bridge, logger: host.logger)
@@ -132,7 +132,9 @@ struct HostBridge: LuaHostBridge {
     /// Weak: the host owns the script through its handler.
     let host: WeakHost
     let history: UplinkHistory
-    let store: (any LuaStore)?
+    let state: ScriptState?
+
+    var store: (any LuaStore)? { state.map(ScriptStore.init) }
 
     func allMessages() -> [[UInt8]] {
         history.all.map(\.jsonBytes)
@@ -141,6 +143,11 @@ struct HostBridge: LuaHostBridge {
     func publish(_ downlink: String, deviceID: String, queue: DownlinkQueue?) throws -> String {
         guard let host = host.value else { throw TTNError.notConnected }
         return try host.sendTracked(downlink, to: deviceID, queue: queue)
+    }
+
+    func emit(_ json: String, to sink: String, deviceID: String?) throws -> String {
+        guard let host = host.value else { throw LuaHostError("the host has stopped") }
+        return try host.emit(json, to: sink, state: state, script: name, deviceID: deviceID)
     }
 
     func scheduleChanged(_ schedule: LuaSchedule) {

@@ -5,26 +5,42 @@ import TTNState
 
 /// Handlers' persistent state: one namespace per handler in the state directory's database.
 extension HandlerHost {
-    /// Opens the state directory's database, if one is configured.
+    /// Opens the state directory's database, if one is configured and the host has no ``outputs`` (whose database
+    /// it uses).
     /// - Throws: ``StateError`` when it cannot be opened, or another process uses it.
     func openState() throws(StateError) {
-        guard let directory = configuration.stateDirectory else { return }
+        guard outputs == nil, let directory = configuration.stateDirectory else { return }
         let database = try StateDatabase(directory: directory, limits: configuration.stateLimits)
         stateDatabase.withLock { $0 = database }
         logger.info("State opened", metadata: ["state.dir": "\(directory)"])
     }
 
-    /// Closes the database after the handlers stopped.
+    /// Closes the database it opened, after the handlers stopped.
     func closeState() {
+        guard outputs == nil else { return }
         stateDatabase.withLock { database in
             defer { database = nil }
             return database
         }?.close()
     }
 
-    /// The state of namespace `name`, or nil without a state directory.
+    /// The state of namespace `name` (after ``Configuration/stateNamespacePrefix``), or nil without a state directory.
     func state(namespace name: String) -> ScriptState? {
-        stateDatabase.withLock { $0 }?.namespace(name)
+        stateDatabase.withLock { $0 }?.namespace(configuration.stateNamespacePrefix + name)
+    }
+
+    /// Adds the record of `json` for `sink` to the invocation of `state` (of handler or script `script`).
+    /// - Throws: for a sink that does not exist, a host without outputs or state, or a value past the limits.
+    func emit(_ json: String, to sink: String, state: ScriptState?, script: String, deviceID: String?) throws -> String {
+        guard let outputs, outputs.sinkNames.contains(sink) else {
+            let names = outputs?.sinkNames.sorted() ?? []
+            throw LuaHostError(
+                "no sink named \(sink.debugDescription); "
+                    + (names.isEmpty ? "this host has none (configure sinks in ttn-host's --config file)" : "the sinks are \(names.joined(separator: ", "))")
+            )
+        }
+        guard let state else { throw LuaHostError("no state to write the record to (the host has no state database)") }
+        return try state.emit(to: sink, value: json, application: configuration.client.applicationID, script: script, device: deviceID)
     }
 
     /// Ends an invocation's transaction: its writes land together. False (and logged) when they could not.

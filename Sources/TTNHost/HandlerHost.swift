@@ -46,6 +46,10 @@ public final class HandlerHost: Service, UplinkReceiver {
         public var stateDirectory: String?
         /// Limits of every handler's state. Defaults: key 256 bytes, value 64 KiB, 64 MiB per handler.
         public var stateLimits = StateLimits()
+        /// Put before every handler's state namespace (`lua/<file>`, `swift/<name>`), so that several applications
+        /// can share one state database: ttn-host uses `<application id>/` for the applications of a configuration
+        /// file. Default empty.
+        public var stateNamespacePrefix = ""
         /// How long TTN has to queue (`down/queued`) or refuse (`down/failed`) a downlink before the host calls it
         /// lost: logged, counted, and raised as a `down/lost` event. Default 30 s; zero turns tracking off.
         public var downlinkTimeout: Duration = .seconds(30)
@@ -102,8 +106,11 @@ public final class HandlerHost: Service, UplinkReceiver {
     let weakSelf: WeakHost
     /// The closures of ``register(name:queueLimit:handler:)``, ``setEventHandler(_:for:_:)`` and the timers, by handler.
     let closures = Locked<[String: ClosureHandlers]>([:])
-    /// The open state database, while ``run()`` runs with a ``Configuration/stateDirectory``.
+    /// The open state database: while ``run()`` runs with a ``Configuration/stateDirectory``, or the database of
+    /// ``outputs`` for the host's life.
     let stateDatabase = Locked<StateDatabase?>(nil)
+    /// The sinks that `ttn.emit` and ``emit(_:to:)`` write to, shared with other hosts of the process; nil: none.
+    let outputs: Outputs?
     /// The event kinds each handler has handlers for, by handler name.
     let wantedEvents = Locked<[String: Set<TTNEvent.Kind>]>([:])
     /// The event kinds the source was last asked for.
@@ -117,6 +124,8 @@ public final class HandlerHost: Service, UplinkReceiver {
     @TaskLocal static var invocation: Uplink?
     /// The state of the handler whose invocation runs on this thread or task.
     @TaskLocal static var invocationState: ScriptState?
+    /// The name of the Swift handler whose invocation runs on this thread or task.
+    @TaskLocal static var invocationHandler: String?
 
     /// A host on the TTN MQTT connection that `configuration.client` describes.
     public convenience init(configuration: Configuration) {
@@ -124,11 +133,21 @@ public final class HandlerHost: Service, UplinkReceiver {
         self.init(configuration: configuration, source: source, downlinks: source)
     }
 
-    /// A host that takes its uplinks from `source` and sends its downlinks through `downlinks`.
-    public init(configuration: Configuration, source: any UplinkSource, downlinks: any DownlinkPath) {
+    /// A host on the TTN MQTT connection that `configuration.client` describes, whose handlers keep their state in
+    /// the database of `outputs` (``Configuration/stateDirectory`` is not used) and emit to its sinks.
+    public convenience init(configuration: Configuration, outputs: Outputs) {
+        let source = MQTTUplinkSource(configuration: configuration.client)
+        self.init(configuration: configuration, source: source, downlinks: source, outputs: outputs)
+    }
+
+    /// A host that takes its uplinks from `source` and sends its downlinks through `downlinks`; with `outputs`, its
+    /// handlers keep their state in the outputs' database and emit to its sinks.
+    public init(configuration: Configuration, source: any UplinkSource, downlinks: any DownlinkPath, outputs: Outputs? = nil) {
         self.configuration = configuration
         self.source = source
         self.downlinks = downlinks
+        self.outputs = outputs
+        stateDatabase.withLock { $0 = outputs?.database }
         self.history = UplinkHistory(limit: configuration.client.historyLimit)
         self.tracker = DownlinkTracker(timeout: configuration.downlinkTimeout)
         var logger = configuration.client.logger

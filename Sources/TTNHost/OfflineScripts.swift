@@ -9,8 +9,9 @@ import TTNSync
 
 /// The scripts of a directory, run without a broker or a TTN account: to check that each one loads, and to
 /// replay recorded uplinks through all of them. What the scripts do is reported one line each to `output`:
-/// `DOWNLINK <device> <topic> <json>`, `STORE <script> <key> <json>` (or `(deleted)`), `LOG <script> <message>`,
-/// `ERROR <script> <message>`. Timers and event handlers are set up but never run: offline there is no time
+/// `DOWNLINK <device> <topic> <json>`, `STORE <script> <key> <json>` (or `(deleted)`), `EMIT <sink> <json>`,
+/// `LOG <script> <message>`, `ERROR <script> <message>`. Emitted records are reported, not written to an outbox, and
+/// any sink name is accepted. Timers and event handlers are set up but never run: offline there is no time
 /// passing and no network to answer.
 public final class OfflineScripts: Sendable {
     /// A script that did not load: its file name and the error, with the line where Lua knows it.
@@ -20,9 +21,10 @@ public final class OfflineScripts: Sendable {
     }
 
     /// One loaded script with its state.
-    private struct Loaded {
+    fileprivate struct Loaded {
         let slot: LuaScriptSlot
         let state: ScriptState
+        let bridge: ReplayBridge
     }
 
     /// The scripts that loaded, in file name order.
@@ -63,13 +65,16 @@ public final class OfflineScripts: Sendable {
                 let slot = try LuaScriptSlot(name: file, source: source, limits: limits, bridge: bridge, logger: logger)
                 guard slot.hasMessageHandler else {
                     state.rollback()
+                    bridge.discardEmits()
                     failures.append(LoadFailure(script: file, message: "\(file): no message handler; call setMessageHandler at the top level"))
                     continue
                 }
-                try Self.commit(state, script: file, output: output)
-                loaded.append(Loaded(slot: slot, state: state))
+                let script = Loaded(slot: slot, state: state, bridge: bridge)
+                try script.commit(output: output)
+                loaded.append(script)
             } catch let error as LuaError {
                 state.rollback()
+                bridge.discardEmits()
                 failures.append(LoadFailure(script: file, message: error.message))
             }
         }
@@ -98,9 +103,10 @@ public final class OfflineScripts: Sendable {
             for script in scripts {
                 do {
                     try script.slot.handle(message)
-                    try Self.commit(script.state, script: script.slot.name, output: output)
+                    try script.commit(output: output)
                 } catch {
                     script.state.rollback()
+                    script.bridge.discardEmits()
                     failed += 1
                     output("ERROR \(script.slot.name) \(error)")
                 }
@@ -109,9 +115,13 @@ public final class OfflineScripts: Sendable {
         }
     }
 
-    /// Reports an invocation's store writes, then commits them.
-    private static func commit(_ state: ScriptState, script: String, output: (String) -> Void) throws {
-        for write in state.pendingWrites { output("STORE \(script) \(write.key) \(write.json ?? "(deleted)")") }
+}
+
+extension OfflineScripts.Loaded {
+    /// Reports an invocation's store writes and emitted records, then commits the writes.
+    func commit(output: (String) -> Void) throws {
+        for write in state.pendingWrites { output("STORE \(slot.name) \(write.key) \(write.json ?? "(deleted)")") }
+        for emit in bridge.takeEmits() { output("EMIT \(emit.sink) \(emit.json)") }
         try state.commit()
     }
 }
@@ -153,12 +163,38 @@ extension OfflineScripts {
 
 /// Replay's side of the script API for one script: the uplinks replayed so far (as many as the host keeps), its
 /// state, and downlinks checked as the host checks them, then reported instead of sent.
-private struct ReplayBridge: LuaHostBridge {
+struct ReplayBridge: LuaHostBridge {
     let topics: TopicLayout
     let history: UplinkHistory
     let store: (any LuaStore)?
     let output: @Sendable (String) -> Void
+    /// The open invocation's emitted records, reported when it succeeds.
+    private let emits = Locked<[(sink: String, json: String)]>([])
     private static let sequence = Atomic(0)
+    private static let emitSequence = Atomic(0)
+
+    init(topics: TopicLayout, history: UplinkHistory, store: (any LuaStore)?, output: @escaping @Sendable (String) -> Void) {
+        self.topics = topics
+        self.history = history
+        self.store = store
+        self.output = output
+    }
+
+    /// Keeps the record for the report of the invocation.
+    /// - Returns: `emit-<n>`, counting the records of the whole replay.
+    func emit(_ json: String, to sink: String, deviceID: String?) throws -> String {
+        emits.withLock { $0.append((sink: sink, json: json)) }
+        return "emit-\(Self.emitSequence.wrappingAdd(1, ordering: .relaxed).newValue)"
+    }
+
+    func takeEmits() -> [(sink: String, json: String)] {
+        emits.withLock { emits in
+            defer { emits = [] }
+            return emits
+        }
+    }
+
+    func discardEmits() { _ = takeEmits() }
 
     func allMessages() -> [[UInt8]] { history.all.map(\.jsonBytes) }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import TTNHost
 import TTNMQTT
 
 /// The options that say which application to connect to, and how: shared by `run` and `record`.
@@ -50,39 +51,48 @@ struct ConnectionOptions: ParsableArguments {
         }
     }
 
-    /// Refuses a missing application id or key, and a region given with a host.
-    func validateApplication() throws {
-        guard (appID ?? Self.environment["TTN_APP_ID"]).map({ !$0.isEmpty }) == true else {
+    /// The application id from `--app-id` or `TTN_APP_ID`, if given.
+    var selectedApplication: String? {
+        (appID ?? Self.environment["TTN_APP_ID"]).flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// Refuses a missing application id or key (unless a configuration file supplies the applications), and a
+    /// region given with a host.
+    func validateApplication(configurationFileGiven: Bool) throws {
+        if host != nil && region != nil { throw ValidationError("Give --region or --host, not both.") }
+        guard !configurationFileGiven else { return }
+        guard selectedApplication != nil else {
             throw ValidationError("Give the application id with --app-id or TTN_APP_ID (see the TTN console, Applications).")
         }
         guard (apiKey ?? Self.environment["TTN_API_KEY"]).map({ !$0.isEmpty }) == true else {
-            throw ValidationError(
-                "Give an API key in TTN_API_KEY (or --api-key): console > your application > Integrations > MQTT > Generate new API key."
-            )
+            throw ValidationError(Self.missingKeyAdvice)
         }
-        if host != nil && region != nil { throw ValidationError("Give --region or --host, not both.") }
     }
 
-    /// The client configuration these options and the `TTN_*` variables describe.
-    func clientConfiguration() throws(TTNError) -> MQTTClient.Configuration {
+    static let missingKeyAdvice =
+        "Give an API key in TTN_API_KEY (or --api-key): console > your application > Integrations > MQTT > Generate new API key."
+
+    /// The client configuration these options and the `TTN_*` variables describe, over the application `entry` of a
+    /// configuration file when there is one: a flag or variable that is set wins over the entry's key.
+    func clientConfiguration(over entry: ApplicationEntry? = nil) throws(TTNError) -> MQTTClient.Configuration {
         let environment = Self.environment
         var client = MQTTClient.Configuration(
-            applicationID: appID ?? environment["TTN_APP_ID"] ?? "",
-            apiKey: apiKey ?? environment["TTN_API_KEY"] ?? "",
+            applicationID: entry?.id ?? selectedApplication ?? "",
+            apiKey: apiKey ?? environment["TTN_API_KEY"] ?? entry?.apiKey ?? "",
             logger: Logger(label: "ttn.mqtt")
         )
-        client.tenant = tenant ?? environment["TTN_TENANT"] ?? "ttn"
-        let port = self.port ?? environment["TTN_PORT"].flatMap { Int($0) } ?? 8883
-        let serverName = host ?? environment["TTN_HOST"] ?? region ?? environment["TTN_REGION"] ?? "eu1"
+        client.tenant = tenant ?? environment["TTN_TENANT"] ?? entry?.tenant ?? "ttn"
+        let port = self.port ?? environment["TTN_PORT"].flatMap { Int($0) } ?? entry?.port ?? 8883
+        let serverName = host ?? environment["TTN_HOST"] ?? region ?? environment["TTN_REGION"] ?? entry?.host ?? entry?.region ?? "eu1"
         client.server = try .region(serverName, port: port)
-        switch tls {
+        switch tls ?? entry?.tls {
         case true?: client.tls.mode = .enabled
         case false?: client.tls.mode = .disabled
         case nil: client.tls.mode = .automatic
         }
-        client.tls.caFile = caFile
+        client.tls.caFile = caFile ?? entry?.caFile
         client.tls.allowUnverifiedCertificates = insecureSkipVerify
-        client.legacyV2 = legacyV2
+        client.legacyV2 = legacyV2 || entry?.legacyV2 == true
         return client
     }
 }

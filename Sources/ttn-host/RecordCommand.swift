@@ -25,7 +25,7 @@ struct RecordCommand: AsyncParsableCommand {
 
     func validate() throws {
         try connection.validatePort()
-        try connection.validateApplication()
+        try connection.validateApplication(configurationFileGiven: false)
     }
 
     func run() async throws {

@@ -22,16 +22,24 @@ struct RunCommand: AsyncParsableCommand {
             """
     )
 
+    @Option(
+        help: """
+            YAML configuration file: applications, sinks, limits, state directory (docs/configuration.md). Flags and \
+            TTN_* variables that are set win over it. (TTN_CONFIG)
+            """
+    )
+    var config: String?
+
     @Option(help: "Directory of *.lua handler scripts, reloaded when they change. (TTN_SCRIPTS)")
     var scripts: String?
 
     @OptionGroup var connection: ConnectionOptions
 
-    @Option(name: .customLong("queue-limit"), help: "Uplinks waiting per handler before the oldest is dropped; at least 1.")
-    var queueLimit = 1024
+    @Option(name: .customLong("queue-limit"), help: "Uplinks waiting per handler before the oldest is dropped; at least 1. (default: 1024)")
+    var queueLimit: Int?
 
-    @Option(name: .customLong("history-limit"), help: "Uplinks kept for getAllMessages(); at least 1.")
-    var historyLimit = 1000
+    @Option(name: .customLong("history-limit"), help: "Uplinks kept for getAllMessages(); at least 1. (default: 1000)")
+    var historyLimit: Int?
 
     @Option(
         name: .customLong("lua-time-limit-ms"),
@@ -71,9 +79,9 @@ struct RunCommand: AsyncParsableCommand {
 
     @Option(
         name: .customLong("shutdown-deadline"),
-        help: "Seconds SIGTERM waits for queued uplinks to be handled: 0 to 3600; 0 reports them unhandled at once."
+        help: "Seconds SIGTERM waits for queued uplinks to be handled: 0 to 3600; 0 reports them unhandled at once. (default: 10)"
     )
-    var shutdownDeadline = 10
+    var shutdownDeadline: Int?
 
     @Flag(
         inversion: .prefixedNo,
@@ -87,7 +95,10 @@ struct RunCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String = "info"
 
-    private static let environment = ProcessInfo.processInfo.environment
+    static let environment = ProcessInfo.processInfo.environment
+
+    /// The configuration file from `--config` or `TTN_CONFIG`.
+    var configurationPath: String? { config ?? Self.environment["TTN_CONFIG"] }
 
     /// Every numeric setting: its value, the values that make sense, and how to say so.
     ///
@@ -125,7 +136,7 @@ struct RunCommand: AsyncParsableCommand {
                 throw ValidationError("\(setting.name) must be \(setting.accepted), not \(value).")
             }
         }
-        try connection.validateApplication()
+        try connection.validateApplication(configurationFileGiven: configurationPath != nil)
         if let value = Self.environment["TTN_WAIT_FOR_BROKER"], Self.boolean(value) == nil {
             throw ValidationError("TTN_WAIT_FOR_BROKER '\(value)' is not true or false.")
         }
@@ -145,70 +156,51 @@ struct RunCommand: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "ttn-host")
-        let configuration: HandlerHost.Configuration
-        do {
-            configuration = try hostConfiguration()
-        } catch {
-            throw ValidationError(error.description)
-        }
-        printSummary(configuration)
+        let file = try await loadConfigurationFile()
+        let plan = try HostPlan(command: self, file: file)
+        plan.printSummary()
 
-        let host = HandlerHost(configuration: configuration)
-        let group = ServiceGroup(services: [host], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        let database: StateDatabase
+        let outputs: Outputs
+        do {
+            database = try StateDatabase(directory: plan.stateDirectory, limits: plan.stateLimits)
+            outputs = try Outputs(database: database, sinks: file?.sinks ?? [], logger: logger)
+        } catch {
+            FileHandle.standardError.write(Data("ttn-host: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+        defer { database.close() }
+        let hosts = plan.hosts.map { HandlerHost(configuration: $0, outputs: outputs) }
+        // A group stops its services in reverse order: the hosts drain first, then the outputs deliver what they emitted.
+        let group = ServiceGroup(services: [outputs] + hosts, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        let rereading = configurationPath.map { path in
+            Task { await ConfigurationRereader(path: path, loaded: file, logger: logger).run() }
+        }
+        defer { rereading?.cancel() }
         do {
             try await group.run()
         } catch let error as TTNError {
             FileHandle.standardError.write(Data("ttn-host: \(error)\n".utf8))
             throw ExitCode(2)
-        } catch let error as StateError {
-            FileHandle.standardError.write(Data("ttn-host: \(error)\n".utf8))
-            throw ExitCode(2)
         }
     }
 
-    private func hostConfiguration() throws(TTNError) -> HandlerHost.Configuration {
-        let environment = Self.environment
-        var client = try connection.clientConfiguration()
-        client.historyLimit = historyLimit
-        try client.validate()
-
-        var configuration = HandlerHost.Configuration(client: client, scriptDirectory: scripts ?? environment["TTN_SCRIPTS"])
-        configuration.handlerQueueLimit = queueLimit
-        configuration.shutdownDeadline = .seconds(shutdownDeadline)
-        configuration.waitForBroker = waitForBroker ?? environment["TTN_WAIT_FOR_BROKER"].flatMap(Self.boolean) ?? true
-        if let luaTimeLimit { configuration.luaLimits.timeLimit = .milliseconds(luaTimeLimit) }
-        if let luaMemoryLimit { configuration.luaLimits.memoryLimit = luaMemoryLimit * 1024 * 1024 }
-        if let luaDownlinkLimit { configuration.luaLimits.downlinkLimit = luaDownlinkLimit }
-        configuration.stateDirectory = StateOptions.directory(stateDirectory)
-        if let stateLimit { configuration.stateLimits.namespaceBytes = stateLimit * 1024 * 1024 }
-        if let downlinkTimeout { configuration.downlinkTimeout = .seconds(downlinkTimeout) }
-        return configuration
+    /// The file of `--config`, read and checked; a usage error (exit 2) naming the key when it is wrong.
+    private func loadConfigurationFile() async throws -> ConfigurationFile? {
+        guard let path = configurationPath else { return nil }
+        do {
+            return try await ConfigurationFile.load(path: path, environment: Self.environment)
+        } catch {
+            throw ValidationError(error.description)
+        }
     }
 
     /// `true`, `false` and their usual spellings in environment variables (1/0, yes/no, on/off), or nil.
-    private static func boolean(_ text: String) -> Bool? {
+    static func boolean(_ text: String) -> Bool? {
         switch text.lowercased() {
         case "true", "1", "yes", "on": true
         case "false", "0", "no", "off": false
         default: nil
         }
-    }
-
-    /// What the host is about to do. Never prints the API key.
-    private func printSummary(_ configuration: HandlerHost.Configuration) {
-        let client = configuration.client
-        var lines = [
-            "ttn-host",
-            "  broker:   \(client.server)",
-            "  username: \(client.username)",
-            "  tls:      \(client.usesTLS ? "on\(client.tls.caFile.map { " (CA \($0))" } ?? " (system CAs)")" : "off")",
-        ]
-        if let directory = configuration.scriptDirectory {
-            let names = (try? FileManager.default.contentsOfDirectory(atPath: directory))?
-                .filter(ScriptDirectoryWatcher.isScriptName).sorted() ?? []
-            lines.append("  scripts:  \(directory) (\(names.isEmpty ? "none yet" : names.joined(separator: ", ")))")
-        }
-        if let directory = configuration.stateDirectory { lines.append("  state:    \(directory)") }
-        FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8))
     }
 }

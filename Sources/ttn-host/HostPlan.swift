@@ -1,0 +1,99 @@
+import ArgumentParser
+import Foundation
+import TTNHost
+import TTNLua
+import TTNMQTT
+import TTNState
+
+/// What `ttn-host run` is about to run: one host configuration per application, and the state they share, from the
+/// flags, the `TTN_*` variables and the configuration file, in that order of precedence.
+///
+/// With a file that lists applications, every one of them runs (or only the one `--app-id`/`TTN_APP_ID` names), and
+/// each keeps its state under `<application id>/`; a connection flag or variable that is set applies to every one.
+/// Without, the flags and variables describe the one application, whose state has no prefix.
+struct HostPlan {
+    var hosts: [HandlerHost.Configuration] = []
+    var stateDirectory: String
+    var stateLimits = StateLimits()
+
+    init(command: RunCommand, file: ConfigurationFile?) throws {
+        let environment = RunCommand.environment
+        let limits = file?.limits ?? HostLimits()
+        stateDirectory = command.stateDirectory ?? environment["TTN_STATE_DIR"] ?? file?.stateDirectory ?? "./ttn-host-state"
+        if let megabytes = command.stateLimit ?? limits.stateLimitMegabytes { stateLimits.namespaceBytes = megabytes * 1024 * 1024 }
+
+        let entries: [ApplicationEntry?]
+        let fileApplications = file?.applications ?? []
+        if fileApplications.isEmpty {
+            entries = [nil]
+        } else if let selected = command.connection.selectedApplication {
+            guard let entry = fileApplications.first(where: { $0.id == selected }) else {
+                throw ValidationError(
+                    "Application '\(selected)' (--app-id or TTN_APP_ID) is not under applications in \(command.configurationPath ?? "the file"); "
+                        + "it lists \(fileApplications.map(\.id).joined(separator: ", "))."
+                )
+            }
+            entries = [entry]
+        } else {
+            entries = fileApplications
+        }
+        for entry in entries {
+            var client: MQTTClient.Configuration
+            do {
+                client = try command.connection.clientConfiguration(over: entry)
+                client.historyLimit = command.historyLimit ?? limits.historyLimit ?? 1000
+                try client.validate()
+            } catch {
+                throw ValidationError(entry.map { "Application \($0.id): \(error.description)" } ?? error.description)
+            }
+            if let entry, client.apiKey.isEmpty {
+                throw ValidationError("Application \(entry.id) has no API key: give it as api-key: ${VARIABLE} in the file. \(ConnectionOptions.missingKeyAdvice)")
+            }
+            let scripts = command.scripts ?? environment["TTN_SCRIPTS"] ?? entry?.scripts
+            if let scripts { try Self.checkDirectory(scripts, of: entry) }
+            var configuration = HandlerHost.Configuration(client: client, scriptDirectory: scripts)
+            configuration.handlerQueueLimit = command.queueLimit ?? limits.queueLimit ?? configuration.handlerQueueLimit
+            configuration.shutdownDeadline = .seconds(command.shutdownDeadline ?? limits.shutdownDeadlineSeconds ?? 10)
+            configuration.waitForBroker = command.waitForBroker ?? environment["TTN_WAIT_FOR_BROKER"].flatMap(RunCommand.boolean) ?? true
+            if let milliseconds = command.luaTimeLimit ?? limits.luaTimeLimitMilliseconds {
+                configuration.luaLimits.timeLimit = .milliseconds(milliseconds)
+            }
+            if let megabytes = command.luaMemoryLimit ?? limits.luaMemoryLimitMegabytes {
+                configuration.luaLimits.memoryLimit = megabytes * 1024 * 1024
+            }
+            if let downlinks = command.luaDownlinkLimit ?? limits.luaDownlinkLimit { configuration.luaLimits.downlinkLimit = downlinks }
+            if let seconds = command.downlinkTimeout ?? limits.downlinkTimeoutSeconds { configuration.downlinkTimeout = .seconds(seconds) }
+            configuration.stateDirectory = stateDirectory
+            configuration.stateLimits = stateLimits
+            configuration.stateNamespacePrefix = entry.map { "\($0.id)/" } ?? ""
+            hosts.append(configuration)
+        }
+    }
+
+    private static func checkDirectory(_ directory: String, of entry: ApplicationEntry?) throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw ValidationError("The scripts directory '\(directory)'\(entry.map { " of application \($0.id)" } ?? "") does not exist.")
+        }
+    }
+
+    /// What the host is about to do. Never prints an API key.
+    func printSummary() {
+        var lines = ["ttn-host", "  state:    \(stateDirectory)"]
+        for configuration in hosts {
+            let client = configuration.client
+            lines += [
+                "  application \(client.applicationID):",
+                "    broker:   \(client.server)",
+                "    username: \(client.username)",
+                "    tls:      \(client.usesTLS ? "on\(client.tls.caFile.map { " (CA \($0))" } ?? " (system CAs)")" : "off")",
+            ]
+            if let directory = configuration.scriptDirectory {
+                let names = (try? FileManager.default.contentsOfDirectory(atPath: directory))?
+                    .filter(ScriptDirectoryWatcher.isScriptName).sorted() ?? []
+                lines.append("    scripts:  \(directory) (\(names.isEmpty ? "none yet" : names.joined(separator: ", ")))")
+            }
+        }
+        FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+    }
+}
