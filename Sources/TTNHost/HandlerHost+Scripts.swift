@@ -48,6 +48,7 @@ final class ScriptSet: Sendable {
         let bridge = HostBridge(name: name, host: host.weakSelf, history: host.history, state: state)
         let slot: LuaScriptSlot
         do {
+            try host.checkEmitSinks(in: source, script: name)
             slot = try LuaScriptSlot(name: name, source: source, limits: host.configuration.luaLimits, bridge: bridge, logger: host.logger)
             try state?.commit()
         } catch {
@@ -58,7 +59,7 @@ final class ScriptSet: Sendable {
             host.setWantedEvents([], handler: name)
             return
         }
-        let script = LoadedScript(slot: slot, state: state)
+        let script = LoadedScript(slot: slot, state: state, host: host.weakSelf)
         scripts.withLock { $0[name] = script }
         let logger = host.logger
         let timers = host.timers
@@ -76,11 +77,14 @@ final class ScriptSet: Sendable {
 final class LoadedScript: Sendable {
     private let slot: Locked<LuaScriptSlot>
     private let state: ScriptState?
+    /// Weak: the host owns the script through its handler.
+    private let host: WeakHost
     let interrupter: LuaInterrupter
 
-    init(slot: sending LuaScriptSlot, state: ScriptState?) {
+    init(slot: sending LuaScriptSlot, state: ScriptState?, host: WeakHost) {
         self.interrupter = slot.interrupter
         self.state = state
+        self.host = host
         self.slot = Locked(slot)
     }
 
@@ -115,6 +119,7 @@ final class LoadedScript: Sendable {
     func reload(source: [UInt8], logger: Logger) {
         do {
             try slot.withLock { slot throws(any Error) in
+                try host.value?.checkEmitSinks(in: source, script: slot.name)
                 try slot.load(source: source)
                 try state?.commit()
             }
