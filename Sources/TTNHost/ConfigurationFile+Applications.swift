@@ -2,8 +2,15 @@ import TTNCore
 import TTNMQTT
 
 extension HostLimits {
-    /// Each limit: its key, where it goes, and the range of its `ttn-host run` flag (RunCommand's numericSettings).
-    private static var settings: [(key: String, field: WritableKeyPath<HostLimits, Int?>, range: ClosedRange<Int>, accepted: String)] {
+    /// Each limit: its key in the file (and, after `--`, its `ttn-host run` flag), where it goes, the values that
+    /// make sense, and how to say so.
+    ///
+    /// The ranges follow how each value is used. A handler queue below 1 would quietly hold 1, and the client
+    /// refuses a history below 1. A time limit of 0 turns the time check off, as in `LuaLimits`; a negative one
+    /// would do the same without saying so, hence refused. A downlink limit of 0 lets no script publish, and a
+    /// shutdown deadline of 0 does not wait. The upper bounds, far above any useful value, keep the conversions
+    /// to nanoseconds and bytes from overflowing.
+    package static var settings: [(key: String, field: WritableKeyPath<HostLimits, Int?>, range: ClosedRange<Int>, accepted: String)] {
         [
             ("queue-limit", \.queueLimit, 1...Int.max, "at least 1 (uplinks that may wait per handler)"),
             ("history-limit", \.historyLimit, 1...Int.max, "at least 1 (uplinks kept for getAllMessages())"),
@@ -15,7 +22,10 @@ extension HostLimits {
             ("lua-downlink-limit", \.luaDownlinkLimit, 0...Int.max, "0 or more (downlinks per invocation; 0: none)"),
             ("state-limit-mb", \.stateLimitMegabytes, 1...1_048_576, "from 1 to 1048576 (MiB of state per handler)"),
             ("downlink-timeout", \.downlinkTimeoutSeconds, 0...86_400, "from 1 to 86400 (seconds), or 0 to follow no downlinks"),
-            ("shutdown-deadline", \.shutdownDeadlineSeconds, 0...3600, "from 0 to 3600 (seconds; 0 does not wait)"),
+            (
+                "shutdown-deadline", \.shutdownDeadlineSeconds, 0...3600,
+                "from 0 to 3600 (seconds; 0 reports the queued uplinks unhandled without waiting)"
+            ),
         ]
     }
 

@@ -18,9 +18,9 @@ struct HostPlan {
 
     init(command: RunCommand, file: ConfigurationFile?) throws {
         let environment = RunCommand.environment
-        let limits = file?.limits ?? HostLimits()
+        let limits = command.flagLimits.filled(from: file?.limits ?? HostLimits())
         stateDirectory = command.stateDirectory ?? environment["TTN_STATE_DIR"] ?? file?.stateDirectory ?? "./ttn-host-state"
-        if let megabytes = command.stateLimit ?? limits.stateLimitMegabytes { stateLimits.namespaceBytes = megabytes * 1024 * 1024 }
+        if let megabytes = limits.stateLimitMegabytes { stateLimits.namespaceBytes = megabytes * 1024 * 1024 }
 
         let entries: [ApplicationEntry?]
         let fileApplications = file?.applications ?? []
@@ -41,7 +41,7 @@ struct HostPlan {
             var client: MQTTClient.Configuration
             do {
                 client = try command.connection.clientConfiguration(over: entry)
-                client.historyLimit = command.historyLimit ?? limits.historyLimit ?? 1000
+                client.historyLimit = limits.historyLimit ?? 1000
                 try client.validate()
             } catch {
                 throw ValidationError(entry.map { "Application \($0.id): \(error.description)" } ?? error.description)
@@ -52,17 +52,13 @@ struct HostPlan {
             let scripts = command.scripts ?? environment["TTN_SCRIPTS"] ?? entry?.scripts
             if let scripts { try Self.checkDirectory(scripts, of: entry) }
             var configuration = HandlerHost.Configuration(client: client, scriptDirectory: scripts)
-            configuration.handlerQueueLimit = command.queueLimit ?? limits.queueLimit ?? configuration.handlerQueueLimit
-            configuration.shutdownDeadline = .seconds(command.shutdownDeadline ?? limits.shutdownDeadlineSeconds ?? 10)
+            configuration.handlerQueueLimit = limits.queueLimit ?? configuration.handlerQueueLimit
+            configuration.shutdownDeadline = .seconds(limits.shutdownDeadlineSeconds ?? 10)
             configuration.waitForBroker = command.waitForBroker ?? environment["TTN_WAIT_FOR_BROKER"].flatMap(RunCommand.boolean) ?? true
-            if let milliseconds = command.luaTimeLimit ?? limits.luaTimeLimitMilliseconds {
-                configuration.luaLimits.timeLimit = .milliseconds(milliseconds)
-            }
-            if let megabytes = command.luaMemoryLimit ?? limits.luaMemoryLimitMegabytes {
-                configuration.luaLimits.memoryLimit = megabytes * 1024 * 1024
-            }
-            if let downlinks = command.luaDownlinkLimit ?? limits.luaDownlinkLimit { configuration.luaLimits.downlinkLimit = downlinks }
-            if let seconds = command.downlinkTimeout ?? limits.downlinkTimeoutSeconds { configuration.downlinkTimeout = .seconds(seconds) }
+            if let milliseconds = limits.luaTimeLimitMilliseconds { configuration.luaLimits.timeLimit = .milliseconds(milliseconds) }
+            if let megabytes = limits.luaMemoryLimitMegabytes { configuration.luaLimits.memoryLimit = megabytes * 1024 * 1024 }
+            if let downlinks = limits.luaDownlinkLimit { configuration.luaLimits.downlinkLimit = downlinks }
+            if let seconds = limits.downlinkTimeoutSeconds { configuration.downlinkTimeout = .seconds(seconds) }
             configuration.stateDirectory = stateDirectory
             configuration.stateLimits = stateLimits
             configuration.stateNamespacePrefix = entry.map { "\($0.id)/" } ?? ""
@@ -95,5 +91,16 @@ struct HostPlan {
             }
         }
         FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+    }
+}
+
+extension HostLimits {
+    /// These limits, with the ones they leave out taken from `fallback`.
+    fileprivate func filled(from fallback: HostLimits) -> HostLimits {
+        var limits = self
+        for setting in Self.settings where limits[keyPath: setting.field] == nil {
+            limits[keyPath: setting.field] = fallback[keyPath: setting.field]
+        }
+        return limits
     }
 }

@@ -100,30 +100,13 @@ struct RunCommand: AsyncParsableCommand {
     /// The configuration file from `--config` or `TTN_CONFIG`.
     var configurationPath: String? { config ?? Self.environment["TTN_CONFIG"] }
 
-    /// Every numeric setting: its value, the values that make sense, and how to say so.
-    ///
-    /// The ranges follow how each value is used. A handler queue below 1 would quietly hold 1, and the client
-    /// refuses a history below 1. A time limit of 0 turns the time check off, as in `LuaLimits`; a negative one
-    /// would do the same without saying so, hence refused. A downlink limit of 0 lets no script publish, and a
-    /// shutdown deadline of 0 does not wait. The upper bounds, far above any useful value, keep the conversions
-    /// to nanoseconds and bytes from overflowing.
-    private var numericSettings: [(name: String, value: Int?, range: ClosedRange<Int>, accepted: String)] {
-        [
-            ("--queue-limit", queueLimit, 1...Int.max, "at least 1 (uplinks that may wait per handler)"),
-            ("--history-limit", historyLimit, 1...Int.max, "at least 1 (uplinks kept for getAllMessages())"),
-            (
-                "--lua-time-limit-ms", luaTimeLimit, 0...3_600_000,
-                "from 1 to 3600000 (milliseconds, at most an hour), or 0 to turn the time check off"
-            ),
-            ("--lua-memory-limit-mb", luaMemoryLimit, 1...1_048_576, "from 1 to 1048576 (MiB, at most 1 TiB)"),
-            ("--lua-downlink-limit", luaDownlinkLimit, 0...Int.max, "0 or more (downlinks per invocation; 0: none)"),
-            ("--state-limit-mb", stateLimit, 1...1_048_576, "from 1 to 1048576 (MiB of state per handler)"),
-            ("--downlink-timeout", downlinkTimeout, 0...86_400, "from 1 to 86400 (seconds), or 0 to follow no downlinks"),
-            (
-                "--shutdown-deadline", shutdownDeadline, 0...3600,
-                "from 0 to 3600 (seconds; 0 reports the queued uplinks unhandled without waiting)"
-            ),
-        ]
+    /// The numeric flags, as the limits of a configuration file.
+    var flagLimits: HostLimits {
+        HostLimits(
+            queueLimit: queueLimit, historyLimit: historyLimit, luaTimeLimitMilliseconds: luaTimeLimit,
+            luaMemoryLimitMegabytes: luaMemoryLimit, luaDownlinkLimit: luaDownlinkLimit, stateLimitMegabytes: stateLimit,
+            downlinkTimeoutSeconds: downlinkTimeout, shutdownDeadlineSeconds: shutdownDeadline
+        )
     }
 
     func validate() throws {
@@ -131,9 +114,10 @@ struct RunCommand: AsyncParsableCommand {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical.")
         }
         try connection.validatePort()
-        for setting in numericSettings {
-            if let value = setting.value, !setting.range.contains(value) {
-                throw ValidationError("\(setting.name) must be \(setting.accepted), not \(value).")
+        let limits = flagLimits
+        for setting in HostLimits.settings {
+            if let value = limits[keyPath: setting.field], !setting.range.contains(value) {
+                throw ValidationError("--\(setting.key) must be \(setting.accepted), not \(value).")
             }
         }
         try connection.validateApplication(configurationFileGiven: configurationPath != nil)
