@@ -102,7 +102,8 @@ let package = Package(
         .executableTarget(
             name: "ttn-bench",
             dependencies: [
-                "TTNHost", "TTNLua", "TTNSync", "CMosquitto", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                "TTNHost", "TTNLua", "TTNSync", "TTNState", "TTNSinks", "CMosquitto",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Benchmarks/ttn-bench"
         ),
@@ -121,7 +122,13 @@ let package = Package(
         // CSQLite to reach the database behind TTNState's back: a newer schema version, a commit that fails.
         .testTarget(name: "TTNStateTests", dependencies: ["TTNState", "CSQLite", "TestSupport"], path: "Tests/TTNStateTests"),
         .testTarget(name: "TTNSinksTests", dependencies: ["TTNSinks", "TestSupport"], path: "Tests/TTNSinksTests"),
-        .testTarget(name: "TTNHostTests", dependencies: ["TTNHost", "TTNSinks", "TestSupport"], path: "Tests/TTNHostTests"),
+        .testTarget(
+            name: "TTNHostTests",
+            dependencies: [
+                "TTNHost", "TTNSinks", "TTNState", "TestSupport", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Tests/TTNHostTests"
+        ),
         .testTarget(
             name: "IntegrationTests", dependencies: ["TTNMQTT", "TTNHost", "TTNLua", "TTNState", "TTNSinks", "TTNSync", "TestSupport"],
             path: "Tests/IntegrationTests"
