@@ -25,7 +25,7 @@ struct SinkWorkerTests {
         }
     }
 
-    @Test("after max-attempts failed deliveries a record is a dead letter, logged and counted; resend brings it back")
+    @Test("after max-attempts failed deliveries a record is a dead letter, counted, with the last error as its reason")
     func maxAttempts() async throws {
         var policy = Self.fast
         policy.maxAttempts = 2
