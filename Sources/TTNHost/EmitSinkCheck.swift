@@ -1,15 +1,14 @@
-import TTNLua
 
 extension HandlerHost {
     /// Refuses a script that emits, by a literal name (`ttn.emit("archive", ...)`), to a sink the host does not
     /// have: so that a misspelt sink stops the script at load, not at its first emit. A name computed at run time
     /// is checked when the script emits. Occurrences after `--` on their line (comments) are skipped.
-    /// - Throws: ``LuaHostError`` naming the script, the line, the sink and the sinks there are.
+    /// - Throws: ``EmitError`` naming the script, the line, the sink and the sinks there are.
     func checkEmitSinks(in source: [UInt8], script: String) throws {
         let sinks = outputs?.sinkNames ?? []
         for (name, line) in Self.literalEmitSinks(in: source) where !sinks.contains(name) {
             let known = sinks.isEmpty ? "this host has none (configure sinks in ttn-host's --config file)" : "the sinks are \(sinks.sorted().joined(separator: ", "))"
-            throw LuaHostError("\(script):\(line): ttn.emit to sink \(name.debugDescription), which does not exist; \(known)")
+            throw EmitError("\(script):\(line): ttn.emit to sink \(name.debugDescription), which does not exist; \(known)")
         }
     }
 

@@ -1,6 +1,5 @@
 import Foundation
 import Synchronization
-import TTNLua
 import TTNMQTT
 import TTNState
 
@@ -65,7 +64,7 @@ extension HandlerHost {
     ///   past the state's value limit.
     @discardableResult
     public func emit<Value: Encodable>(_ value: Value, to sink: String) throws -> String {
-        guard let handler = Self.invocationHandler else { throw LuaHostError("emit: call it inside a handler") }
+        guard let handler = Self.invocationHandler else { throw EmitError("emit: call it inside a handler") }
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         let json = String(decoding: try encoder.encode(value), as: UTF8.self)

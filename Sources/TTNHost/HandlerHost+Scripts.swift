@@ -151,7 +151,7 @@ struct HostBridge: LuaHostBridge {
     }
 
     func emit(_ json: String, to sink: String, deviceID: String?) throws -> String {
-        guard let host = host.value else { throw LuaHostError("the host has stopped") }
+        guard let host = host.value else { throw EmitError("the host has stopped") }
         return try host.emit(json, to: sink, state: state, script: name, deviceID: deviceID)
     }
 

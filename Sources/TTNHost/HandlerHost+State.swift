@@ -34,12 +34,12 @@ extension HandlerHost {
     func emit(_ json: String, to sink: String, state: ScriptState?, script: String, deviceID: String?) throws -> String {
         guard let outputs, outputs.sinkNames.contains(sink) else {
             let names = outputs?.sinkNames.sorted() ?? []
-            throw LuaHostError(
+            throw EmitError(
                 "no sink named \(sink.debugDescription); "
                     + (names.isEmpty ? "this host has none (configure sinks in ttn-host's --config file)" : "the sinks are \(names.joined(separator: ", "))")
             )
         }
-        guard let state else { throw LuaHostError("no state to write the record to (the host has no state database)") }
+        guard let state else { throw EmitError("no state to write the record to (the host has no state database)") }
         return try state.emit(to: sink, value: json, application: configuration.client.applicationID, script: script, device: deviceID)
     }
 
@@ -56,6 +56,14 @@ extension HandlerHost {
             return false
         }
     }
+}
+
+/// Why an emit was refused (an unknown sink, no outputs or state, a call outside a handler): in words for the log,
+/// or for the script's Lua error.
+public struct EmitError: Error, Sendable, CustomStringConvertible {
+    public let description: String
+
+    init(_ description: String) { self.description = description }
 }
 
 /// A Swift handler's persistent state, inside one of its invocations (``HandlerHost/store``). Values are stored

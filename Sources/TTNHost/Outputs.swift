@@ -48,13 +48,14 @@ public final class Outputs: Service {
             workers[sink.name] = SinkWorker(sink: sink, policy: policy, outbox: outbox, logger: logger)
         }
         self.workers = workers
+        sinkNames = Set(workers.keys)
         database.observeEmits { [workers] sinks in
             for sink in sinks { workers[sink]?.recordsArrived() }
         }
     }
 
     /// The names of the sinks, which `ttn.emit` accepts.
-    public var sinkNames: Set<String> { Set(workers.keys) }
+    public let sinkNames: Set<String>
 
     /// What each sink's worker did so far, by sink name.
     public var statistics: [String: SinkStatistics] { workers.mapValues(\.statistics) }
