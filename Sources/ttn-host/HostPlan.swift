@@ -25,6 +25,11 @@ struct HostPlan {
         let entries: [ApplicationEntry?]
         let fileApplications = file?.applications ?? []
         if fileApplications.isEmpty {
+            guard command.connection.selectedApplication != nil else {
+                throw ValidationError(
+                    "Give the application id with --app-id or TTN_APP_ID, or list it under applications in \(command.configurationPath ?? "the file")."
+                )
+            }
             entries = [nil]
         } else if let selected = command.connection.selectedApplication {
             guard let entry = fileApplications.first(where: { $0.id == selected }) else {
