@@ -112,9 +112,11 @@ private func temporaryDirectory() -> String {
     FileManager.default.temporaryDirectory.appendingPathComponent("ttn-outputs-\(UUID().uuidString)").path
 }
 
-/// Polls `condition` until it holds or 10 s pass; the bound only limits how long a failing test waits.
+/// Polls `condition` until it holds or 60 s pass; the bound only limits how long a failing test waits. It is
+/// generous because the unit tests share the cooperative pool (two threads here) with the CPU-bound fuzz tests,
+/// which can hold both threads, and so the workers, for many seconds.
 private func waitUntil(_ condition: @Sendable () -> Bool) async -> Bool {
-    let deadline = ContinuousClock.now + .seconds(10)
+    let deadline = ContinuousClock.now + .seconds(60)
     while ContinuousClock.now < deadline {
         if condition() { return true }
         try? await Task.sleep(for: .milliseconds(5))
