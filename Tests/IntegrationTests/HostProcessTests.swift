@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 
 @testable import TTNMQTT
@@ -277,13 +278,19 @@ struct HostProcessTests {
         try #require(!network.messages.isEmpty, "the host answers")
         let answeredBefore = network.messages.count
         // The burst goes on while SIGTERM arrives, so some uplinks may arrive during the shutdown.
+        let published = Atomic(0)
         let publisher = Task {
             for counter in 0..<uplinks {
                 try network.publishUplink(application: app, device: "dev", json: uplinkJSON(counter: counter))
+                published.store(counter + 1, ordering: .relaxed)
                 if counter.isMultiple(of: 100) { try await Task.sleep(for: .milliseconds(5)) }
             }
         }
-        #expect(await eventually(timeout: .seconds(30)) { network.messages.count >= answeredBefore + 10 })
+        // SIGTERM once half the burst is out (far more than the slow script handles meanwhile, so uplinks wait
+        // at SIGTERM however slowly the publisher is scheduled) and the slow script has answered a few.
+        #expect(await eventually(timeout: .seconds(30)) {
+            published.load(ordering: .relaxed) >= uplinks / 2 && network.messages.count >= answeredBefore + 10
+        })
         host.signal(SIGTERM)
         let status = await host.exitStatus()
         try await publisher.value

@@ -103,12 +103,17 @@ struct SinkMQTTTests {
         let prefix = Self.prefix()
         let network = try NetworkSide(port: port, watching: ["\(prefix)/#"])
         defer { network.close() }
-        let sink = try MQTTSink(name: "ha", configuration: Self.configuration(port: port, prefix: prefix, timeout: .seconds(1)))
+        // Scaled for the sanitizer runs, where a reconnect and its publish can take longer than a second.
+        let timeout = Duration.seconds(1) * Broker.timeScale
+        let sink = try MQTTSink(name: "ha", configuration: Self.configuration(port: port, prefix: prefix, timeout: timeout))
         try await sink.deliver([Self.record(1)])
 
         PrivateBroker.stop(in: runDirectory)
         let error = await #expect(throws: SinkError.self) { try await sink.deliver([Self.record(2)]) }
-        #expect(error?.message.hasPrefix("sink ha: the broker 127.0.0.1:\(port) did not acknowledge 1 message(s) within 1.0 seconds") == true, "\(String(describing: error))")
+        #expect(
+            error?.message.hasPrefix("sink ha: the broker 127.0.0.1:\(port) did not acknowledge 1 message(s) within \(timeout.timeInterval) seconds") == true,
+            "\(String(describing: error))"
+        )
 
         _ = try await PrivateBroker.start(in: runDirectory, port: port)
         #expect(await eventually(timeout: .seconds(20)) { network.connection.isConnected })
