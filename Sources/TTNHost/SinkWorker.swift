@@ -1,4 +1,3 @@
-import Foundation
 import Logging
 import TTNMQTT
 import TTNSinks
@@ -99,12 +98,11 @@ final class SinkWorker: Sendable {
     }
 
     private func recordFailure(_ records: [OutboxRecord], error: String) {
-        let now = Int64(Date().timeIntervalSince1970 * 1000)
         var givenUp: [(OutboxRecord, String)] = []
         for record in records {
             if let maxAttempts = policy.maxAttempts, record.attempts + 1 >= maxAttempts {
                 givenUp.append((record, "\(record.attempts + 1) failed deliveries (max-attempts \(maxAttempts)); last error: \(error)"))
-            } else if let maxAge = policy.maxAge, now - record.createdAt >= maxAge.milliseconds {
+            } else if let maxAge = policy.maxAge, record.isOlder(than: maxAge) {
                 givenUp.append((record, "older than max-age \(maxAge) after \(record.attempts + 1) failed deliveries; last error: \(error)"))
             }
         }
@@ -141,14 +139,5 @@ public struct SinkStatistics: Sendable, Hashable {
 extension OutboxRecord {
     var sinkRecord: SinkRecord {
         SinkRecord(id: id, application: application, script: script, device: device, time: time, value: value)
-    }
-}
-
-extension Duration {
-    /// The duration in whole milliseconds, at most Int64.max.
-    var milliseconds: Int64 {
-        let (seconds, attoseconds) = components
-        let (value, overflow) = seconds.multipliedReportingOverflow(by: 1000)
-        return overflow ? .max : value + attoseconds / 1_000_000_000_000_000
     }
 }

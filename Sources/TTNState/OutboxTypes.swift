@@ -29,6 +29,13 @@ public struct OutboxRecord: Sendable, Hashable {
     public let lastError: String?
 }
 
+extension OutboxRecord {
+    /// Whether the record was emitted `age` or longer ago.
+    public func isOlder(than age: Duration) -> Bool {
+        epochMilliseconds() - createdAt >= age.roundedUpMilliseconds
+    }
+}
+
 /// A record that was given up: moved out of the outbox after `max-attempts` failed deliveries or past `max-age`.
 public struct DeadLetter: Sendable, Hashable {
     public let record: OutboxRecord

@@ -33,11 +33,8 @@ struct ScriptOptions: ParsableArguments {
     var directory: String { scriptsOption ?? ProcessInfo.processInfo.environment["TTN_SCRIPTS"] ?? "" }
 
     func validate() throws {
-        var isDirectory: ObjCBool = false
         guard !directory.isEmpty else { throw ValidationError("Give the scripts directory with --scripts or TTN_SCRIPTS.") }
-        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw ValidationError("The scripts directory '\(directory)' does not exist.")
-        }
+        try checkScriptDirectory(directory)
     }
 
     /// Loads the scripts with the host's default limits, reporting what they do to `output`; their state is in
@@ -47,6 +44,14 @@ struct ScriptOptions: ParsableArguments {
         return try OfflineScripts(
             directory: directory, applicationID: application, limits: LuaLimits(), stateDirectory: stateDirectory, output: output
         )
+    }
+}
+
+/// Refuses a scripts directory that does not exist, naming it (and the application it is for, when given).
+func checkScriptDirectory(_ directory: String, application: String? = nil) throws {
+    var isDirectory: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+        throw ValidationError("The scripts directory '\(directory)'\(application.map { " of application \($0)" } ?? "") does not exist.")
     }
 }
 

@@ -55,7 +55,7 @@ struct HostPlan {
                 throw ValidationError("Application \(entry.id) has no API key: give it as api-key: ${VARIABLE} in the file. \(ConnectionOptions.missingKeyAdvice)")
             }
             let scripts = command.scripts ?? environment["TTN_SCRIPTS"] ?? entry?.scripts
-            if let scripts { try Self.checkDirectory(scripts, of: entry) }
+            if let scripts { try checkScriptDirectory(scripts, application: entry?.id) }
             var configuration = HandlerHost.Configuration(client: client, scriptDirectory: scripts)
             configuration.handlerQueueLimit = limits.queueLimit ?? configuration.handlerQueueLimit
             configuration.shutdownDeadline = .seconds(limits.shutdownDeadlineSeconds ?? 10)
@@ -64,17 +64,8 @@ struct HostPlan {
             if let megabytes = limits.luaMemoryLimitMegabytes { configuration.luaLimits.memoryLimit = megabytes * 1024 * 1024 }
             if let downlinks = limits.luaDownlinkLimit { configuration.luaLimits.downlinkLimit = downlinks }
             if let seconds = limits.downlinkTimeoutSeconds { configuration.downlinkTimeout = .seconds(seconds) }
-            configuration.stateDirectory = stateDirectory
-            configuration.stateLimits = stateLimits
             configuration.stateNamespacePrefix = entry.map { "\($0.id)/" } ?? ""
             hosts.append(configuration)
-        }
-    }
-
-    private static func checkDirectory(_ directory: String, of entry: ApplicationEntry?) throws {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
-            throw ValidationError("The scripts directory '\(directory)'\(entry.map { " of application \($0.id)" } ?? "") does not exist.")
         }
     }
 

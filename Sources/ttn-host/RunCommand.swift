@@ -124,12 +124,7 @@ struct RunCommand: AsyncParsableCommand {
         if let value = Self.environment["TTN_WAIT_FOR_BROKER"], Self.boolean(value) == nil {
             throw ValidationError("TTN_WAIT_FOR_BROKER '\(value)' is not true or false.")
         }
-        if let directory = scripts ?? Self.environment["TTN_SCRIPTS"] {
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
-                throw ValidationError("The scripts directory '\(directory)' does not exist.")
-            }
-        }
+        // The scripts directory is checked by HostPlan, for every application it applies to.
     }
 
     func run() async throws {
