@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "TTNHost", targets: ["TTNHost"]),
         .library(name: "TTNState", targets: ["TTNState"]),
         .library(name: "TTNSinks", targets: ["TTNSinks"]),
+        .library(name: "TTNStorageIntegration", targets: ["TTNStorageIntegration"]),
         .executable(name: "ttn-host", targets: ["ttn-host"]),
     ],
     dependencies: [
@@ -21,6 +22,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0", traits: ["YAML"]),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
     ],
     targets: [
         // C libraries, found through pkg-config and installed by scripts/setup.
@@ -71,12 +73,22 @@ let package = Package(
             ]
         ),
 
+        // Backfill's source: the uplinks TTN's Storage Integration kept (async-http-client).
+        .target(
+            name: "TTNStorageIntegration",
+            dependencies: [
+                "TTNCore", .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+
         .target(
             name: "TTNHost",
             dependencies: [
-                "TTNMQTT", "TTNLua", "TTNState", "TTNSinks", "TTNSync",
+                "TTNMQTT", "TTNLua", "TTNState", "TTNSinks", "TTNStorageIntegration", "TTNSync",
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
@@ -125,7 +137,8 @@ let package = Package(
         .testTarget(
             name: "TTNHostTests",
             dependencies: [
-                "TTNHost", "TTNSinks", "TTNState", "TestSupport", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                "TTNHost", "TTNSinks", "TTNState", "TTNStorageIntegration", "TestSupport",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Tests/TTNHostTests"
         ),

@@ -177,7 +177,7 @@ struct Bench {
         logger.logLevel = .warning
         client.logger = logger
         var configuration = HandlerHost.Configuration(client: client, scriptDirectory: mode == "lua" || mode == "emit" ? arguments[1] : nil)
-        configuration.handlerQueueLimit = 1_000_000  // measure throughput, not the drop policy
+        configuration.handlerQueueBytes = 1 << 40  // measure throughput, not the drop policy
         configuration.stateDirectory = environment["TTN_STATE_DIR"]
         // The emit run: the outputs over the state database, with one file sink that never rotates.
         var outputs: Outputs?

@@ -1,5 +1,5 @@
-local host_publish, host_log, host_set_device, host_all = __ttn_publish, __ttn_log, __ttn_set_device, __ttn_all
-__ttn_publish, __ttn_log, __ttn_set_device, __ttn_all = nil, nil, nil, nil
+local host_publish, host_log, host_set_device, host_all, host_backfilled = __ttn_publish, __ttn_log, __ttn_set_device, __ttn_all, __ttn_backfilled
+__ttn_publish, __ttn_log, __ttn_set_device, __ttn_all, __ttn_backfilled = nil, nil, nil, nil, nil
 local store_get, store_set, store_delete, store_incr, store_keys = __ttn_store_get, __ttn_store_set, __ttn_store_delete, __ttn_store_incr, __ttn_store_keys
 __ttn_store_get, __ttn_store_set, __ttn_store_delete, __ttn_store_incr, __ttn_store_keys = nil, nil, nil, nil, nil
 local timer_add, timer_cancel, want_event, set_dispatcher = __ttn_timer_add, __ttn_timer_cancel, __ttn_want_event, __ttn_set_dispatcher
@@ -95,6 +95,7 @@ function publish(message, device)
   local id = send(json.encode({ downlinks = { item } }), device, schedule)
   return id
 end
+function ttn.backfilled() return host_backfilled() end
 ttn.setMessageHandler, ttn.getLastMessage, ttn.getAllMessages = setMessageHandler, getLastMessage, getAllMessages
 ttn.publish, ttn.setDeviceID = publish, setDeviceID
 local function check_key(key, who)

@@ -72,6 +72,9 @@ package final class JSONTape: @unchecked Sendable {
 
     package var elements: Elements { Elements(tape: self) }
 
+    /// The bytes the text and the elements take, as a queue budget counts them.
+    package var memoryFootprint: Int { bytes.count + storage.count * MemoryLayout<ttn_json_element>.stride }
+
     /// Parses `bytes`, which must hold exactly one JSON value and optional whitespace around it.
     package init(_ bytes: [UInt8]) throws(SyntaxError) {
         self.bytes = bytes

@@ -12,6 +12,9 @@ package struct TopicLayout: Sendable, Hashable {
 
     package var uplinkFilter: String { "\(root)/devices/+/up" }
 
+    /// The topic of `deviceID`'s uplinks.
+    package func uplinkTopic(deviceID: String) -> String { "\(root)/devices/\(deviceID)/up" }
+
     /// The filter that receives the events of `kind`: in v3 its own topic, `<root>/devices/+/<kind>`; in legacy v2
     /// the one topic tree of all v2 events, `<root>/devices/+/events/#`, whatever the kind. Nil for a kind TTN never
     /// publishes: ``TTNEvent/Kind/downlinkLost``, which the host raises itself, and in v3 any kind not in

@@ -12,6 +12,10 @@ import TTNSync
 public struct Uplink: Sendable, Hashable, Codable {
     private var storage: Storage
 
+    /// Whether the host fetched it from TTN's Storage Integration to fill a gap, rather than receiving it live
+    /// (`ttn.backfilled()` in Lua). Not part of the JSON, equality or hashing.
+    public var isBackfilled = false
+
     /// The MQTT topic it arrived on (empty when decoded by other means).
     public var topic: String { storage.topic }
     /// The JSON exactly as received (empty when decoded by other means).
@@ -95,6 +99,39 @@ public struct Uplink: Sendable, Hashable, Codable {
         if storage.tape == nil { hasher.combine(storage.fields) }  // equal uplinks have equal JSON: enough when there is some
     }
 
+    /// About how many bytes this uplink holds in memory: its JSON, its parse and a fixed overhead. Handler queues
+    /// are budgeted in these bytes.
+    public var memoryFootprint: Int { 256 + (storage.tape?.memoryFootprint ?? 1024) }
+
+    /// Where this uplink stands in its device's stream, read from the JSON without decoding the rest: what gap
+    /// detection and backfill compare. Nil without a device id.
+    package var position: UplinkPosition? {
+        if let tape = storage.unchangedV3JSON {
+            let landmarks = storage.landmarks
+            // TTN leaves out zero values: no `f_cnt` is frame 0, the first after a join.
+            guard let device = deviceID else { return nil }
+            let fCnt = landmarks.fCnt.map { tape.integer(at: $0) ?? -1 } ?? 0
+            var uplinkID: String?
+            if let ids = landmarks.correlationIDs {
+                tape.forEachElement(of: ids) { _, index in
+                    guard uplinkID == nil, tape.elements[index].kind == .string else { return }
+                    let id = tape.string(at: index)
+                    if id.hasPrefix("as:up:") { uplinkID = id }
+                }
+            }
+            return UplinkPosition(
+                deviceID: device, sessionKeyID: landmarks.sessionKeyID.map(tape.string(at:)), fCnt: fCnt,
+                receivedAt: landmarks.receivedAt.flatMap { Timestamp(rfc3339: tape.string(at: $0)) }, uplinkID: uplinkID
+            )
+        }
+        guard let device = deviceID else { return nil }
+        return UplinkPosition(
+            deviceID: device, sessionKeyID: uplinkMessage?.sessionKeyID, fCnt: Int64(uplinkMessage?.fCnt ?? 0),
+            receivedAt: receivedAt.flatMap { Timestamp(rfc3339: $0) },
+            uplinkID: correlationIDs?.first { $0.hasPrefix("as:up:") }
+        )
+    }
+
     /// The device id, from the body or else the topic.
     public var deviceID: String? {
         if let tape = storage.unchangedV3JSON {
@@ -156,6 +193,10 @@ public struct Uplink: Sendable, Hashable, Codable {
         package var deviceID: Int?
         package var frmPayload: Int?
         package var decodedPayload: Int?
+        package var fCnt: Int?
+        package var sessionKeyID: Int?
+        package var receivedAt: Int?
+        package var correlationIDs: Int?
 
         package init() {}
 
@@ -166,16 +207,24 @@ public struct Uplink: Sendable, Hashable, Codable {
             tape.forEachMember(of: 0) { key, value in
                 if tape.string(at: key, equalsLiteral: "uplink_message") { uplinkMessage = value }
                 if tape.string(at: key, equalsLiteral: "end_device_ids") { endDeviceIDs = value }
+                if tape.string(at: key, equalsLiteral: "received_at") { receivedAt = value }
+                if tape.string(at: key, equalsLiteral: "correlation_ids") { correlationIDs = value }
             }
             if let endDeviceIDs { deviceID = present(tape.member("device_id", of: endDeviceIDs)) }
             if let uplinkMessage {
                 tape.forEachMember(of: uplinkMessage) { key, value in
                     if tape.string(at: key, equalsLiteral: "decoded_payload") { decodedPayload = value }
                     if tape.string(at: key, equalsLiteral: "frm_payload") { frmPayload = value }
+                    if tape.string(at: key, equalsLiteral: "f_cnt") { fCnt = value }
+                    if tape.string(at: key, equalsLiteral: "session_key_id") { sessionKeyID = value }
                 }
                 decodedPayload = present(decodedPayload)
                 frmPayload = present(frmPayload)
+                fCnt = present(fCnt)
+                sessionKeyID = present(sessionKeyID)
             }
+            receivedAt = present(receivedAt)
+            correlationIDs = present(correlationIDs)
         }
     }
 
@@ -392,5 +441,25 @@ private struct LegacyUplink: Decodable {
         ids.applicationIDs = app_id.map { .init(applicationID: $0) }
         ids.devEUI = hardware_serial
         return Uplink.Fields(endDeviceIDs: ids, receivedAt: metadata?.time, uplinkMessage: message)
+    }
+}
+
+/// Where an uplink stands in its device's stream: its session, frame counter and time, and its `as:up:` id.
+package struct UplinkPosition: Sendable, Hashable {
+    package var deviceID: String
+    /// `session_key_id`: changes when the device joins again (and `f_cnt` starts again).
+    package var sessionKeyID: String?
+    package var fCnt: Int64
+    /// `received_at`, when TTN's Application Server received it.
+    package var receivedAt: Timestamp?
+    /// The `as:up:<ULID>` correlation id that names this uplink.
+    package var uplinkID: String?
+
+    package init(deviceID: String, sessionKeyID: String? = nil, fCnt: Int64, receivedAt: Timestamp? = nil, uplinkID: String? = nil) {
+        self.deviceID = deviceID
+        self.sessionKeyID = sessionKeyID
+        self.fCnt = fCnt
+        self.receivedAt = receivedAt
+        self.uplinkID = uplinkID
     }
 }

@@ -12,7 +12,7 @@ extension HostLimits {
     /// to nanoseconds and bytes from overflowing.
     package static var settings: [(key: String, field: WritableKeyPath<HostLimits, Int?>, range: ClosedRange<Int>, accepted: String)] {
         [
-            ("queue-limit", \.queueLimit, 1...Int.max, "at least 1 (uplinks that may wait per handler)"),
+            ("queue-limit-mb", \.queueLimitMegabytes, 1...1_048_576, "from 1 to 1048576 (MiB of uplinks that may wait per handler)"),
             ("history-limit", \.historyLimit, 1...Int.max, "at least 1 (uplinks kept for getAllMessages())"),
             (
                 "lua-time-limit-ms", \.luaTimeLimitMilliseconds, 0...3_600_000,
@@ -25,6 +25,18 @@ extension HostLimits {
             (
                 "shutdown-deadline", \.shutdownDeadlineSeconds, 0...3600,
                 "from 0 to 3600 (seconds; 0 reports the queued uplinks unhandled without waiting)"
+            ),
+            (
+                "silence-warning", \.silenceWarningSeconds, 0...31_536_000,
+                "from 1 to 31536000 (seconds connected without an uplink before a warning), or 0 for no warning"
+            ),
+            (
+                "backfill-max-age", \.backfillMaxAgeSeconds, 1...31_536_000,
+                "from 1 to 31536000 (seconds: how far back backfill at start reaches)"
+            ),
+            (
+                "backfill-recheck", \.backfillRecheckSeconds, 1...86_400,
+                "from 1 to 86400 (seconds before a gap is asked about again, then given up)"
             ),
         ]
     }
@@ -40,7 +52,7 @@ extension HostLimits {
 }
 
 extension ApplicationEntry {
-    private static let keys = ["tenant", "region", "host", "port", "tls", "ca-file", "api-key", "scripts", "legacy-v2"]
+    private static let keys = ["tenant", "region", "host", "port", "tls", "ca-file", "api-key", "api-url", "scripts", "legacy-v2"]
 
     /// Every entry of `applications:`, sorted by id.
     static func all(in section: ConfigurationSection) throws(ConfigurationFileError) -> [ApplicationEntry] {
@@ -69,11 +81,20 @@ extension ApplicationEntry {
             id: id, tenant: try section.string("tenant"), region: try Self.server(section, "region"),
             host: try Self.server(section, "host"), port: try section.int("port", range: 1...65535, accepted: "from 1 to 65535 (8883 with TLS, 1883 without)"),
             tls: try section.bool("tls"), caFile: try section.nonEmptyString("ca-file"), apiKey: try section.string("api-key"),
-            scripts: try section.nonEmptyString("scripts"), legacyV2: legacyV2
+            scripts: try section.nonEmptyString("scripts"), legacyV2: legacyV2, apiURL: try Self.apiURL(section)
         )
         if region != nil && host != nil {
             throw section.error("host", "give region or host, not both (region picks a TTN cluster's host)")
         }
+    }
+
+    /// `api-url`: an `http://` or `https://` address.
+    private static func apiURL(_ section: ConfigurationSection) throws(ConfigurationFileError) -> String? {
+        guard let url = try section.nonEmptyString("api-url") else { return nil }
+        guard url.hasPrefix("https://") || url.hasPrefix("http://") else {
+            throw section.error("api-url", "is not an http:// or https:// address, such as https://eu1.cloud.thethings.network")
+        }
+        return url
     }
 
     /// `region` or `host`, checked as `--region` and `--host` are: a TTN v3 cluster or a full host name.

@@ -64,8 +64,8 @@ public struct ConfigurationFile: Sendable, Hashable {
 /// `limits:` in the configuration file; each is the value of the `ttn-host run` flag of the same name, in the
 /// same unit and range, and nil when the file leaves it out.
 public struct HostLimits: Sendable, Hashable {
-    /// `queue-limit`: uplinks waiting per handler before the oldest is dropped; at least 1.
-    public var queueLimit: Int?
+    /// `queue-limit-mb`: MiB of uplinks waiting per handler before the oldest is dropped; 1 to 1048576.
+    public var queueLimitMegabytes: Int?
     /// `history-limit`: uplinks kept for `getAllMessages()`; at least 1.
     public var historyLimit: Int?
     /// `lua-time-limit-ms`: 1 to 3600000 milliseconds, or 0 for no time check.
@@ -80,13 +80,23 @@ public struct HostLimits: Sendable, Hashable {
     public var downlinkTimeoutSeconds: Int?
     /// `shutdown-deadline`: 0 to 3600 seconds.
     public var shutdownDeadlineSeconds: Int?
+    /// `silence-warning`: seconds connected without an uplink before a warning, 1 to 31536000, or 0 for none.
+    public var silenceWarningSeconds: Int?
+    /// `backfill-max-age`: how far back backfill at start reaches, 1 to 31536000 seconds.
+    public var backfillMaxAgeSeconds: Int?
+    /// `backfill-recheck`: seconds before a gap is asked about again (then given up), 1 to 86400.
+    public var backfillRecheckSeconds: Int?
 
     public init(
-        queueLimit: Int? = nil, historyLimit: Int? = nil, luaTimeLimitMilliseconds: Int? = nil, luaMemoryLimitMegabytes: Int? = nil,
+        queueLimitMegabytes: Int? = nil, historyLimit: Int? = nil, luaTimeLimitMilliseconds: Int? = nil, luaMemoryLimitMegabytes: Int? = nil,
         luaDownlinkLimit: Int? = nil, stateLimitMegabytes: Int? = nil, downlinkTimeoutSeconds: Int? = nil,
-        shutdownDeadlineSeconds: Int? = nil
+        shutdownDeadlineSeconds: Int? = nil, silenceWarningSeconds: Int? = nil, backfillMaxAgeSeconds: Int? = nil,
+        backfillRecheckSeconds: Int? = nil
     ) {
-        self.queueLimit = queueLimit
+        self.queueLimitMegabytes = queueLimitMegabytes
+        self.silenceWarningSeconds = silenceWarningSeconds
+        self.backfillMaxAgeSeconds = backfillMaxAgeSeconds
+        self.backfillRecheckSeconds = backfillRecheckSeconds
         self.historyLimit = historyLimit
         self.luaTimeLimitMilliseconds = luaTimeLimitMilliseconds
         self.luaMemoryLimitMegabytes = luaMemoryLimitMegabytes
@@ -117,11 +127,14 @@ public struct ApplicationEntry: Sendable, Hashable, CustomStringConvertible {
     public var scripts: String?
     /// `legacy-v2`: speak TTN v2 topics and JSON.
     public var legacyV2: Bool?
+    /// `api-url`: The Things Stack's API address for backfill from the Storage Integration.
+    public var apiURL: String?
 
     public init(
         id: String, tenant: String? = nil, region: String? = nil, host: String? = nil, port: Int? = nil, tls: Bool? = nil,
-        caFile: String? = nil, apiKey: String? = nil, scripts: String? = nil, legacyV2: Bool? = nil
+        caFile: String? = nil, apiKey: String? = nil, scripts: String? = nil, legacyV2: Bool? = nil, apiURL: String? = nil
     ) {
+        self.apiURL = apiURL
         self.id = id
         self.tenant = tenant
         self.region = region
@@ -138,7 +151,7 @@ public struct ApplicationEntry: Sendable, Hashable, CustomStringConvertible {
         let fields: [(String, String?)] = [
             ("tenant", tenant), ("region", region), ("host", host), ("port", port.map(String.init)), ("tls", tls.map(String.init)),
             ("ca-file", caFile), ("api-key", apiKey.map { _ in "<not shown>" }), ("scripts", scripts),
-            ("legacy-v2", legacyV2.map(String.init)),
+            ("legacy-v2", legacyV2.map(String.init)), ("api-url", apiURL),
         ]
         return "\(id) {" + fields.compactMap { name, value in value.map { " \(name): \($0)" } }.joined(separator: ",") + " }"
     }

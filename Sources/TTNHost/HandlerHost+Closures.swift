@@ -89,7 +89,7 @@ extension HandlerHost {
         let handlers = closures.withLock { $0[name] } ?? ClosureHandlers()
         Self.$invocationHandler.withValue(name) { Self.$invocationState.withValue(state) {
             switch work {
-            case .uplink(let uplink):
+            case .uplink(let uplink, _):
                 if let message = handlers.message { Self.$invocation.withValue(uplink, operation: message) }
             case .timer(let id):
                 timers.tickDone(handler: name, id: id)

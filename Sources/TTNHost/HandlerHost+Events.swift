@@ -43,7 +43,13 @@ extension HandlerHost {
     func sendTracked(_ message: String, to device: String, queue: DownlinkQueue?) throws(TTNError) -> String {
         let id = tracker.nextID()
         guard configuration.downlinkTimeout > .zero else {
-            try downlinks.send(message, to: device, queue: queue, correlationID: "ttn-host:\(id)")
+            do {
+                try downlinks.send(message, to: device, queue: queue, correlationID: "ttn-host:\(id)")
+            } catch {
+                downlinksRefused.increment()
+                throw error
+            }
+            downlinksSent.increment()
             return id
         }
         // Subscribed before the downlink goes out, so TTN's answer cannot arrive first.
@@ -53,8 +59,10 @@ extension HandlerHost {
             try downlinks.send(message, to: device, queue: queue, correlationID: "ttn-host:\(id)")
         } catch {
             tracker.resolve(id: id)
+            downlinksRefused.increment()
             throw error
         }
+        downlinksSent.increment()
         return id
     }
 

@@ -64,7 +64,7 @@ final class ScriptSet: Sendable {
         let logger = host.logger
         let timers = host.timers
         host.add(HandlerRunner(
-            name: name, kind: "lua", queueLimit: host.configuration.handlerQueueLimit, logger: logger,
+            name: name, kind: "lua", application: host.configuration.client.applicationID, queueBytes: host.configuration.handlerQueueBytes, logger: logger,
             onDroppedTick: { id in timers.tickDone(handler: name, id: id) }
         ) { work in
             if case .timer(let id) = work { timers.tickDone(handler: name, id: id) }
@@ -94,7 +94,7 @@ final class LoadedScript: Sendable {
         do {
             try slot.withLock { slot throws(any Error) in
                 switch work {
-                case .uplink(let uplink): try slot.handle(LuaMessage(uplink))
+                case .uplink(let uplink, _): try slot.handle(LuaMessage(uplink))
                 case .timer(let id): try slot.fireTimer(id)
                 case .event(let event):
                     try slot.deliver(LuaEvent(kind: event.kind.rawValue, json: event.json, deviceID: event.deviceID))
@@ -106,7 +106,7 @@ final class LoadedScript: Sendable {
             state?.rollback()
             var metadata: Logger.Metadata = ["error": "\(error)"]
             switch work {
-            case .uplink(let uplink): metadata["ttn.device_id"] = "\(uplink.deviceID ?? "?")"
+            case .uplink(let uplink, _): metadata["ttn.device_id"] = "\(uplink.deviceID ?? "?")"
             case .timer(let id): metadata["timer"] = "\(id)"
             case .event(let event): metadata["event"] = "\(event.kind)"
             }

@@ -21,8 +21,11 @@ import UnixSignals
 /// ```
 ///
 /// Every handler has its own ordered queue and runs off the MQTT network thread, so a slow or stuck handler
-/// never stalls the connection or the other handlers. When a handler's queue is full (``Configuration/handlerQueueLimit``),
-/// its **oldest** waiting uplink is dropped, counted and logged.
+/// never stalls the connection or the other handlers. When a handler's queue is full (its waiting uplinks hold more
+/// than ``Configuration/handlerQueueBytes``), its **oldest** waiting uplink is dropped, counted and logged.
+///
+/// Uplinks missed while the connection was away, or missing from a device's frame counter, are fetched from TTN's
+/// Storage Integration (``Configuration/backfill``) and handled in order per device, marked ``Uplink/isBackfilled``.
 public final class HandlerHost: Service, UplinkReceiver {
     public struct Configuration: Sendable {
         /// The TTN application to connect to.
@@ -31,8 +34,10 @@ public final class HandlerHost: Service, UplinkReceiver {
         public var scriptDirectory: String?
         /// Limits for every script invocation and state.
         public var luaLimits = LuaLimits()
-        /// Uplinks that may wait per handler before the oldest is dropped. Default 1024.
-        public var handlerQueueLimit = 1024
+        /// The bytes of uplinks (JSON and its parse, ``Uplink/memoryFootprint``) that may wait per handler before
+        /// the oldest is dropped. Default 64 MiB: a burst of 100,000 uplinks to a handler that keeps up at 0.8x of
+        /// the arrival rate fits.
+        public var handlerQueueBytes = 64 << 20
         /// How long SIGTERM/SIGINT waits for queued uplinks to be handled before it reports the rest. Default 10 s.
         public var shutdownDeadline: Duration = .seconds(10)
         /// Whether ``HandlerHost/run()`` waits for a broker that cannot be reached yet (nothing listens, no answer,
@@ -53,6 +58,11 @@ public final class HandlerHost: Service, UplinkReceiver {
         /// How long TTN has to queue (`down/queued`) or refuse (`down/failed`) a downlink before the host calls it
         /// lost: logged, counted, and raised as a `down/lost` event. Default 30 s; zero turns tracking off.
         public var downlinkTimeout: Duration = .seconds(30)
+        /// Where uplinks missed are fetched from; nil: backfill off (gaps are still found, counted and logged).
+        public var backfill: BackfillConfiguration?
+        /// How long the host may be connected without an uplink before it warns ("connected but silent"); the warning
+        /// repeats at twice the interval each time. Default 15 minutes; zero: never.
+        public var silenceWarning: Duration = .seconds(15 * 60)
 
         public init(client: MQTTClient.Configuration, scriptDirectory: String? = nil) {
             self.client = client
@@ -72,8 +82,27 @@ public final class HandlerHost: Service, UplinkReceiver {
         public var unexpectedTopics = 0
         /// Uplinks that arrived after shutdown began: counted, not routed.
         public var arrivedDuringShutdown = 0
+        /// Downlinks sent to TTN.
+        public var downlinksSent = 0
+        /// Downlinks refused before they were sent (malformed, wrong port, no connection).
+        public var downlinksRefused = 0
         /// Downlinks TTN neither queued nor refused within ``Configuration/downlinkTimeout``.
         public var downlinksLost = 0
+        /// Times the source connected again after losing its connection.
+        public var reconnects = 0
+        /// Gaps found in devices' frame counters, and the uplinks they missed.
+        public var gaps = 0
+        public var missingUplinks = 0
+        /// Uplinks fetched from the Storage Integration and handled.
+        public var backfilled = 0
+        /// Fetched uplinks skipped because they had been handled already.
+        public var backfillAlreadyHandled = 0
+        /// Missing uplinks given up: neither received nor found in the Storage Integration.
+        public var unrecovered = 0
+        /// Requests to the Storage Integration that failed.
+        public var backfillFailures = 0
+        /// Live uplinks skipped because the same uplink (by its `as:up:` id) had been handled already.
+        public var duplicates = 0
         /// Per handler, by name.
         public var handlers: [String: HandlerStatistics] = [:]
     }
@@ -90,6 +119,8 @@ public final class HandlerHost: Service, UplinkReceiver {
         public var failed = 0
         /// Items waiting in this handler's queue.
         public var waiting = 0
+        /// The bytes the waiting items hold, as ``Configuration/handlerQueueBytes`` counts them.
+        public var waitingBytes = 0
         /// Items still waiting when the shutdown deadline passed: removed from the queue, never handled.
         public var unhandled = 0
     }
@@ -116,6 +147,16 @@ public final class HandlerHost: Service, UplinkReceiver {
     /// The event kinds the source was last asked for.
     let subscribedEvents = Locked<Set<TTNEvent.Kind>>([])
     let downlinksLost = Counter()
+    let downlinksSent = Counter()
+    let downlinksRefused = Counter()
+    /// Finds gaps, and fills them and the time the source was away from the Storage Integration.
+    let backfiller: Backfiller
+    /// The last uplink handled per device, while there is a state database to keep it in.
+    let progress = ProgressBook()
+    /// When the last burst of uplinks ended (or the source connected), for the silence warning.
+    let lastUplink = Locked<ContinuousClock.Instant?>(nil)
+    /// Where ``run()`` is: what `/health/ready` reports.
+    let phase = Locked(RunPhase.starting)
     /// Set when shutdown begins: uplinks arriving after it are counted, not queued, and events are dropped.
     let stopping = Atomic(false)
     private let arrivedDuringShutdown = Counter()
@@ -157,6 +198,12 @@ public final class HandlerHost: Service, UplinkReceiver {
         let weakSelf = WeakHost()
         self.weakSelf = weakSelf
         self.timers = HostTimers { handler, id in weakSelf.value?.deliverTick(handler: handler, id: id) ?? false }
+        self.backfiller = Backfiller(
+            configuration: configuration.backfill ?? BackfillConfiguration(apiURL: ""),
+            client: configuration.backfill.map { Self.storageClient($0, configuration.client) },
+            holdBytes: configuration.handlerQueueBytes, logger: logger,
+            route: { weakSelf.value?.route($0) }, wake: { weakSelf.value?.endOfBurst() }
+        )
         weakSelf.value = self
     }
 
@@ -169,13 +216,14 @@ public final class HandlerHost: Service, UplinkReceiver {
     ///
     /// Its state is ``store`` (namespace `swift/<name>`), its events come through ``setEventHandler(_:for:_:)``, and
     /// its timers through ``every(_:on:_:)`` and ``after(_:on:_:)``; all run on its queue, in order with its uplinks.
-    /// - Parameter queueLimit: uplinks that may wait for this handler; default ``Configuration/handlerQueueLimit``.
-    public func register(name: String, queueLimit: Int? = nil, handler: @escaping @Sendable () -> Void) {
-        let limit = queueLimit ?? configuration.handlerQueueLimit
+    /// - Parameter queueBytes: the bytes of uplinks that may wait for this handler; default
+    ///   ``Configuration/handlerQueueBytes``.
+    public func register(name: String, queueBytes: Int? = nil, handler: @escaping @Sendable () -> Void) {
+        let limit = queueBytes ?? configuration.handlerQueueBytes
         closures.withLock { $0[name, default: ClosureHandlers()].message = handler }
         let namespace = "swift/\(name)"
         add(HandlerRunner(
-            name: name, kind: "swift", queueLimit: limit, logger: logger,
+            name: name, kind: "swift", application: configuration.client.applicationID, queueBytes: limit, logger: logger,
             onDroppedTick: { [timers] id in timers.tickDone(handler: name, id: id) }
         ) { [weak self] work in
             // Weak: a queue still draining must not keep a host alive that its owner released.
@@ -217,8 +265,17 @@ public final class HandlerHost: Service, UplinkReceiver {
         var statistics = Statistics(
             uplinks: sourceStatistics.uplinks, malformed: sourceStatistics.malformed, oversized: sourceStatistics.oversized,
             unexpectedTopics: sourceStatistics.unexpectedTopics, arrivedDuringShutdown: arrivedDuringShutdown.value,
-            downlinksLost: downlinksLost.value
+            downlinksSent: downlinksSent.value, downlinksRefused: downlinksRefused.value, downlinksLost: downlinksLost.value,
+            reconnects: sourceStatistics.reconnects
         )
+        let backfill = backfiller.statistics
+        statistics.gaps = backfill.gaps
+        statistics.missingUplinks = backfill.missingUplinks
+        statistics.backfilled = backfill.backfilled
+        statistics.backfillAlreadyHandled = backfill.alreadyHandled
+        statistics.unrecovered = backfill.unrecovered
+        statistics.backfillFailures = backfill.failedRequests
+        statistics.duplicates = backfill.duplicates
         for runner in handlers.withLock({ $0 }) { statistics.handlers[runner.name] = runner.statistics }
         return statistics
     }
@@ -261,6 +318,7 @@ public final class HandlerHost: Service, UplinkReceiver {
     public func run() async throws {
         try openState()
         defer { closeState() }
+        let catchUpFrom = try restoreProgress()
         let scripts = try startScripts()
         let hangups = await UnixSignalsSequence(trapping: .sighup)
         do {
@@ -275,7 +333,11 @@ public final class HandlerHost: Service, UplinkReceiver {
                 guard try await connectWhenBrokerIsUp() else {
                     return logger.info("Stopped while waiting for the broker")
                 }
+                phase.withLock { $0 = .running }
+                lastUplink.withLock { $0 = .now }
                 logger.info("Host running", metadata: ["handlers": "\(handlerNames)"])
+                if let catchUpFrom { group.addTask { await self.backfiller.catchUp(after: catchUpFrom) } }
+                group.addTask { await self.keepUp() }
                 let sweep = startDownlinkSweep()
                 await withGracefulShutdownHandler {
                     try? await gracefulShutdown()
@@ -289,20 +351,38 @@ public final class HandlerHost: Service, UplinkReceiver {
         scripts?.stopWatching()
         // It blocks (draining, then disconnecting) for up to the shutdown deadline plus the publish flush timeout.
         await onOwnThread(named: "ttn-host shutdown") { self.shutDown(scripts: scripts) }
+        saveProgress()
     }
 
-    /// Queues `uplink` for every handler; called by the source on its thread.
+    /// Queues `uplink` for every handler (after the uplinks backfill fetches first); called by the source on its thread.
     public func receive(_ uplink: Uplink) {
+        backfiller.receiveLive(uplink)
+    }
+
+    /// The source connected again after losing its connection: the uplinks of the time between are fetched, and
+    /// the live ones wait for them.
+    public func sourceDidReconnect() {
+        backfiller.holdLiveUplinks()
+        let from = backfiller.latestReceivedAt
+        Task { await backfiller.catchUp(after: from) }
+    }
+
+    /// Queues `uplink` for every handler, with a ticket that records the device's progress once all handled it.
+    func route(_ uplink: Uplink) {
         history.append(uplink)
+        let recordsProgress = stateDatabase.withLock { $0 != nil }
         // Under the lock that shutdown takes to set `stopping`, so no uplink is queued after it began.
         handlers.withLock { runners in
             guard !stopping.load(ordering: .relaxed) else { return arrivedDuringShutdown.increment() }
-            for runner in runners { runner.enqueue(uplink) }
+            let ticket = recordsProgress && !runners.isEmpty
+                ? uplink.position.map { UplinkTicket(position: $0, handlers: runners.count, book: progress) } : nil
+            for runner in runners { runner.enqueue(uplink, ticket: ticket) }
         }
     }
 
     /// Wakes every handler for the burst that ended; called by the source on its thread.
     public func endOfBurst() {
+        lastUplink.withLock { $0 = .now }
         handlers.withLock { $0 }.forEach { $0.wake() }
     }
 
@@ -310,6 +390,7 @@ public final class HandlerHost: Service, UplinkReceiver {
     /// still go out), then removes what still waits and interrupts the scripts still running, disconnects (which
     /// waits for the broker to acknowledge the downlinks) and reports, per handler, what was handled and what not.
     func shutDown(scripts: ScriptSet?) {
+        phase.withLock { $0 = .stopping }
         let runners = handlers.withLock { runners in
             stopping.store(true, ordering: .relaxed)
             return runners

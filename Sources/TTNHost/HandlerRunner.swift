@@ -1,3 +1,4 @@
+import CoreMetrics
 import Logging
 import Synchronization
 import TTNMQTT
@@ -6,12 +7,24 @@ import TTNSync
 /// What a handler's queue carries: an uplink for its message handler, a tick of one of its timers, or an event
 /// for its event handler of that kind. All run in order on the handler's own queue, one at a time.
 enum HandlerWork: Sendable {
-    case uplink(Uplink)
+    /// An uplink, with the ticket that follows it through every handler when the host records progress.
+    case uplink(Uplink, UplinkTicket?)
     case timer(id: Int)
     case event(TTNEvent)
 }
 
-/// One handler with its ordered, bounded queue.
+extension HandlerWork {
+    /// About how many bytes the item holds while it waits, for the queue's byte budget.
+    var memoryFootprint: Int {
+        switch self {
+        case .uplink(let uplink, _): uplink.memoryFootprint
+        case .timer: 64
+        case .event(let event): 256 + event.json.utf8.count
+        }
+    }
+}
+
+/// One handler with its ordered queue, bounded in bytes.
 final class HandlerRunner: Sendable {
     let name: String
     let kind: String
@@ -21,19 +34,25 @@ final class HandlerRunner: Sendable {
 
     /// - Parameters:
     ///   - onDroppedTick: called when a timer's tick was dropped from the full queue, so the timer may tick again.
+    ///   - application: the application id, for the duration metric's labels.
     ///   - body: runs one invocation; returns false when it failed (and has logged why).
     init(
-        name: String, kind: String, queueLimit: Int, logger: Logger,
+        name: String, kind: String, application: String, queueBytes: Int, logger: Logger,
         onDroppedTick: @escaping @Sendable (_ timerID: Int) -> Void = { _ in },
         body: @escaping @Sendable (HandlerWork) -> Bool
     ) {
         self.name = name
         self.kind = kind
         let failures = self.failures
+        let durations = CoreMetrics.Timer(label: "ttn_handler_duration_seconds", dimensions: [("app", application), ("handler", name)])
         self.queue = DeliveryQueue(
-            label: "ttn.host.\(name)", limit: queueLimit,
+            label: "ttn.host.\(name)", limit: .max, byteLimit: queueBytes, size: \.memoryFootprint,
             onDrop: { work, total in
-                if case .timer(let id) = work { onDroppedTick(id) }
+                switch work {
+                case .timer(let id): onDroppedTick(id)
+                case .uplink(_, let ticket): ticket?.finish()
+                case .event: break
+                }
                 if total == 1 || total.isMultiple(of: 1000) {
                     logger.warning(
                         "Handler too slow: its oldest waiting item (an uplink, event or timer tick) was dropped",
@@ -42,13 +61,17 @@ final class HandlerRunner: Sendable {
                 }
             },
             handler: { work in
+                let start = ContinuousClock.now
                 if !body(work) { failures.increment() }
+                let (seconds, attoseconds) = (ContinuousClock.now - start).components
+                durations.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+                if case .uplink(_, let ticket?) = work { ticket.finish() }
             }
         )
     }
 
     /// Queues `uplink` on the network thread; it is handled after the burst it came in ends (``wake()``).
-    func enqueue(_ uplink: Uplink) { queue.enqueue(.uplink(uplink), deferringWake: true) }
+    func enqueue(_ uplink: Uplink, ticket: UplinkTicket?) { queue.enqueue(.uplink(uplink, ticket), deferringWake: true) }
 
     /// Queues a timer's tick or an event, to run after what is queued already.
     func enqueue(_ work: HandlerWork) { queue.enqueue(work) }
@@ -65,7 +88,7 @@ final class HandlerRunner: Sendable {
     var statistics: HandlerHost.HandlerStatistics {
         .init(
             handled: queue.handledCount, dropped: queue.droppedCount, failed: failures.value, waiting: queue.count,
-            unhandled: abandoned.value
+            waitingBytes: queue.byteCount, unhandled: abandoned.value
         )
     }
 }

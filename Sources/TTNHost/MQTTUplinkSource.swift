@@ -16,6 +16,9 @@ public final class MQTTUplinkSource: UplinkSource, DownlinkPath, ApplicationConn
     let link: ApplicationConnection
     /// Weak: the host that receives owns this source.
     private let receiver = Locked<WeakReceiver>(WeakReceiver())
+    /// Subscriptions since ``start(delivering:)``: the first is the start, each later one a reconnect.
+    private let subscriptions = Locked(0)
+    private let reconnects = Locked(0)
 
     private struct WeakReceiver {
         weak var value: (any UplinkReceiver)?
@@ -30,6 +33,7 @@ public final class MQTTUplinkSource: UplinkSource, DownlinkPath, ApplicationConn
 
     public func start(delivering receiver: any UplinkReceiver) throws(TTNError) {
         self.receiver.withLock { $0.value = receiver }
+        subscriptions.withLock { $0 = 0 }
         try link.connect(configuration, receiver: self)
     }
 
@@ -45,7 +49,7 @@ public final class MQTTUplinkSource: UplinkSource, DownlinkPath, ApplicationConn
         let statistics = link.statistics
         return UplinkSourceStatistics(
             uplinks: statistics.uplinks, malformed: statistics.malformed, oversized: statistics.oversized,
-            unexpectedTopics: statistics.unexpectedTopics
+            unexpectedTopics: statistics.unexpectedTopics, reconnects: reconnects.withLock { $0 }
         )
     }
 
@@ -71,7 +75,15 @@ public final class MQTTUplinkSource: UplinkSource, DownlinkPath, ApplicationConn
         receiver.withLock { $0.value }?.endOfBurst()
     }
 
-    package func connectionDidSubscribe(sessionPresent: Bool) {}
+    package func connectionDidSubscribe(sessionPresent: Bool) {
+        let isReconnect = subscriptions.withLock { count in
+            count += 1
+            return count > 1
+        }
+        guard isReconnect else { return }
+        reconnects.withLock { $0 += 1 }
+        receiver.withLock { $0.value }?.sourceDidReconnect()
+    }
 
     package func connectionDidReceiveEvent(_ event: TTNEvent) {
         receiver.withLock { $0.value }?.receive(event)

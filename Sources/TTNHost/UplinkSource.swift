@@ -32,11 +32,16 @@ public protocol UplinkReceiver: AnyObject, Sendable {
     func endOfBurst()
     /// One event of a kind the receiver asked for with ``UplinkSource/receiveEvents(_:)``; it only queues.
     func receive(_ event: TTNEvent)
+    /// The source delivers again after it lost its connection: uplinks of the time between may be missing. Called
+    /// before the first uplink of the new connection.
+    func sourceDidReconnect()
 }
 
 extension UplinkReceiver {
     /// For receivers that want no events: drops the event.
     public func receive(_ event: TTNEvent) {}
+    /// For receivers that do not backfill: nothing to do.
+    public func sourceDidReconnect() {}
 }
 
 /// Where a host's downlinks go: the TTN MQTT connection, or wherever a source's uplinks came from.
@@ -58,11 +63,14 @@ public struct UplinkSourceStatistics: Sendable, Hashable {
     public var oversized = 0
     /// Messages skipped because they were not on one of the application's device topics.
     public var unexpectedTopics = 0
+    /// Times the source connected again after losing its connection.
+    public var reconnects = 0
 
-    public init(uplinks: Int = 0, malformed: Int = 0, oversized: Int = 0, unexpectedTopics: Int = 0) {
+    public init(uplinks: Int = 0, malformed: Int = 0, oversized: Int = 0, unexpectedTopics: Int = 0, reconnects: Int = 0) {
         self.uplinks = uplinks
         self.malformed = malformed
         self.oversized = oversized
         self.unexpectedTopics = unexpectedTopics
+        self.reconnects = reconnects
     }
 }

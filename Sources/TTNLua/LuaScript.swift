@@ -92,7 +92,11 @@ public final class LuaScript {
             )
         }
         environment.currentDeviceID = message.deviceID
-        defer { environment.currentDeviceID = nil }
+        environment.currentIsBackfilled = message.isBackfilled
+        defer {
+            environment.currentDeviceID = nil
+            environment.currentIsBackfilled = false
+        }
         try run {
             guard let tape = message.tape else {
                 return message.json.withUnsafeBufferPointer { buffer in
@@ -224,6 +228,8 @@ final class ScriptEnvironment {
     let limits: LuaLimits
     let timerIDs: LuaTimerIDs
     var currentDeviceID: String?
+    /// Whether the uplink being handled was backfilled.
+    var currentIsBackfilled = false
     var deviceOverride: String?
     /// Downlinks sent and publish calls refused by the downlink limit, in the running invocation.
     var downlinksPublished = 0
@@ -259,6 +265,10 @@ final class ScriptEnvironment {
             HostFunction("__ttn_set_device") { [unowned self] L in
                 deviceOverride = LuaStack.string(L, 1)
                 return 0
+            },
+            HostFunction("__ttn_backfilled") { [unowned self] L in
+                lua_pushboolean(L, currentIsBackfilled ? 1 : 0)
+                return 1
             },
             HostFunction("__ttn_all") { [unowned self] L in
                 let messages = bridge.allMessages()

@@ -9,6 +9,8 @@ public struct LuaMessage: Sendable {
     }
     /// The device it came from: where `publish` sends by default.
     public var deviceID: String?
+    /// Whether the host fetched it from the Storage Integration to fill a gap: what `ttn.backfilled()` says.
+    public var isBackfilled = false
 
     /// `json` as the host parsed it on arrival: `getLastMessage()` reads its elements instead of parsing again.
     package private(set) var tape: JSONTape?
@@ -32,6 +34,7 @@ public struct LuaMessage: Sendable {
         } else {
             self.init(json: uplink.jsonBytes, deviceID: uplink.deviceID)
         }
+        isBackfilled = uplink.isBackfilled
     }
 }
 

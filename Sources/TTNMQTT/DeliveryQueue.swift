@@ -5,8 +5,9 @@ import TTNSync
 
 /// An ordered, bounded queue whose items are handled one at a time, off the caller's thread.
 ///
-/// When the queue is full the **oldest** waiting item is dropped, counted and reported through `onDrop`, so a
-/// slow handler costs memory only up to the limit and never stalls the producer (the MQTT network thread).
+/// When the queue is full (more items than its limit, or more bytes than its byte limit) the **oldest** waiting
+/// item is dropped, counted and reported through `onDrop`, so a slow handler costs memory only up to the limit and
+/// never stalls the producer (the MQTT network thread).
 package final class DeliveryQueue<Item: Sendable>: Sendable {
     private struct State {
         var items = Deque<Item>()
@@ -16,10 +17,14 @@ package final class DeliveryQueue<Item: Sendable>: Sendable {
         var isWakeDeferred = false
         var dropped = 0
         var handled = 0
+        /// The sum of the waiting items' sizes.
+        var bytes = 0
     }
 
     private let state: Locked<State>
     private let limit: Int
+    private let byteLimit: Int
+    private let size: @Sendable (Item) -> Int
     private let dispatchQueue: DispatchQueue
     private let handler: @Sendable (Item) -> Void
     private let onDrop: @Sendable (_ dropped: Item, _ totalDropped: Int) -> Void
@@ -27,15 +32,19 @@ package final class DeliveryQueue<Item: Sendable>: Sendable {
 
     /// - Parameters:
     ///   - limit: how many items may wait; one more drops the oldest.
+    ///   - byteLimit: how many bytes the waiting items may hold, as `size` counts them; more drops the oldest until
+    ///     they fit, keeping at least the newest item.
     ///   - paused: when true nothing is handled until ``resume()``.
     ///   - onDrop: called (on the producer's thread) with the dropped item and the running total after each drop.
     package init(
-        label: String, limit: Int, paused: Bool = false,
-        onDrop: @escaping @Sendable (_ dropped: Item, _ totalDropped: Int) -> Void,
+        label: String, limit: Int, byteLimit: Int = .max, size: @escaping @Sendable (Item) -> Int = { _ in 0 },
+        paused: Bool = false, onDrop: @escaping @Sendable (_ dropped: Item, _ totalDropped: Int) -> Void,
         handler: @escaping @Sendable (Item) -> Void
     ) {
         self.state = Locked(State(isPaused: paused))
         self.limit = max(1, limit)
+        self.byteLimit = max(0, byteLimit)
+        self.size = size
         self.dispatchQueue = DispatchQueue(label: label)
         self.handler = handler
         self.onDrop = onDrop
@@ -46,12 +55,16 @@ package final class DeliveryQueue<Item: Sendable>: Sendable {
     ///   A producer that receives in bursts (the network thread) then wakes the handler's thread once per burst
     ///   rather than once per item; it must call ``wake()`` at the end of every burst.
     package func enqueue(_ item: Item, deferringWake: Bool = false) {
-        let (startDrain, dropped) = state.withLock { state -> (Bool, (Item, Int)?) in
+        let itemSize = size(item)
+        let (startDrain, dropped) = state.withLock { state -> (Bool, [(Item, Int)]) in
             state.items.append(item)
-            var dropped: (Item, Int)?
-            if state.items.count > limit {
+            state.bytes += itemSize
+            var dropped: [(Item, Int)] = []
+            while state.items.count > limit || (state.bytes > byteLimit && state.items.count > 1) {
+                let oldest = state.items.removeFirst()
+                state.bytes -= size(oldest)
                 state.dropped += 1
-                dropped = (state.items.removeFirst(), state.dropped)
+                dropped.append((oldest, state.dropped))
             }
             guard !state.isDraining, !state.isPaused else { return (false, dropped) }
             if deferringWake {
@@ -60,7 +73,7 @@ package final class DeliveryQueue<Item: Sendable>: Sendable {
             }
             return (Self.beginDrain(&state), dropped)
         }
-        if let (item, total) = dropped { onDrop(item, total) }
+        for (item, total) in dropped { onDrop(item, total) }
         if startDrain { dispatchQueue.async { self.drain() } }
     }
 
@@ -96,6 +109,8 @@ package final class DeliveryQueue<Item: Sendable>: Sendable {
     package var handledCount: Int { state.withLock { $0.handled } }
     /// Items waiting.
     package var count: Int { state.withLock { $0.items.count } }
+    /// The bytes the waiting items hold, as the queue's `size` counts them.
+    package var byteCount: Int { state.withLock { $0.bytes } }
 
     /// Waits until every queued item was handled and none is running, or the timeout passed; returns whether
     /// the queue is idle.
@@ -119,7 +134,10 @@ package final class DeliveryQueue<Item: Sendable>: Sendable {
     /// They are not counted as dropped: the caller accounts for them.
     package func removeAll() -> Int {
         state.withLock { state in
-            defer { state.items.removeAll() }
+            defer {
+                state.items.removeAll()
+                state.bytes = 0
+            }
             return state.items.count
         }
     }
@@ -134,6 +152,7 @@ package final class DeliveryQueue<Item: Sendable>: Sendable {
                     state.isDraining = false
                     return nil
                 }
+                state.bytes -= size(item)
                 return item
             }
             guard let item = next else { break }

@@ -6,10 +6,11 @@ import Foundation
 /// Table `kv` holds every namespace: one row per key, its value as JSON text and when it expires (Unix epoch
 /// milliseconds, or NULL). Expired rows act as missing; they are deleted on open, every 1,000 commits, and when a
 /// namespace would otherwise be full, and count toward the namespace's total until then. Tables `outbox` and
-/// `dead_letters` hold the records of `ttn.emit` (``OutboxTables``).
+/// `dead_letters` hold the records of `ttn.emit` (``OutboxTables``); `device_progress` the last uplink handled per
+/// device (``DeviceProgressTable``).
 final class StateStore {
     /// The schema this code writes; a database of a newer one is refused.
-    static let schemaVersion: Int64 = 2
+    static let schemaVersion: Int64 = 3
 
     /// The bytes of a namespace's rows, keys and values (expired rows too, until deleted), and a number that
     /// changes whenever they do, so that an open invocation knows when the sizes it read are stale.
@@ -93,6 +94,7 @@ final class StateStore {
                 PRIMARY KEY(namespace, key)) WITHOUT ROWID;
             CREATE INDEX IF NOT EXISTS kv_expiry ON kv(expires_at) WHERE expires_at IS NOT NULL;
             \(OutboxTables.schema)
+            \(DeviceProgressTable.schema)
             PRAGMA user_version = \(Self.schemaVersion);
             COMMIT;
             """)
@@ -179,6 +181,25 @@ final class StateStore {
         if commits % 1000 == 0 {
             // Housekeeping after a commit that succeeded: if it fails, the rows wait for the next round.
             _ = try? purgeExpired(now: epochMilliseconds())
+        }
+        if let groupStarted, ContinuousClock.now - groupStarted >= Self.groupWindow { try flush() }
+    }
+
+    /// Writes `entries` to `device_progress` in the open group of commits (beginning one if none is open).
+    func applyProgress(_ entries: [DeviceProgress], application: String) throws(StateError) {
+        if groupStarted == nil {
+            try connection.execute("BEGIN IMMEDIATE")
+            groupStarted = .now
+            groupNeedsTimer = true
+        }
+        try connection.execute("SAVEPOINT progress")
+        do throws(StateError) {
+            try DeviceProgressTable.save(entries, application: application, connection)
+            try connection.execute("RELEASE progress")
+        } catch {
+            try? connection.execute("ROLLBACK TO progress")
+            try? connection.execute("RELEASE progress")
+            throw error
         }
         if let groupStarted, ContinuousClock.now - groupStarted >= Self.groupWindow { try flush() }
     }

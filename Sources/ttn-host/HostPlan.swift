@@ -57,7 +57,14 @@ struct HostPlan {
             let scripts = command.scripts ?? environment["TTN_SCRIPTS"] ?? entry?.scripts
             if let scripts { try checkScriptDirectory(scripts, application: entry?.id) }
             var configuration = HandlerHost.Configuration(client: client, scriptDirectory: scripts)
-            configuration.handlerQueueLimit = limits.queueLimit ?? configuration.handlerQueueLimit
+            if let megabytes = limits.queueLimitMegabytes { configuration.handlerQueueBytes = megabytes * 1024 * 1024 }
+            if let seconds = limits.silenceWarningSeconds { configuration.silenceWarning = .seconds(seconds) }
+            if command.backfillIsOn {
+                var backfill = BackfillConfiguration(apiURL: command.selectedAPIURL ?? entry?.apiURL ?? "https://\(client.server.host)")
+                if let seconds = limits.backfillMaxAgeSeconds { backfill.maxAge = .seconds(seconds) }
+                if let seconds = limits.backfillRecheckSeconds { backfill.recheckDelay = .seconds(seconds) }
+                configuration.backfill = backfill
+            }
             configuration.shutdownDeadline = .seconds(limits.shutdownDeadlineSeconds ?? 10)
             configuration.waitForBroker = command.waitForBroker ?? environment["TTN_WAIT_FOR_BROKER"].flatMap(RunCommand.boolean) ?? true
             if let milliseconds = limits.luaTimeLimitMilliseconds { configuration.luaLimits.timeLimit = .milliseconds(milliseconds) }
@@ -80,6 +87,7 @@ struct HostPlan {
                 "    username: \(client.username)",
                 "    tls:      \(client.usesTLS ? "on\(client.tls.caFile.map { " (CA \($0))" } ?? " (system CAs)")" : "off")",
             ]
+            lines.append("    backfill: \(configuration.backfill.map { "from \($0.apiURL)" } ?? "off")")
             if let directory = configuration.scriptDirectory {
                 let names = (try? FileManager.default.contentsOfDirectory(atPath: directory))?
                     .filter(ScriptDirectoryWatcher.isScriptName).sorted() ?? []

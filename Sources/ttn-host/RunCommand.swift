@@ -35,7 +35,10 @@ struct RunCommand: AsyncParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
 
-    @Option(name: .customLong("queue-limit"), help: "Uplinks waiting per handler before the oldest is dropped; at least 1. (default: 1024)")
+    @Option(
+        name: .customLong("queue-limit-mb"),
+        help: "MiB of uplinks that may wait per handler before the oldest is dropped: 1 to 1048576. (default: 64)"
+    )
     var queueLimit: Int?
 
     @Option(name: .customLong("history-limit"), help: "Uplinks kept for getAllMessages(); at least 1. (default: 1000)")
@@ -83,6 +86,50 @@ struct RunCommand: AsyncParsableCommand {
     )
     var shutdownDeadline: Int?
 
+    @Option(
+        help: """
+            Serve /metrics (Prometheus), /health/live, /health/ready and /status on this address, as 127.0.0.1:9464 \
+            or :9464 (every interface); port 0 picks a free one. (TTN_HTTP, default: off)
+            """
+    )
+    var http: String?
+
+    @Option(name: .customLong("log-format"), help: "text, or json for one JSON object per line. (TTN_LOG_FORMAT, default: text)")
+    var logFormat: String?
+
+    @Option(
+        help: """
+            auto: fetch the uplinks missed while disconnected, at start and in gaps from TTN's Storage Integration \
+            (an application without it gets one log line saying how to activate it); off: only find and count gaps. \
+            (TTN_BACKFILL, default: auto)
+            """
+    )
+    var backfill: String?
+
+    @Option(
+        name: .customLong("api-url"),
+        help: "The Things Stack API address for backfill. (TTN_API_URL, default: https://<cluster>.cloud.thethings.network, or https://<host>)"
+    )
+    var apiURL: String?
+
+    @Option(
+        name: .customLong("backfill-max-age"),
+        help: "Seconds back that backfill at start reaches: 1 to 31536000. (default: 86400, what TTN's storage keeps)"
+    )
+    var backfillMaxAge: Int?
+
+    @Option(
+        name: .customLong("backfill-recheck"),
+        help: "Seconds before a gap is asked about again, then given up (TTN writes its storage in batches): 1 to 86400. (default: 60)"
+    )
+    var backfillRecheck: Int?
+
+    @Option(
+        name: .customLong("silence-warning"),
+        help: "Seconds connected without an uplink before a warning, repeated with backoff: 0 for none. (default: 900)"
+    )
+    var silenceWarning: Int?
+
     @Flag(
         inversion: .prefixedNo,
         help: """
@@ -103,15 +150,35 @@ struct RunCommand: AsyncParsableCommand {
     /// The numeric flags, as the limits of a configuration file.
     var flagLimits: HostLimits {
         HostLimits(
-            queueLimit: queueLimit, historyLimit: historyLimit, luaTimeLimitMilliseconds: luaTimeLimit,
+            queueLimitMegabytes: queueLimit, historyLimit: historyLimit, luaTimeLimitMilliseconds: luaTimeLimit,
             luaMemoryLimitMegabytes: luaMemoryLimit, luaDownlinkLimit: luaDownlinkLimit, stateLimitMegabytes: stateLimit,
-            downlinkTimeoutSeconds: downlinkTimeout, shutdownDeadlineSeconds: shutdownDeadline
+            downlinkTimeoutSeconds: downlinkTimeout, shutdownDeadlineSeconds: shutdownDeadline, silenceWarningSeconds: silenceWarning,
+            backfillMaxAgeSeconds: backfillMaxAge, backfillRecheckSeconds: backfillRecheck
         )
     }
+
+    /// `--log-format` or `TTN_LOG_FORMAT`.
+    var selectedLogFormat: String { logFormat ?? Self.environment["TTN_LOG_FORMAT"] ?? "text" }
+
+    /// Whether backfill is on: `--backfill` or `TTN_BACKFILL`.
+    var backfillIsOn: Bool { (backfill ?? Self.environment["TTN_BACKFILL"] ?? "auto") == "auto" }
+
+    /// `--api-url` or `TTN_API_URL`.
+    var selectedAPIURL: String? { apiURL ?? Self.environment["TTN_API_URL"] }
 
     func validate() throws {
         guard Logger.Level(rawValue: logLevel) != nil else {
             throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical.")
+        }
+        guard ["text", "json"].contains(selectedLogFormat) else {
+            throw ValidationError("--log-format (or TTN_LOG_FORMAT) must be text or json, not '\(selectedLogFormat)'.")
+        }
+        let backfillMode = backfill ?? Self.environment["TTN_BACKFILL"] ?? "auto"
+        guard ["auto", "off"].contains(backfillMode) else {
+            throw ValidationError("--backfill (or TTN_BACKFILL) must be auto or off, not '\(backfillMode)'.")
+        }
+        if let url = selectedAPIURL, !(url.hasPrefix("https://") || url.hasPrefix("http://")) {
+            throw ValidationError("--api-url (or TTN_API_URL) must be an http:// or https:// address, such as https://eu1.cloud.thethings.network, not '\(url)'.")
         }
         try connection.validatePort()
         let limits = flagLimits

@@ -262,7 +262,7 @@ struct HostProcessTests {
         let host = try ChildProcess(
             try binary(),
             [
-                "--scripts", scripts.path, "--shutdown-deadline", "\(deadline)", "--queue-limit", "100000",
+                "--scripts", scripts.path, "--shutdown-deadline", "\(deadline)", "--queue-limit-mb", "1024",
                 // Only the interruption at the deadline may fail an invocation, however loaded the machine is.
                 "--lua-time-limit-ms", "60000",
             ],
@@ -314,8 +314,8 @@ struct HostProcessTests {
             (["--lua-memory-limit-mb=0"], nil, "--lua-memory-limit-mb must be from 1 to 1048576"),
             (["--lua-memory-limit-mb=9000000000000"], nil, "--lua-memory-limit-mb must be from 1 to 1048576"),
             (["--lua-downlink-limit=-1"], nil, "--lua-downlink-limit must be 0 or more"),
-            (["--queue-limit=0"], nil, "--queue-limit must be at least 1"),
-            (["--queue-limit=-1"], nil, "--queue-limit must be at least 1"),
+            (["--queue-limit-mb=0"], nil, "--queue-limit-mb must be from 1 to 1048576"),
+            (["--queue-limit-mb=-1"], nil, "--queue-limit-mb must be from 1 to 1048576"),
             (["--history-limit=0"], nil, "--history-limit must be at least 1"),
             (["--shutdown-deadline=-1"], nil, "--shutdown-deadline must be from 0 to 3600"),
             (["--shutdown-deadline=3601"], nil, "--shutdown-deadline must be from 0 to 3600"),
@@ -324,7 +324,7 @@ struct HostProcessTests {
             ([], "0", "TTN_PORT must be a port from 1 to 65535"),
             ([], "70000", "TTN_PORT must be a port from 1 to 65535"),
             ([], "x", "TTN_PORT 'x' is not a number"),
-            (["--queue-limit", "many"], nil, "'--queue-limit <queue-limit>'"),
+            (["--queue-limit-mb", "many"], nil, "'--queue-limit-mb <queue-limit-mb>'"),
         ]
         for (arguments, port, text) in cases {
             let log = logFile()

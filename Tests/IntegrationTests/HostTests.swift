@@ -207,6 +207,9 @@ struct HostTests {
         let network = try NetworkSide(port: try Broker.requirePort())
         defer { network.close() }
         let uplinks = 100, limit = 10
+        // A byte budget that holds `limit` of these uplinks and not one more (their sizes differ by a digit or two).
+        let footprint = try Uplink(json: uplinkJSON(counter: uplinks - 1)).memoryFootprint
+        let budget = limit * footprint + footprint / 2
         let healthy = Recorder<Int>()
         // What the stuck handler started, in order; it blocks in its first invocation until the gate opens.
         let started = Recorder<Int>()
@@ -215,7 +218,7 @@ struct HostTests {
         // The stuck handler's waiting uplinks, sampled by the healthy handler at each of its invocations.
         let waitingSamples = Recorder<Int>()
         try await withRunningHost(application: app) { host in
-            host.register(name: "stuck", queueLimit: limit) {
+            host.register(name: "stuck", queueBytes: budget) {
                 started.append(host.getLastMessage()?.uplinkMessage?.fCnt ?? -1)
                 if !open.withLock({ $0 }) { gate.wait() }
             }

@@ -142,7 +142,7 @@ struct OutputsCrashTests {
         try """
             state-dir: \(state.path)
             limits:
-              queue-limit: 20000
+              queue-limit-mb: 512
             applications:
               \(app):
                 host: 127.0.0.1

@@ -26,7 +26,7 @@ struct ConfigurationFileErrorTests {
             yaml: "sinks:\n  warehouse: { type: http, url: 'https://x.net/', hedaers: { Authorization: x } }\n",
             key: "sinks.warehouse.hedaers", says: ["Did you mean headers?"]
         ),
-        Refusal(what: "unknown limit", yaml: "limits: { queue-limt: 5 }\n", key: "limits.queue-limt", says: ["Did you mean queue-limit?"]),
+        Refusal(what: "unknown limit", yaml: "limits: { queue-limt-mb: 5 }\n", key: "limits.queue-limt-mb", says: ["Did you mean queue-limit-mb?"]),
         Refusal(
             what: "unknown application key", yaml: "applications:\n  my-app: { api_key: x }\n", key: "applications.my-app.api_key",
             says: ["Did you mean api-key?"]
@@ -39,7 +39,7 @@ struct ConfigurationFileErrorTests {
             what: "text where a whole number belongs", yaml: "sinks:\n  warehouse: { type: http, url: 'https://x.net/', batch: ten }\n",
             key: "sinks.warehouse.batch", says: ["expected a whole number", "got \"ten\""]
         ),
-        Refusal(what: "a quoted number", yaml: "limits: { queue-limit: \"5\" }\n", key: "limits.queue-limit", says: ["expected a whole number", "without quotes"]),
+        Refusal(what: "a quoted number", yaml: "limits: { queue-limit-mb: \"5\" }\n", key: "limits.queue-limit-mb", says: ["expected a whole number", "without quotes"]),
         Refusal(
             what: "not a boolean", yaml: "applications:\n  my-app: { tls: maybe }\n", key: "applications.my-app.tls",
             says: ["expected true or false", "got \"maybe\""]
@@ -48,7 +48,7 @@ struct ConfigurationFileErrorTests {
         Refusal(what: "a mapping where text belongs", yaml: "state-dir: { path: /x }\n", key: "state-dir", says: ["got a mapping"]),
         Refusal(what: "a value where a mapping belongs", yaml: "limits: 5\n", key: "limits", says: ["expected a mapping of limits", "got \"5\""]),
         Refusal(
-            what: "a number in a substituted number", yaml: "limits: { queue-limit: \"${LIMIT}\" }\n", key: "limits.queue-limit",
+            what: "a number in a substituted number", yaml: "limits: { queue-limit-mb: \"${LIMIT}\" }\n", key: "limits.queue-limit-mb",
             says: ["replaced in text values only"], environment: ["LIMIT": "5"]
         ),
         Refusal(
@@ -60,7 +60,7 @@ struct ConfigurationFileErrorTests {
         Refusal(what: "mqtt sink without topic", yaml: "sinks:\n  s: { type: mqtt, host: localhost }\n", key: "sinks.s.topic", says: ["missing"]),
         Refusal(what: "file sink without path", yaml: "sinks:\n  s: { type: file }\n", key: "sinks.s.path", says: ["missing"]),
         Refusal(what: "url that is not http", yaml: "sinks:\n  s: { type: http, url: 'ftp://x.net/' }\n", key: "sinks.s.url", says: ["http://"]),
-        Refusal(what: "limit out of range", yaml: "limits: { queue-limit: 0 }\n", key: "limits.queue-limit", says: ["must be at least 1", "not 0"]),
+        Refusal(what: "limit out of range", yaml: "limits: { queue-limit-mb: 0 }\n", key: "limits.queue-limit-mb", says: ["must be from 1 to 1048576", "not 0"]),
         Refusal(
             what: "port out of range", yaml: "sinks:\n  s: { type: mqtt, host: h.net, topic: t, port: 70000 }\n", key: "sinks.s.port",
             says: ["from 1 to 65535", "not 70000"]

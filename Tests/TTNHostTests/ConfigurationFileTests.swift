@@ -12,7 +12,7 @@ struct ConfigurationFileTests {
             state-dir: /var/lib/ttn-host
             http: 127.0.0.1:9464
             limits:
-              queue-limit: 2048
+              queue-limit-mb: 32
               history-limit: 50
               lua-time-limit-ms: 0
               lua-memory-limit-mb: 128
@@ -20,12 +20,16 @@ struct ConfigurationFileTests {
               state-limit-mb: 16
               downlink-timeout: 60
               shutdown-deadline: 5
+              silence-warning: 600
+              backfill-max-age: 3600
+              backfill-recheck: 30
             applications:
               my-app:
                 tenant: ttn
                 region: nam1
                 api-key: ${TTN_API_KEY}
                 scripts: /etc/ttn-host/my-app
+                api-url: https://nam1.cloud.thethings.network
               lab-app:
                 tenant: ""
                 host: broker.example.net
@@ -55,12 +59,16 @@ struct ConfigurationFileTests {
         let expected = ConfigurationFile(
             stateDirectory: "/var/lib/ttn-host", http: "127.0.0.1:9464",
             limits: HostLimits(
-                queueLimit: 2048, historyLimit: 50, luaTimeLimitMilliseconds: 0, luaMemoryLimitMegabytes: 128, luaDownlinkLimit: 3,
-                stateLimitMegabytes: 16, downlinkTimeoutSeconds: 60, shutdownDeadlineSeconds: 5
+                queueLimitMegabytes: 32, historyLimit: 50, luaTimeLimitMilliseconds: 0, luaMemoryLimitMegabytes: 128, luaDownlinkLimit: 3,
+                stateLimitMegabytes: 16, downlinkTimeoutSeconds: 60, shutdownDeadlineSeconds: 5, silenceWarningSeconds: 600,
+                backfillMaxAgeSeconds: 3600, backfillRecheckSeconds: 30
             ),
             applications: [
                 ApplicationEntry(id: "lab-app", tenant: "", host: "broker.example.net", port: 1883, tls: false, caFile: "/etc/ssl/lab.pem", legacyV2: false),
-                ApplicationEntry(id: "my-app", tenant: "ttn", region: "nam1", apiKey: "NNSXS.KEY", scripts: "/etc/ttn-host/my-app"),
+                ApplicationEntry(
+                    id: "my-app", tenant: "ttn", region: "nam1", apiKey: "NNSXS.KEY", scripts: "/etc/ttn-host/my-app",
+                    apiURL: "https://nam1.cloud.thethings.network"
+                ),
             ],
             sinks: [
                 SinkConfiguration(name: "archive", kind: .file(FileSinkConfiguration(path: "/var/log/ttn-host/archive.jsonl", maxSize: 100_000_000, keep: 0))),
@@ -178,7 +186,7 @@ struct ConfigurationFileTests {
         #expect(file.applications.map(\.id) == ["my-app"])
         #expect(file.applications.first?.apiKey == "NNSXS.KEY")
         #expect(file.sinks.map(\.name) == ["archive", "homeassistant", "warehouse"])
-        #expect(file.limits.queueLimit == 1024)
+        #expect(file.limits.queueLimitMegabytes == 64)
     }
 
     @Test("an application's description leaves out its API key")

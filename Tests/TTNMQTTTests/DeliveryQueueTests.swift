@@ -91,3 +91,35 @@ struct DeliveryQueueTests {
         #expect(recorder.queue.droppedCount == 15)
     }
 }
+
+@Suite("Delivery queue byte budget")
+struct DeliveryQueueByteBudgetTests {
+    @Test("past its byte limit the queue drops the oldest until the rest fit, keeping at least the newest")
+    func byteLimit() {
+        let gate = DispatchSemaphore(value: 0)
+        let dropped = Locked<[Int]>([])
+        let handled = Locked<[Int]>([])
+        // Item n weighs n bytes; the handler is held at its first item, so the rest wait.
+        let queue = DeliveryQueue<Int>(
+            label: "bytes", limit: .max, byteLimit: 10, size: { $0 },
+            onDrop: { item, _ in dropped.withLock { $0.append(item) } }
+        ) { item in
+            gate.wait()
+            handled.withLock { $0.append(item) }
+        }
+        queue.enqueue(1)
+        #expect(queue.waitUntilIdle(timeout: .milliseconds(50)) == false, "held at the first item")
+        for item in [3, 4, 2] { queue.enqueue(item) }
+        #expect(queue.byteCount == 9 && queue.count == 3)
+        queue.enqueue(5)
+        #expect(dropped.withLock { $0 } == [3, 4], "the oldest go until 2 + 5 fit")
+        #expect(queue.byteCount == 7)
+        queue.enqueue(50)
+        #expect(dropped.withLock { $0 } == [3, 4, 2, 5], "one item over the budget alone is kept")
+        #expect(queue.count == 1 && queue.byteCount == 50 && queue.droppedCount == 4)
+        for _ in 0..<2 { gate.signal() }
+        #expect(queue.waitUntilIdle(timeout: .seconds(10)))
+        #expect(handled.withLock { $0 } == [1, 50])
+        #expect(queue.byteCount == 0)
+    }
+}
