@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "TTNState", targets: ["TTNState"]),
         .library(name: "TTNSinks", targets: ["TTNSinks"]),
         .library(name: "TTNStorageIntegration", targets: ["TTNStorageIntegration"]),
+        .library(name: "TTNMonitor", targets: ["TTNMonitor"]),
         .executable(name: "ttn-host", targets: ["ttn-host"]),
     ],
     dependencies: [
@@ -22,7 +23,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0", traits: ["YAML"]),
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         // C libraries, found through pkg-config and installed by scripts/setup.
@@ -82,13 +85,27 @@ let package = Package(
             ]
         ),
 
+        // Operating the host: the HTTP endpoint for metrics, health and status, and JSON log lines. Knows nothing of TTNHost.
+        .target(
+            name: "TTNMonitor",
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ]
+        ),
+
         .target(
             name: "TTNHost",
             dependencies: [
                 "TTNMQTT", "TTNLua", "TTNState", "TTNSinks", "TTNStorageIntegration", "TTNSync",
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "Logging", package: "swift-log"),
-                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
@@ -96,7 +113,7 @@ let package = Package(
         .executableTarget(
             name: "ttn-host",
             dependencies: [
-                "TTNHost", "TTNState", "TTNSync",
+                "TTNHost", "TTNMonitor", "TTNState", "TTNSync",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -141,6 +158,19 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Tests/TTNHostTests"
+        ),
+        // AsyncHTTPClient to request the monitoring endpoint over real HTTP, InMemoryLogging to read what it logged.
+        .testTarget(
+            name: "TTNMonitorTests",
+            dependencies: [
+                "TTNMonitor",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Logging", package: "swift-log"), .product(name: "InMemoryLogging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            path: "Tests/TTNMonitorTests"
         ),
         .testTarget(
             name: "IntegrationTests", dependencies: ["TTNMQTT", "TTNHost", "TTNLua", "TTNState", "TTNSinks", "TTNSync", "TestSupport"],
