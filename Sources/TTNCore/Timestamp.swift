@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// A point in time as TTN writes it (`received_at`): RFC 3339 with up to nine fractional digits, kept to the
 /// nanosecond so that two uplinks a microsecond apart keep their order.
 public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible {
@@ -42,6 +48,13 @@ public struct Timestamp: Sendable, Hashable, Comparable, CustomStringConvertible
         let seconds = Self.daysSinceEpoch(year: year, month: month, day: day) * 86_400
             + Int64(hour * 3600 + minute * 60 + second) - offsetSeconds
         nanosecondsSinceEpoch = seconds * 1_000_000_000 + nanoseconds
+    }
+
+    /// The system clock's time.
+    public static var now: Timestamp {
+        var time = timespec()
+        clock_gettime(CLOCK_REALTIME, &time)
+        return Timestamp(nanosecondsSinceEpoch: Int64(time.tv_sec) * 1_000_000_000 + Int64(time.tv_nsec))
     }
 
     /// RFC 3339 in UTC with nine fractional digits, as the Storage Integration's `after` and `before` take it.

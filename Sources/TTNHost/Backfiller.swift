@@ -324,12 +324,3 @@ final class Backfiller: Sendable {
         return after
     }
 }
-
-extension Timestamp {
-    /// The system clock's time.
-    static var now: Timestamp {
-        var time = timespec()
-        clock_gettime(CLOCK_REALTIME, &time)
-        return Timestamp(nanosecondsSinceEpoch: Int64(time.tv_sec) * 1_000_000_000 + Int64(time.tv_nsec))
-    }
-}

@@ -71,7 +71,7 @@ public final class HandlerHost: Service, UplinkReceiver {
     }
 
     /// What the host has handled and skipped so far.
-    public struct Statistics: Sendable, Hashable {
+    public struct Statistics: Sendable, Hashable, Codable {
         /// Uplinks received, decoded and routed to the handlers.
         public var uplinks = 0
         /// Uplinks skipped because their JSON was malformed or not an uplink.
@@ -109,7 +109,7 @@ public final class HandlerHost: Service, UplinkReceiver {
 
     /// What one handler did with the work queued for it (uplinks, and its timer ticks and events): each item is
     /// handled, dropped, waiting or (after a shutdown that ran out of time) unhandled, apart from the one running now.
-    public struct HandlerStatistics: Sendable, Hashable {
+    public struct HandlerStatistics: Sendable, Hashable, Codable {
         /// Invocations that ran to their end, successfully or not.
         public var handled = 0
         /// Items dropped because this handler's queue was full.

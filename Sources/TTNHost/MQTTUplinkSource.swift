@@ -16,8 +16,8 @@ public final class MQTTUplinkSource: UplinkSource, DownlinkPath, ApplicationConn
     let link: ApplicationConnection
     /// Weak: the host that receives owns this source.
     private let receiver = Locked<WeakReceiver>(WeakReceiver())
-    /// Subscriptions since ``start(delivering:)``: the first is the start, each later one a reconnect.
-    private let subscriptions = Locked(0)
+    /// Set once ``start(delivering:)`` connected: a subscription after it is a reconnect.
+    private let started = Locked(false)
     private let reconnects = Locked(0)
 
     private struct WeakReceiver {
@@ -33,8 +33,9 @@ public final class MQTTUplinkSource: UplinkSource, DownlinkPath, ApplicationConn
 
     public func start(delivering receiver: any UplinkReceiver) throws(TTNError) {
         self.receiver.withLock { $0.value = receiver }
-        subscriptions.withLock { $0 = 0 }
+        started.withLock { $0 = false }
         try link.connect(configuration, receiver: self)
+        started.withLock { $0 = true }
     }
 
     public func stop() { link.disconnect() }
@@ -76,11 +77,7 @@ public final class MQTTUplinkSource: UplinkSource, DownlinkPath, ApplicationConn
     }
 
     package func connectionDidSubscribe(sessionPresent: Bool) {
-        let isReconnect = subscriptions.withLock { count in
-            count += 1
-            return count > 1
-        }
-        guard isReconnect else { return }
+        guard started.withLock({ $0 }) else { return }
         reconnects.withLock { $0 += 1 }
         receiver.withLock { $0.value }?.sourceDidReconnect()
     }

@@ -125,7 +125,7 @@ final class SinkWorker: Sendable {
 }
 
 /// What one sink's worker did so far.
-public struct SinkStatistics: Sendable, Hashable {
+public struct SinkStatistics: Sendable, Hashable, Codable {
     /// Records delivered (a record delivered twice after a crash counts twice).
     public var delivered = 0
     /// Deliveries that failed (each a batch of records).

@@ -5,6 +5,7 @@ import ServiceLifecycle
 import TTNHost
 import TTNLua
 import TTNMQTT
+import TTNMonitor
 import TTNState
 
 /// `ttn-host [run]`: connects to TTN and runs the handlers until SIGTERM.
@@ -157,6 +158,9 @@ struct RunCommand: AsyncParsableCommand {
         )
     }
 
+    /// `--http` or `TTN_HTTP`.
+    var selectedHTTP: String? { http ?? Self.environment["TTN_HTTP"] }
+
     /// `--log-format` or `TTN_LOG_FORMAT`.
     var selectedLogFormat: String { logFormat ?? Self.environment["TTN_LOG_FORMAT"] ?? "text" }
 
@@ -177,6 +181,13 @@ struct RunCommand: AsyncParsableCommand {
         guard ["auto", "off"].contains(backfillMode) else {
             throw ValidationError("--backfill (or TTN_BACKFILL) must be auto or off, not '\(backfillMode)'.")
         }
+        if let address = selectedHTTP {
+            do {
+                _ = try MonitorAddress(parsing: address)
+            } catch {
+                throw ValidationError("\(error.message) (from --http or TTN_HTTP)")
+            }
+        }
         if let url = selectedAPIURL, !(url.hasPrefix("https://") || url.hasPrefix("http://")) {
             throw ValidationError("--api-url (or TTN_API_URL) must be an http:// or https:// address, such as https://eu1.cloud.thethings.network, not '\(url)'.")
         }
@@ -196,13 +207,29 @@ struct RunCommand: AsyncParsableCommand {
 
     func run() async throws {
         let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
+        if selectedLogFormat == "json" {
+            LoggingSystem.bootstrap({ label, provider in
+                var handler = JSONLogHandler(label: label, metadataProvider: provider)
+                handler.logLevel = level
+                return handler
+            }, metadataProvider: nil)
+        } else {
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            }
         }
         let logger = Logger(label: "ttn-host")
         let file = try await loadConfigurationFile()
+        var monitorAddress: MonitorAddress?
+        if let text = selectedHTTP ?? file?.http {
+            do {
+                monitorAddress = try MonitorAddress(parsing: text)
+            } catch {
+                throw ValidationError(selectedHTTP == nil ? "\(configurationPath ?? "the file"): http: \(error.reason)" : error.message)
+            }
+        }
         let plan = try HostPlan(command: self, file: file)
         plan.printSummary()
 
@@ -217,8 +244,11 @@ struct RunCommand: AsyncParsableCommand {
         }
         defer { database.close() }
         let hosts = plan.hosts.map { HandlerHost(configuration: $0, outputs: outputs) }
-        // A group stops its services in reverse order: the hosts drain first, then the outputs deliver what they emitted.
-        let group = ServiceGroup(services: [outputs] + hosts, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        let monitor = monitorAddress.map { Monitoring.server(address: $0, hosts: hosts, outputs: outputs, logger: logger) }
+        // A group stops its services in reverse order: the hosts drain first, then the outputs deliver what they emitted,
+        // and the monitoring endpoint answers (503 for readiness) until the end.
+        let services: [any Service] = (monitor.map { [$0] } ?? []) + [outputs] + hosts
+        let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         let rereading = configurationPath.map { path in
             Task { await ConfigurationRereader(path: path, loaded: file, logger: logger).run() }
         }
