@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 import TTNHost
 import TTNLua
 import TTNMQTT
@@ -76,25 +77,31 @@ struct HostPlan {
         }
     }
 
-    /// What the host is about to do. Never prints an API key.
-    func printSummary() {
+    /// What the host is about to do, for each application: printed as an indented summary, or with `--log-format json`
+    /// logged as one line per application. Never shows an API key.
+    func printSummary(asLog logger: Logger?) {
         var lines = ["ttn-host", "  state:    \(stateDirectory)"]
         for configuration in hosts {
             let client = configuration.client
-            lines += [
-                "  application \(client.applicationID):",
-                "    broker:   \(client.server)",
-                "    username: \(client.username)",
-                "    tls:      \(client.usesTLS ? "on\(client.tls.caFile.map { " (CA \($0))" } ?? " (system CAs)")" : "off")",
-            ]
-            lines.append("    backfill: \(configuration.backfill.map { "from \($0.apiURL)" } ?? "off")")
-            if let directory = configuration.scriptDirectory {
-                let names = (try? FileManager.default.contentsOfDirectory(atPath: directory))?
-                    .filter(ScriptDirectoryWatcher.isScriptName).sorted() ?? []
-                lines.append("    scripts:  \(directory) (\(names.isEmpty ? "none yet" : names.joined(separator: ", ")))")
+            var settings: KeyValuePairs<String, String> {
+                [
+                    "broker": "\(client.server)", "username": client.username,
+                    "tls": client.usesTLS ? "on\(client.tls.caFile.map { " (CA \($0))" } ?? " (system CAs)")" : "off",
+                    "backfill": configuration.backfill.map { "from \($0.apiURL)" } ?? "off",
+                    "scripts": configuration.scriptDirectory.map { directory in
+                        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory))?
+                            .filter(ScriptDirectoryWatcher.isScriptName).sorted() ?? []
+                        return "\(directory) (\(names.isEmpty ? "none yet" : names.joined(separator: ", ")))"
+                    } ?? "none",
+                ]
             }
+            lines.append("  application \(client.applicationID):")
+            lines += settings.map { "    \(($0.key + ":").padding(toLength: 10, withPad: " ", startingAt: 0))\($0.value)" }
+            var metadata: Logger.Metadata = ["ttn.app_id": "\(client.applicationID)", "state.dir": "\(stateDirectory)"]
+            for (key, value) in settings { metadata[key] = "\(value)" }
+            logger?.info("Starting", metadata: metadata)
         }
-        FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+        if logger == nil { FileHandle.standardError.write(Data((lines.joined(separator: "\n") + "\n").utf8)) }
     }
 }
 

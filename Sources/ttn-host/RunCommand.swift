@@ -231,7 +231,7 @@ struct RunCommand: AsyncParsableCommand {
             }
         }
         let plan = try HostPlan(command: self, file: file)
-        plan.printSummary()
+        plan.printSummary(asLog: selectedLogFormat == "json" ? logger : nil)
 
         let database: StateDatabase
         let outputs: Outputs
