@@ -62,9 +62,9 @@ final class Backfiller: Sendable {
     let configuration: BackfillConfiguration
     private let state: Locked<State>
     private let logger: Logger
-    /// Routes an uplink to every handler, with the ticket that follows it; called under the backfiller's lock so
-    /// that the routing order is the order decided here.
-    private let route: @Sendable (Uplink) -> Void
+    /// Routes an uplink (with its position, when it has one) to every handler; called under the backfiller's lock
+    /// so that the routing order is the order decided here.
+    private let route: @Sendable (Uplink, UplinkPosition?) -> Void
     /// Wakes the handlers after a batch was routed.
     private let wake: @Sendable () -> Void
     /// Where the holding of live uplinks stops: more bytes than this are routed at once.
@@ -72,7 +72,7 @@ final class Backfiller: Sendable {
 
     init(
         configuration: BackfillConfiguration, client: StorageIntegrationClient?, holdBytes: Int, logger: Logger,
-        route: @escaping @Sendable (Uplink) -> Void, wake: @escaping @Sendable () -> Void
+        route: @escaping @Sendable (Uplink, UplinkPosition?) -> Void, wake: @escaping @Sendable () -> Void
     ) {
         self.configuration = configuration
         self.state = Locked(State(client: client))
@@ -106,7 +106,7 @@ final class Backfiller: Sendable {
 
     /// Routes a live uplink (on the source's thread), or holds it back during a catch-up.
     func receiveLive(_ uplink: Uplink) {
-        guard let position = uplink.position else { return route(uplink) }
+        guard let position = uplink.position else { return route(uplink, nil) }
         let release = state.withLock { state -> Bool in
             if state.holding {
                 state.held.append(uplink)
@@ -212,7 +212,7 @@ final class Backfiller: Sendable {
     private func consider(_ uplink: Uplink, at position: UplinkPosition, backfilled: Bool, _ state: inout State) {
         let verdict = state.tracker.observe(position, backfilled: backfilled)
         if verdict.route {
-            route(uplink)
+            route(uplink, position)
             if backfilled { state.statistics.backfilled += 1 }
         } else if backfilled {
             state.statistics.alreadyHandled += 1
@@ -261,7 +261,7 @@ final class Backfiller: Sendable {
             if let position = uplink.position {
                 consider(uplink, at: position, backfilled: false, &state)
             } else {
-                route(uplink)
+                route(uplink, nil)
             }
         }
     }

@@ -8,8 +8,8 @@ import TTNCore
 /// - A new session (the device joined again) starts `f_cnt` again; frames before the first one seen in it are missing.
 /// - A device with 16-bit counters rolls over from 65535 to 0: a small `f_cnt` after one near 65535 continues.
 /// - A smaller `f_cnt` in the same session otherwise is a device that reset its counter: it starts again, no gap.
-/// - Live uplinks are always routed, except one whose `as:up:` id was routed already. A backfilled uplink is routed
-///   only when it is newer than the last one routed from its device, or fills a missing frame.
+/// - Live uplinks are always routed, except one whose `as:up:` id and frame counter were routed already. A backfilled
+///   uplink is routed only when it is newer than the last one routed from its device, or fills a missing frame.
 struct GapTracker {
     /// Frames of one device and session not seen yet, between two uplinks that were.
     struct Gap: Sendable, Hashable {
@@ -46,7 +46,9 @@ struct GapTracker {
     private static let rememberedIDs = 8192
 
     private var devices: [String: Device] = [:]
-    private var recentIDs = Set<String>()
+    /// The `as:up:` ids routed lately, with their frame counters: an id alone is not trusted, since a replaying
+    /// simulator may send one id with every frame.
+    private var recentIDs: [String: Int64] = [:]
     private var recentIDOrder: [String] = []
     private var recentIDNext = 0
 
@@ -63,7 +65,7 @@ struct GapTracker {
 
     /// Decides about one uplink, in the order they are routed, and remembers it when routed.
     mutating func observe(_ position: UplinkPosition, backfilled: Bool) -> Verdict {
-        if let id = position.uplinkID, recentIDs.contains(id) { return Verdict(route: false) }
+        if let id = position.uplinkID, recentIDs[id] == position.fCnt { return Verdict(route: false) }
         guard var device = devices[position.deviceID] else {
             devices[position.deviceID] = Device(sessionKeyID: position.sessionKeyID, fCnt: position.fCnt, receivedAt: position.receivedAt)
             return routed(position, gaps: [])
@@ -138,7 +140,7 @@ struct GapTracker {
 
     private mutating func routed(_ position: UplinkPosition, gaps: [Gap]) -> Verdict {
         advanceLatest(position.receivedAt)
-        if let id = position.uplinkID { remember(id) }
+        if let id = position.uplinkID { remember(id, position.fCnt) }
         return Verdict(route: true, gaps: gaps)
     }
 
@@ -165,12 +167,12 @@ struct GapTracker {
         if latestReceivedAt.map({ time > $0 }) ?? true { latestReceivedAt = time }
     }
 
-    private mutating func remember(_ id: String) {
-        guard recentIDs.insert(id).inserted else { return }
+    private mutating func remember(_ id: String, _ fCnt: Int64) {
+        guard recentIDs.updateValue(fCnt, forKey: id) == nil else { return }
         if recentIDOrder.count < Self.rememberedIDs {
             recentIDOrder.append(id)
         } else {
-            recentIDs.remove(recentIDOrder[recentIDNext])
+            recentIDs[recentIDOrder[recentIDNext]] = nil
             recentIDOrder[recentIDNext] = id
             recentIDNext = (recentIDNext + 1) % Self.rememberedIDs
         }

@@ -202,7 +202,7 @@ public final class HandlerHost: Service, UplinkReceiver {
             configuration: configuration.backfill ?? BackfillConfiguration(apiURL: ""),
             client: configuration.backfill.map { Self.storageClient($0, configuration.client) },
             holdBytes: configuration.handlerQueueBytes, logger: logger,
-            route: { weakSelf.value?.route($0) }, wake: { weakSelf.value?.endOfBurst() }
+            route: { weakSelf.value?.route($0, at: $1) }, wake: { weakSelf.value?.endOfBurst() }
         )
         weakSelf.value = self
     }
@@ -367,15 +367,16 @@ public final class HandlerHost: Service, UplinkReceiver {
         Task { await backfiller.catchUp(after: from) }
     }
 
-    /// Queues `uplink` for every handler, with a ticket that records the device's progress once all handled it.
-    func route(_ uplink: Uplink) {
+    /// Queues `uplink` for every handler, with a ticket that records the device's progress at `position` once all
+    /// handled it.
+    func route(_ uplink: Uplink, at position: UplinkPosition?) {
         history.append(uplink)
         let recordsProgress = stateDatabase.withLock { $0 != nil }
         // Under the lock that shutdown takes to set `stopping`, so no uplink is queued after it began.
         handlers.withLock { runners in
             guard !stopping.load(ordering: .relaxed) else { return arrivedDuringShutdown.increment() }
             let ticket = recordsProgress && !runners.isEmpty
-                ? uplink.position.map { UplinkTicket(position: $0, handlers: runners.count, book: progress) } : nil
+                ? position.map { UplinkTicket(position: $0, handlers: runners.count, book: progress) } : nil
             for runner in runners { runner.enqueue(uplink, ticket: ticket) }
         }
     }
