@@ -32,6 +32,26 @@ struct ScriptTests {
         #expect(sent[2].deviceID == "other-device" && sent[2].queue == .push)
     }
 
+    @Test("ttn.backfilled() says whether the uplink being handled was backfilled")
+    func backfilled() throws {
+        var backfilled = emptyUplink
+        backfilled.isBackfilled = true
+        let check = try makeScript("""
+            setMessageHandler(function()
+              if ttn.backfilled() then error("live uplink seen as backfilled") end
+            end)
+            """)
+        try check.handle(emptyUplink)
+        let failing = try makeScript("""
+            setMessageHandler(function()
+              if ttn.backfilled() then error("backfilled: " .. tostring(ttn.backfilled())) end
+            end)
+            """)
+        let error = #expect(throws: LuaError.self) { try failing.handle(backfilled) }
+        #expect(error?.message.contains("backfilled: true") == true)
+        try failing.handle(emptyUplink)
+    }
+
     @Test("setDeviceID overrides the triggering device; no device at all is a clear error")
     func deviceSelection() throws {
         let bridge = MemoryBridge()
