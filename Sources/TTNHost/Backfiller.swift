@@ -51,6 +51,8 @@ final class Backfiller: Sendable {
         var statistics = Statistics()
         /// The Storage Integration; nil when backfill is off or was turned off (not activated, key refused).
         var client: StorageIntegrationClient?
+        /// When the source first connected.
+        var connectedAt: Timestamp?
     }
 
     private struct PendingGap {
@@ -87,8 +89,16 @@ final class Backfiller: Sendable {
     /// Whether the Storage Integration is asked (backfill on, and not turned off by its answers).
     var isFetching: Bool { state.withLock { $0.client != nil } }
 
-    /// The newest `received_at` routed so far: where a catch-up starts.
-    var latestReceivedAt: Timestamp? { state.withLock { $0.tracker.latestReceivedAt } }
+    /// Where a catch-up after a reconnect starts: the newest `received_at` routed so far, else the time the host
+    /// first connected (never earlier, so that a host that has seen nothing yet does not replay a day of uplinks).
+    var catchUpStart: Timestamp? { state.withLock { $0.tracker.latestReceivedAt ?? $0.connectedAt } }
+
+    /// Notes that the source connected for the first time: the earliest a catch-up after a reconnect reaches back.
+    func connected() {
+        state.withLock { state in
+            if state.connectedAt == nil { state.connectedAt = .now }
+        }
+    }
 
     /// Starts from the uplinks handled before, as the state database kept them.
     func restore(_ positions: [UplinkPosition]) {
@@ -128,7 +138,7 @@ final class Backfiller: Sendable {
     /// Fetches everything after `after` (bounded by ``BackfillConfiguration/maxAge``) and routes what was not handled
     /// yet, then the live uplinks held back meanwhile; asks again after ``BackfillConfiguration/recheckDelay``.
     /// Call ``holdLiveUplinks()`` before the source starts delivering. A catch-up asked for while one runs follows it.
-    func catchUp(after: Timestamp?) async {
+    func catchUp(after: Timestamp) async {
         let start = state.withLock { state -> Bool in
             guard state.client != nil else {
                 state.holding = false
@@ -160,7 +170,7 @@ final class Backfiller: Sendable {
             }
             scheduleRecheck(after: from)
             guard again else { return }
-            from = boundedByMaxAge(latestReceivedAt ?? from)
+            from = boundedByMaxAge(catchUpStart ?? from)
         }
     }
 

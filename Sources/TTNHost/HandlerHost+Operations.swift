@@ -43,7 +43,7 @@ extension HandlerHost {
         }
         let positions = try database.progress(application: configuration.client.applicationID).map(UplinkPosition.init)
         backfiller.restore(positions)
-        guard configuration.backfill != nil, let from = backfiller.latestReceivedAt else { return nil }
+        guard configuration.backfill != nil, let from = positions.compactMap(\.receivedAt).max() else { return nil }
         backfiller.holdLiveUplinks()
         return from
     }

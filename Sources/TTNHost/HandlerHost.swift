@@ -334,6 +334,7 @@ public final class HandlerHost: Service, UplinkReceiver {
                     return logger.info("Stopped while waiting for the broker")
                 }
                 phase.withLock { $0 = .running }
+                backfiller.connected()
                 lastUplink.withLock { $0 = .now }
                 logger.info("Host running", metadata: ["handlers": "\(handlerNames)"])
                 if let catchUpFrom { group.addTask { await self.backfiller.catchUp(after: catchUpFrom) } }
@@ -363,7 +364,7 @@ public final class HandlerHost: Service, UplinkReceiver {
     /// the live ones wait for them.
     public func sourceDidReconnect() {
         backfiller.holdLiveUplinks()
-        let from = backfiller.latestReceivedAt
+        let from = backfiller.catchUpStart ?? .now
         Task { await backfiller.catchUp(after: from) }
     }
 

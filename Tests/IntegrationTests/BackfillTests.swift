@@ -8,9 +8,11 @@ import TTNSync
 import TestSupport
 import Testing
 
-/// An uplink of `device` with frame counter `fCnt`, received now, with an `as:up:` id of its own.
-func timedUplinkJSON(application: String = "my-app", device: String, fCnt: Int, session: String = "c2Vzc2lvbi0x") -> [UInt8] {
-    let received = Timestamp.now.description
+/// An uplink of `device` with frame counter `fCnt`, received at `receivedAt`, with an `as:up:` id of its own.
+func timedUplinkJSON(
+    application: String = "my-app", device: String, fCnt: Int, session: String = "c2Vzc2lvbi0x", receivedAt: Timestamp = .now
+) -> [UInt8] {
+    let received = receivedAt.description
     return Array(
         (#"{"end_device_ids":{"device_id":"\#(device)","application_ids":{"application_id":"\#(application)"}},"#
             + #""correlation_ids":["as:up:\#(UUID().uuidString)"],"received_at":"\#(received)","#
@@ -125,6 +127,28 @@ struct BackfillTests {
             #expect(statistics.unrecovered == 0 && statistics.backfillFailures == 0, "\(statistics)")
             let requests = try await standIn.requests()
             #expect(requests.contains { $0.parameters["after"] != nil && $0.status == 200 }, "asked since the last uplink: \(requests)")
+        }
+    }
+
+    @Test("a reconnect before any uplink fetches from the first connection on, not a day of history")
+    func reconnectBeforeAnyUplink() async throws {
+        let brokerDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("backfill-broker-\(UUID().uuidString)")
+        defer { PrivateBroker.stop(in: brokerDirectory) }
+        let port = try await PrivateBroker.start(in: brokerDirectory)
+        let standIn = try await StorageStandIn(applications: ["my-app"])
+        defer { standIn.stop() }
+        // An hour ago, well inside backfill-max-age: what a catch-up without a lower bound would replay.
+        try await standIn.store(timedUplinkJSON(device: "old", fCnt: 1, receivedAt: Timestamp.now.adding(.seconds(-3600))))
+        let seen = Seen()
+        try await withRunningHost(configuration: Self.configuration(port: port, standIn: standIn, stateDirectory: nil), register: seen.register) { host in
+            PrivateBroker.stop(in: brokerDirectory)
+            #expect(await eventually { !host.isConnected })
+            try await standIn.store(timedUplinkJSON(device: "new", fCnt: 0))
+            _ = try await PrivateBroker.start(in: brokerDirectory, port: port)
+            #expect(await eventually(timeout: .seconds(20)) { seen.count == 1 }, "\(seen.all) \(host.statistics)")
+            #expect(seen.all.map(\.device) == ["new"], "only what came after the first connection")
+            let after = try #require(try await standIn.requests().first?.parameters["after"].flatMap { Timestamp(rfc3339: $0) })
+            #expect(after > Timestamp.now.adding(.seconds(-600)), "asked from the first connection on: \(after)")
         }
     }
 
