@@ -149,11 +149,7 @@ final class StateStore {
             throw failure
         }
         var tally = try self.tally(namespace)
-        if groupStarted == nil {
-            try connection.execute("BEGIN IMMEDIATE")
-            groupStarted = .now
-            groupNeedsTimer = true
-        }
+        try joinGroup()
         try connection.execute("SAVEPOINT invocation")
         do throws(StateError) {
             for write in writes {
@@ -182,16 +178,12 @@ final class StateStore {
             // Housekeeping after a commit that succeeded: if it fails, the rows wait for the next round.
             _ = try? purgeExpired(now: epochMilliseconds())
         }
-        if let groupStarted, ContinuousClock.now - groupStarted >= Self.groupWindow { try flush() }
+        try endGroupIfDue()
     }
 
     /// Writes `entries` to `device_progress` in the open group of commits (beginning one if none is open).
     func applyProgress(_ entries: [DeviceProgress], application: String) throws(StateError) {
-        if groupStarted == nil {
-            try connection.execute("BEGIN IMMEDIATE")
-            groupStarted = .now
-            groupNeedsTimer = true
-        }
+        try joinGroup()
         try connection.execute("SAVEPOINT progress")
         do throws(StateError) {
             try DeviceProgressTable.save(entries, application: application, connection)
@@ -201,6 +193,19 @@ final class StateStore {
             try? connection.execute("RELEASE progress")
             throw error
         }
+        try endGroupIfDue()
+    }
+
+    /// Begins the SQLite transaction that groups commits, unless one is open.
+    private func joinGroup() throws(StateError) {
+        guard groupStarted == nil else { return }
+        try connection.execute("BEGIN IMMEDIATE")
+        groupStarted = .now
+        groupNeedsTimer = true
+    }
+
+    /// Commits the group once it is ``groupWindow`` old.
+    private func endGroupIfDue() throws(StateError) {
         if let groupStarted, ContinuousClock.now - groupStarted >= Self.groupWindow { try flush() }
     }
 
