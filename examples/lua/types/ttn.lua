@@ -364,6 +364,15 @@ function ttn.getLastEvent() end
 ---@nodiscard
 function ttn.downlinkID(event) end
 
+---Whether the uplink being handled was backfilled: missed live (the host was disconnected, or a gap showed in the
+---device's `f_cnt`) and fetched afterwards from TTN's Storage Integration. It comes late: after a reconnect,
+---before the live uplinks that arrived meanwhile; for a gap, after the uplink that showed it. A handler may
+---skip acting on stale data (a downlink, an alert) for it. false for a live uplink, and inside a timer or an
+---event handler.
+---@return boolean
+---@nodiscard
+function ttn.backfilled() end
+
 ---Hands `value` (anything `ttn.json.encode` takes) to the output named `sink` in ttn-host's configuration file,
 ---and returns the record's id at once: the handler never waits for the network. The record is written to the
 ---outbox with the invocation's `ttn.store` writes, only if the invocation succeeds, and delivered at least once,
