@@ -69,19 +69,24 @@ final class Backfiller: Sendable {
     private let route: @Sendable (Uplink, UplinkPosition?) -> Void
     /// Wakes the handlers after a batch was routed.
     private let wake: @Sendable () -> Void
-    /// Where the holding of live uplinks stops: more bytes than this are routed at once.
-    private let holdBytes: Int
+    /// The bytes waiting in the fullest handler queue.
+    private let queuedBytes: @Sendable () -> Int
+    /// A handler queue's budget: live uplinks held back past it are routed at once, and fetched pages wait while a
+    /// queue holds more than half of it.
+    private let queueBudget: Int
 
     init(
-        configuration: BackfillConfiguration, client: StorageIntegrationClient?, holdBytes: Int, logger: Logger,
-        route: @escaping @Sendable (Uplink, UplinkPosition?) -> Void, wake: @escaping @Sendable () -> Void
+        configuration: BackfillConfiguration, client: StorageIntegrationClient?, queueBudget: Int, logger: Logger,
+        route: @escaping @Sendable (Uplink, UplinkPosition?) -> Void, wake: @escaping @Sendable () -> Void,
+        queuedBytes: @escaping @Sendable () -> Int
     ) {
         self.configuration = configuration
         self.state = Locked(State(client: client))
-        self.holdBytes = holdBytes
+        self.queueBudget = queueBudget
         self.logger = logger
         self.route = route
         self.wake = wake
+        self.queuedBytes = queuedBytes
     }
 
     var statistics: Statistics { state.withLock { $0.statistics } }
@@ -121,7 +126,7 @@ final class Backfiller: Sendable {
             if state.holding {
                 state.held.append(uplink)
                 state.heldBytes += uplink.memoryFootprint
-                return state.heldBytes > holdBytes
+                return state.heldBytes > queueBudget
             }
             consider(uplink, at: position, backfilled: false, &state)
             return false
@@ -129,29 +134,32 @@ final class Backfiller: Sendable {
         if release {
             logger.warning(
                 "Too many uplinks arrived during backfill; routing them now, before the fetched ones",
-                metadata: ["held.bytes.limit": "\(holdBytes)"]
+                metadata: ["held.bytes.limit": "\(queueBudget)"]
             )
             releaseHeld()
         }
     }
 
     /// Fetches everything after `after` (bounded by ``BackfillConfiguration/maxAge``) and routes what was not handled
-    /// yet, then the live uplinks held back meanwhile; asks again after ``BackfillConfiguration/recheckDelay``.
-    /// Call ``holdLiveUplinks()`` before the source starts delivering. A catch-up asked for while one runs follows it.
+    /// yet, page by page, then the live uplinks held back meanwhile; asks again after
+    /// ``BackfillConfiguration/recheckDelay``. Call ``holdLiveUplinks()`` before the source starts delivering. A
+    /// catch-up asked for while one runs follows it (and the live uplinks wait for both).
     func catchUp(after: Timestamp) async {
-        let start = state.withLock { state -> Bool in
-            guard state.client != nil else {
-                state.holding = false
-                return false
-            }
+        enum Start { case now, afterTheRunningOne, off }
+        let start = state.withLock { state -> Start in
+            guard state.client != nil else { return .off }
             if state.catchUpRunning {
                 state.catchUpAgain = true
-                return false
+                return .afterTheRunningOne
             }
             state.catchUpRunning = true
-            return true
+            return .now
         }
-        guard start else { return releaseHeld() }
+        switch start {
+        case .now: break
+        case .afterTheRunningOne: return
+        case .off: return releaseHeld()
+        }
         var from = boundedByMaxAge(after)
         while true {
             let release = Task {
@@ -159,10 +167,10 @@ final class Backfiller: Sendable {
                 try await Task.sleep(for: configuration.holdLimit)
                 releaseHeld()
             }
-            logger.info("Backfill: asking the Storage Integration for uplinks since \(from)")
-            let fetched = await fetchAll(after: from, before: nil, deviceID: nil)
+            logger.info("Backfill: asking the Storage Integration for the uplinks missed", metadata: ["after": "\(from)"])
+            await fetchAndRoute(after: from, before: nil, deviceID: nil)
             release.cancel()
-            admit(fetched, thenReleaseHeld: true)
+            releaseHeld()
             let again = state.withLock { state -> Bool in
                 defer { state.catchUpAgain = false }
                 if !state.catchUpAgain { state.catchUpRunning = false }
@@ -209,10 +217,7 @@ final class Backfiller: Sendable {
             )
         }
         for gap in due {
-            let fetched = await fetchAll(
-                after: boundedByMaxAge(gap.after), before: gap.before.map { $0.adding(.seconds(1)) }, deviceID: gap.deviceID
-            )
-            admit(fetched, thenReleaseHeld: false)
+            await fetchAndRoute(after: boundedByMaxAge(gap.after), before: gap.before.map { $0.adding(.seconds(1)) }, deviceID: gap.deviceID)
         }
     }
 
@@ -243,15 +248,13 @@ final class Backfiller: Sendable {
         }
     }
 
-    /// Routes the fetched uplinks that were not handled, oldest first, then (when asked) the held live ones, and
-    /// stops holding.
-    private func admit(_ fetched: [Uplink], thenReleaseHeld release: Bool) {
+    /// Routes the fetched uplinks that were not handled, oldest first.
+    private func admit(_ fetched: [Uplink]) {
         state.withLock { state in
             for uplink in fetched {
                 guard let position = uplink.position else { continue }
                 consider(uplink, at: position, backfilled: true, &state)
             }
-            if release { routeHeld(&state) }
         }
         wake()
     }
@@ -278,12 +281,20 @@ final class Backfiller: Sendable {
 
     // MARK: Fetching
 
-    /// Every uplink in the window, page by page, oldest first; what came before a failure on failure.
-    private func fetchAll(after: Timestamp, before: Timestamp?, deviceID: String?) async -> [Uplink] {
-        var uplinks: [Uplink] = []
+    /// Routes every uplink of the window that was not handled, a page at a time, oldest first, until a request
+    /// fails. Before each page it waits until the fullest handler queue is under half its budget, so that a long
+    /// catch-up never pushes the queues to dropping.
+    private func fetchAndRoute(after: Timestamp, before: Timestamp?, deviceID: String?) async {
         var seen = Set<String>()
         var cursor = after
         while let client = state.withLock({ $0.client }) {
+            while queuedBytes() > queueBudget / 2 {
+                do {
+                    try await Task.sleep(for: .milliseconds(50))
+                } catch {
+                    return
+                }
+            }
             let page: [Uplink]
             do throws(StorageIntegrationError) {
                 page = try await client.uplinks(after: cursor, before: before, deviceID: deviceID, limit: configuration.pageLimit)
@@ -292,17 +303,18 @@ final class Backfiller: Sendable {
                 break
             }
             var newest = cursor
+            var fresh: [Uplink] = []
             for uplink in page {
                 // Pages overlap at their boundary (`after` is inclusive): keep each uplink once.
                 let id = uplink.position?.uplinkID ?? "\(uplink.deviceID ?? "")/\(uplink.position?.fCnt ?? -1)/\(uplink.receivedAt ?? "")"
                 guard seen.insert(id).inserted else { continue }
-                uplinks.append(uplink)
+                fresh.append(uplink)
                 if let time = uplink.position?.receivedAt, time > newest { newest = time }
             }
+            admit(fresh)
             guard page.count >= configuration.pageLimit, newest > cursor else { break }
             cursor = newest
         }
-        return uplinks
     }
 
     private func failed(_ error: StorageIntegrationError) {
@@ -314,7 +326,10 @@ final class Backfiller: Sendable {
         if turnOff {
             logger.error("Backfill is off for this run: \(error.message)")
         } else {
-            logger.warning("Backfill request failed; it is asked again later", metadata: ["error": "\(error.message)"])
+            logger.warning(
+                "Backfill request failed; a catch-up is asked again at its recheck, a gap at its recheck and then given up",
+                metadata: ["error": "\(error.message)"]
+            )
         }
     }
 
@@ -322,8 +337,7 @@ final class Backfiller: Sendable {
         Task { [weak self, configuration] in
             try await Task.sleep(for: configuration.recheckDelay)
             guard let self, isFetching else { return }
-            let fetched = await fetchAll(after: from, before: nil, deviceID: nil)
-            admit(fetched, thenReleaseHeld: false)
+            await fetchAndRoute(after: from, before: nil, deviceID: nil)
         }
     }
 

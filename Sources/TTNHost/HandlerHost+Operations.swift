@@ -78,6 +78,10 @@ extension HandlerHost {
         }
     }
 
+    /// Whether missed uplinks are fetched: backfill is configured, and the Storage Integration has not turned it off
+    /// (not activated, key refused).
+    public var isBackfillActive: Bool { backfiller.isFetching }
+
     /// Seconds since the last uplink arrived, or since the host connected when none did; nil before it connected.
     public var secondsSinceLastUplink: Double? {
         lastUplink.withLock { $0 }.map { (ContinuousClock.now - $0).timeInterval }

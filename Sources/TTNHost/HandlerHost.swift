@@ -35,8 +35,8 @@ public final class HandlerHost: Service, UplinkReceiver {
         /// Limits for every script invocation and state.
         public var luaLimits = LuaLimits()
         /// The bytes of uplinks (JSON and its parse, ``Uplink/memoryFootprint``) that may wait per handler before
-        /// the oldest is dropped. Default 64 MiB: a burst of 100,000 uplinks to a handler that keeps up at 0.8x of
-        /// the arrival rate fits.
+        /// the oldest is dropped. Default 64 MiB: about 20,000 uplinks of 3.3 KB in memory (a 1.6 KB uplink with
+        /// its parse), or 15,000 of TTN's typical 4.3 KB.
         public var handlerQueueBytes = 64 << 20
         /// How long SIGTERM/SIGINT waits for queued uplinks to be handled before it reports the rest. Default 10 s.
         public var shutdownDeadline: Duration = .seconds(10)
@@ -201,8 +201,9 @@ public final class HandlerHost: Service, UplinkReceiver {
         self.backfiller = Backfiller(
             configuration: configuration.backfill ?? BackfillConfiguration(apiURL: ""),
             client: configuration.backfill.map { Self.storageClient($0, configuration.client) },
-            holdBytes: configuration.handlerQueueBytes, logger: logger,
-            route: { weakSelf.value?.route($0, at: $1) }, wake: { weakSelf.value?.endOfBurst() }
+            queueBudget: configuration.handlerQueueBytes, logger: logger,
+            route: { weakSelf.value?.route($0, at: $1) }, wake: { weakSelf.value?.wakeHandlers() },
+            queuedBytes: { weakSelf.value?.handlers.withLock { $0.map(\.statistics.waitingBytes).max() } ?? 0 }
         )
         weakSelf.value = self
     }
@@ -385,6 +386,11 @@ public final class HandlerHost: Service, UplinkReceiver {
     /// Wakes every handler for the burst that ended; called by the source on its thread.
     public func endOfBurst() {
         lastUplink.withLock { $0 = .now }
+        wakeHandlers()
+    }
+
+    /// Starts every handler on what was queued for it.
+    func wakeHandlers() {
         handlers.withLock { $0 }.forEach { $0.wake() }
     }
 

@@ -70,6 +70,7 @@ public final class MetricsExporter: Sendable {
             }
             level("ttn_connected", host.isConnected ? 1 : 0)
             level("ttn_ready", host.notReadyReasons.isEmpty ? 1 : 0)
+            level("ttn_backfill_active", host.isBackfillActive ? 1 : 0)
             if let silent = host.secondsSinceLastUplink { level("ttn_seconds_since_last_uplink", silent) }
         }
         if let outputs {

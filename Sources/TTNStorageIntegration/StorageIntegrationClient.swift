@@ -68,7 +68,8 @@ public struct StorageIntegrationClient: Sendable {
             throw StorageIntegrationError(
                 .notActivated,
                 "the Storage Integration is not activated for application \(applicationID) at \(baseURL) (HTTP 404); "
-                    + "activate it in the Console (Integrations > Storage Integration > Activate), or turn backfill off"
+                    + "activate it in the Console (Integrations > Storage Integration > Activate), or turn backfill off "
+                    + "(--backfill off). If it is activated, check that --api-url names the application's cluster"
             )
         default:
             throw StorageIntegrationError(

@@ -46,7 +46,8 @@ enum Monitoring {
                 Status.Application(
                     id: host.configuration.client.applicationID, connected: host.isConnected, notReady: host.notReadyReasons,
                     secondsSinceLastUplink: host.secondsSinceLastUplink,
-                    backfill: host.configuration.backfill.map { "from \($0.apiURL)" } ?? "off", statistics: host.statistics
+                    backfill: host.configuration.backfill.map { host.isBackfillActive ? "from \($0.apiURL)" : "off for this run (see the log)" } ?? "off",
+                    statistics: host.statistics
                 )
             },
             sinks: outputs.statistics.sorted { $0.key < $1.key }.map { name, statistics in

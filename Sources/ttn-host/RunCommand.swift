@@ -15,8 +15,8 @@ struct RunCommand: AsyncParsableCommand {
         abstract: "Runs Lua and Swift message handlers for every uplink of one The Things Network application.",
         discussion: """
             Every option can also come from the environment (TTN_APP_ID, TTN_API_KEY, TTN_HOST, TTN_PORT, \
-            TTN_REGION, TTN_TENANT, TTN_SCRIPTS, TTN_STATE_DIR, TTN_WAIT_FOR_BROKER), so the API key need not be on the command \
-            line. SIGHUP reloads the scripts; SIGINT/SIGTERM drain the queues and exit 0. A broker that cannot be \
+            TTN_REGION, TTN_TENANT, TTN_SCRIPTS, TTN_STATE_DIR, TTN_WAIT_FOR_BROKER, TTN_CONFIG, TTN_HTTP, TTN_LOG_FORMAT, \
+            TTN_BACKFILL, TTN_API_URL), so the API key need not be on the command line. SIGHUP reloads the scripts; SIGINT/SIGTERM drain the queues and exit 0. A broker that cannot be \
             reached yet is waited for; a missing or out-of-range setting, a refused key or a TLS failure exits 2.
 
             Example (TTN, Europe):  TTN_API_KEY=NNSXS.... ttn-host --app-id my-app --scripts handlers

@@ -49,8 +49,8 @@ final class Seen: Sendable {
 struct BackfillTests {
     static let devices = ["dev-a", "dev-b", "dev-c"]
 
-    /// A host of `application` on the broker at `port`, reconnecting quickly, backfilling from `standIn`, rechecking
-    /// after 2 s.
+    /// A host of `application` on the broker at `port`, reconnecting quickly, backfilling from `standIn` in pages of 4,
+    /// rechecking after 2 s.
     static func configuration(
         application: String = "my-app", port: Int, standIn: StorageStandIn, stateDirectory: String?
     ) -> HandlerHost.Configuration {
@@ -60,6 +60,8 @@ struct BackfillTests {
         configuration.stateDirectory = stateDirectory
         var backfill = BackfillConfiguration(apiURL: standIn.url)
         backfill.recheckDelay = .seconds(2)
+        // Small pages, so that a catch-up takes several requests, each starting at the last one's newest uplink.
+        backfill.pageLimit = 4
         configuration.backfill = backfill
         return configuration
     }
@@ -216,6 +218,7 @@ struct BackfillTests {
             #expect(Set(entries.map(\.fCnt)) == Set(0..<6))
             #expect(entries.filter(\.backfilled).map(\.fCnt) == [2, 3], "\(entries)")
             #expect(host.statistics.gaps == 1 && host.statistics.missingUplinks == 2 && host.statistics.backfilled == 2)
+            #expect(host.isBackfillActive)
         }
 
         let capture = LogCapture()
@@ -231,6 +234,7 @@ struct BackfillTests {
             }
             #expect(await eventually(timeout: .seconds(20)) { host.statistics.unrecovered == 2 }, "\(host.statistics)")
             #expect(host.statistics.gaps == 1 && host.statistics.backfillFailures == 1)
+            #expect(!host.isBackfillActive, "turned off by the 404")
             let lines = capture.messages.filter { $0.contains("not activated") }
             #expect(lines.count == 1, "one line saying how to activate it: \(capture.messages)")
             #expect(lines.first?.contains("Integrations > Storage Integration") == true)

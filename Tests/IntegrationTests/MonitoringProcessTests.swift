@@ -160,6 +160,7 @@ struct MonitoringProcessTests {
         #expect(scraped.value("ttn_handler_dropped_total", labels) == 0)
         #expect(scraped.value("ttn_connected", ["app": app]) == 1)
         #expect(scraped.value("ttn_ready", ["app": app]) == 1)
+        #expect(scraped.value("ttn_backfill_active", ["app": app]) == 0, "--backfill off")
         #expect((scraped.value("ttn_seconds_since_last_uplink", ["app": app]) ?? -1) >= 0, "the silence gauge")
         #expect(scraped.value("ttn_handler_queue_bytes", labels) != nil)
         #expect(scraped.value("ttn_handler_duration_seconds_count", labels) == 19)
