@@ -217,7 +217,10 @@ final class Backfiller: Sendable {
             )
         }
         for gap in due {
-            await fetchAndRoute(after: boundedByMaxAge(gap.after), before: gap.before.map { $0.adding(.seconds(1)) }, deviceID: gap.deviceID)
+            let after = boundedByMaxAge(gap.after), before = gap.before.map { $0.adding(.seconds(1)) }
+            // A gap older than backfill-max-age: nothing to ask; it is given up at the next look.
+            if let before, before <= after { continue }
+            await fetchAndRoute(after: after, before: before, deviceID: gap.deviceID)
         }
     }
 

@@ -7,7 +7,8 @@ import TTNCore
 /// - In one session (`session_key_id`), `f_cnt` counts up. A jump from 7 to 11 misses 8, 9 and 10: a gap.
 /// - A new session (the device joined again) starts `f_cnt` again; frames before the first one seen in it are missing.
 /// - A device with 16-bit counters rolls over from 65535 to 0: a small `f_cnt` after one near 65535 continues.
-/// - A smaller `f_cnt` in the same session otherwise is a device that reset its counter: it starts again, no gap.
+/// - A live `f_cnt` of 15 or less, well below the last one in the same session, is a device that reset its counter:
+///   it starts again, no gap. Any other smaller one is a late uplink: routed, and the device stays where it was.
 /// - Live uplinks are always routed, except one whose `as:up:` id and frame counter were routed already. A backfilled
 ///   uplink is routed only when it is newer than the last one routed from its device, or fills a missing frame.
 struct GapTracker {
@@ -42,6 +43,9 @@ struct GapTracker {
     static let rollover: Int64 = 1 << 16
     /// How close to ``rollover`` a counter must be, and how small the next, to count as rolled over.
     private static let rolloverMargin: Int64 = 1 << 12
+    /// How small a counter that went down must be, and how far down it went, to be a device's reset.
+    private static let resetCeiling: Int64 = 15
+
     /// How many `as:up:` ids are remembered to recognise an uplink routed already.
     private static let rememberedIDs = 8192
 
@@ -104,9 +108,13 @@ struct GapTracker {
             }
             return advance(&device, to: position, gaps: gaps)
         }
-        // The same frame again, or an older one: a backfilled copy of what was handled. Live, a counter reset.
-        if backfilled || position.fCnt == last { return Verdict(route: backfilled ? false : true) }
-        return advance(&device, to: position, gaps: [])
+        // The same frame again, or an older one: a backfilled copy of what was handled. Live, a counter reset, or
+        // an uplink that arrived late.
+        if backfilled { return Verdict(route: false) }
+        if position.fCnt <= Self.resetCeiling && last > position.fCnt + Self.resetCeiling {
+            return advance(&device, to: position, gaps: [])
+        }
+        return routed(position, gaps: [])
     }
 
     /// The gaps still open, oldest first per device.

@@ -74,12 +74,16 @@ struct GapTrackerTests {
         #expect(verdict.gaps.map(\.frames) == [65_534...65_535, 0...1])
     }
 
-    @Test("a live counter that drops in the same session is a device reset: routed, no gap")
+    @Test("a live counter that drops to near 0 in the same session is a device reset; a smaller drop is a late uplink")
     func reset() {
         var tracker = GapTracker()
         _ = tracker.observe(at(500), backfilled: false)
         #expect(tracker.observe(at(3, second: 600), backfilled: false) == .init(route: true))
-        #expect(tracker.observe(at(4, second: 601), backfilled: false) == .init(route: true))
+        #expect(tracker.observe(at(4, second: 601), backfilled: false) == .init(route: true), "counting on from the reset")
+        var late = GapTracker()
+        _ = late.observe(at(1343), backfilled: false)
+        #expect(late.observe(at(1342), backfilled: false) == .init(route: true), "late, routed")
+        #expect(late.observe(at(1344), backfilled: false) == .init(route: true), "no false gap: the device is still at 1343")
     }
 
     @Test("restored progress: the next uplink is compared with the last handled before the restart")

@@ -46,7 +46,7 @@ struct ExampleScriptTests {
         #expect(bridge.published.last?.queue == .push)
     }
 
-    @Test("temperature-alert answers a hot device with a downlink and ignores a cool one")
+    @Test("temperature-alert answers a hot device with a downlink and ignores a cool one, and a backfilled hot one")
     func temperatureAlert() throws {
         let bridge = MemoryBridge()
         let source = try [UInt8](Data(contentsOf: Self.directory.appendingPathComponent("temperature-alert.lua")))
@@ -54,6 +54,9 @@ struct ExampleScriptTests {
         let hot = #"{"end_device_ids":{"device_id":"d"},"uplink_message":{"decoded_payload":{"temperature":31.5}}}"#
         let cool = #"{"end_device_ids":{"device_id":"d"},"uplink_message":{"decoded_payload":{"temperature":20}}}"#
         try script.handle(LuaMessage(json: Array(cool.utf8), deviceID: "d"))
+        var past = LuaMessage(json: Array(hot.utf8), deviceID: "d")
+        past.isBackfilled = true
+        try script.handle(past)
         #expect(bridge.published.isEmpty)
         try script.handle(LuaMessage(json: Array(hot.utf8), deviceID: "d"))
         #expect(bridge.published == [.init(downlink: #"{"port": 1, "confirmed": false, "payload_raw": "AQ=="}"#, deviceID: "d", queue: nil)])
@@ -91,6 +94,7 @@ struct AnnotationTests {
             "ttn.setEventHandler", "ttn.getLastEvent", "ttn.downlinkID", "ttn.every", "ttn.after", "ttn.payloadBytes", "ttn.bytes",
             "ttn.json.decode", "ttn.json.encode", "ttn.json.array", "ttn.base64.encode", "ttn.base64.decode", "ttn.hex.encode",
             "ttn.hex.decode", "ttn.store.get", "ttn.store.set", "ttn.store.delete", "ttn.store.incr", "ttn.store.keys",
+            "ttn.backfilled",
         ]
         let declared = try Self.declaredFunctions()
         #expect(api.subtracting(declared).isEmpty, "not declared: \(api.subtracting(declared).sorted())")

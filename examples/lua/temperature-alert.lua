@@ -5,7 +5,8 @@ setMessageHandler(function()
   local m = getLastMessage()
   local decoded = m.uplink_message and m.uplink_message.decoded_payload
   local t = decoded and (decoded.temperature or decoded.sensorTemperature)
-  if type(t) == "number" and t > threshold then
+  -- A backfilled reading is from the past (fetched after an outage): too old to switch the fan on.
+  if type(t) == "number" and t > threshold and not ttn.backfilled() then
     ttn.log(string.format("%s is at %.1f C, above %d: sending fan-on", m.end_device_ids.device_id, t, threshold))
     publish('{"port": 1, "confirmed": false, "payload_raw": "AQ=="}')  -- to the uplink's device
   end
