@@ -29,7 +29,7 @@ public struct HandlerTimer: Sendable {
 
 extension HandlerHost {
     /// Runs `body` with the event of `kind` for every such event, on the queue of the Swift handler `name`
-    /// (registered with ``register(name:queueLimit:handler:)``, before or after this call), in order with its
+    /// (registered with ``register(name:queueBytes:handler:)``, before or after this call), in order with its
     /// uplinks and with its ``store``. The host subscribes to the event's topic while some handler wants it.
     /// Nil removes it. `down/lost` (``TTNEvent/Kind/downlinkLost``) comes from the host itself.
     public func setEventHandler(_ kind: TTNEvent.Kind, for name: String, _ body: (@Sendable (TTNEvent) -> Void)?) {

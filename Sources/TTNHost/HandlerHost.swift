@@ -135,7 +135,7 @@ public final class HandlerHost: Service, UplinkReceiver {
     let timers: HostTimers
     /// This host, weakly: for what it owns that calls back into it (timers, scripts, timer handles).
     let weakSelf: WeakHost
-    /// The closures of ``register(name:queueLimit:handler:)``, ``setEventHandler(_:for:_:)`` and the timers, by handler.
+    /// The closures of ``register(name:queueBytes:handler:)``, ``setEventHandler(_:for:_:)`` and the timers, by handler.
     let closures = Locked<[String: ClosureHandlers]>([:])
     /// The open state database: while ``run()`` runs with a ``Configuration/stateDirectory``, or the database of
     /// ``outputs`` for the host's life.

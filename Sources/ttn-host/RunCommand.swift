@@ -40,7 +40,7 @@ struct RunCommand: AsyncParsableCommand {
         name: .customLong("queue-limit-mb"),
         help: "MiB of uplinks that may wait per handler before the oldest is dropped: 1 to 1048576. (default: 64)"
     )
-    var queueLimit: Int?
+    var queueLimitMegabytes: Int?
 
     @Option(name: .customLong("history-limit"), help: "Uplinks kept for getAllMessages(); at least 1. (default: 1000)")
     var historyLimit: Int?
@@ -151,7 +151,7 @@ struct RunCommand: AsyncParsableCommand {
     /// The numeric flags, as the limits of a configuration file.
     var flagLimits: HostLimits {
         HostLimits(
-            queueLimitMegabytes: queueLimit, historyLimit: historyLimit, luaTimeLimitMilliseconds: luaTimeLimit,
+            queueLimitMegabytes: queueLimitMegabytes, historyLimit: historyLimit, luaTimeLimitMilliseconds: luaTimeLimit,
             luaMemoryLimitMegabytes: luaMemoryLimit, luaDownlinkLimit: luaDownlinkLimit, stateLimitMegabytes: stateLimit,
             downlinkTimeoutSeconds: downlinkTimeout, shutdownDeadlineSeconds: shutdownDeadline, silenceWarningSeconds: silenceWarning,
             backfillMaxAgeSeconds: backfillMaxAge, backfillRecheckSeconds: backfillRecheck
