@@ -41,7 +41,7 @@ final class Backfiller: Sendable {
         var tracker = GapTracker()
         /// Set while a catch-up runs: live uplinks wait in `held`.
         var holding = false
-        var held: [Uplink] = []
+        var held: [(uplink: Uplink, position: UplinkPosition)] = []
         var heldBytes = 0
         /// A reconnect came while a catch-up ran: another one follows it.
         var catchUpAgain = false
@@ -124,7 +124,7 @@ final class Backfiller: Sendable {
         guard let position = uplink.position else { return route(uplink, nil) }
         let release = state.withLock { state -> Bool in
             if state.holding {
-                state.held.append(uplink)
+                state.held.append((uplink, position))
                 state.heldBytes += uplink.memoryFootprint
                 return state.heldBytes > queueBudget
             }
@@ -252,12 +252,9 @@ final class Backfiller: Sendable {
     }
 
     /// Routes the fetched uplinks that were not handled, oldest first.
-    private func admit(_ fetched: [Uplink]) {
+    private func admit(_ fetched: [(uplink: Uplink, position: UplinkPosition)]) {
         state.withLock { state in
-            for uplink in fetched {
-                guard let position = uplink.position else { continue }
-                consider(uplink, at: position, backfilled: true, &state)
-            }
+            for (uplink, position) in fetched { consider(uplink, at: position, backfilled: true, &state) }
         }
         wake()
     }
@@ -273,13 +270,7 @@ final class Backfiller: Sendable {
         state.held = []
         state.heldBytes = 0
         state.holding = false
-        for uplink in held {
-            if let position = uplink.position {
-                consider(uplink, at: position, backfilled: false, &state)
-            } else {
-                route(uplink, nil)
-            }
-        }
+        for (uplink, position) in held { consider(uplink, at: position, backfilled: false, &state) }
     }
 
     // MARK: Fetching
@@ -306,13 +297,15 @@ final class Backfiller: Sendable {
                 break
             }
             var newest = cursor
-            var fresh: [Uplink] = []
+            var fresh: [(uplink: Uplink, position: UplinkPosition)] = []
+            // An uplink without a device id has no place in any device's stream: it is not routed.
             for uplink in page {
+                guard let position = uplink.position else { continue }
                 // Pages overlap at their boundary (`after` is inclusive): keep each uplink once.
-                let id = uplink.position?.uplinkID ?? "\(uplink.deviceID ?? "")/\(uplink.position?.fCnt ?? -1)/\(uplink.receivedAt ?? "")"
+                let id = position.uplinkID ?? "\(position.deviceID)/\(position.fCnt)/\(position.receivedAt?.description ?? "")"
                 guard seen.insert(id).inserted else { continue }
-                fresh.append(uplink)
-                if let time = uplink.position?.receivedAt, time > newest { newest = time }
+                fresh.append((uplink, position))
+                if let time = position.receivedAt, time > newest { newest = time }
             }
             admit(fresh)
             guard page.count >= configuration.pageLimit, newest > cursor else { break }
