@@ -80,7 +80,7 @@ let package = Package(
         .target(
             name: "TTNStorageIntegration",
             dependencies: [
-                "TTNCore", .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                "TTNCore", "TTNSync", .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
         ),

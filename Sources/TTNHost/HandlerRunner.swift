@@ -63,8 +63,7 @@ final class HandlerRunner: Sendable {
             handler: { work in
                 let start = ContinuousClock.now
                 if !body(work) { failures.increment() }
-                let (seconds, attoseconds) = (ContinuousClock.now - start).components
-                durations.recordNanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+                durations.recordNanoseconds((ContinuousClock.now - start).nanoseconds)
                 if case .uplink(_, let ticket?) = work { ticket.finish() }
             }
         )

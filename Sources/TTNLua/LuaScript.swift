@@ -3,6 +3,7 @@ internal import CLuaShim
 import Logging
 import Synchronization
 import TTNCore
+import TTNSync
 
 /// Aborts the running invocation of a script from any thread (and every later one: it stays raised).
 public final class LuaInterrupter: Sendable {
@@ -151,8 +152,7 @@ public final class LuaScript {
         let top = lua_gettop(state)
         environment.downlinksPublished = 0
         environment.downlinksRefused = 0
-        ttn_arm(state, Int64(limits.instructionLimit), Int64(limits.timeLimit.components.seconds) * 1_000_000_000
-            + limits.timeLimit.components.attoseconds / 1_000_000_000)
+        ttn_arm(state, Int64(limits.instructionLimit), limits.timeLimit.nanoseconds)
         let status = body()
         ttn_disarm(state)
         guard status != LUA_OK else {

@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import TTNCore
+import TTNSync
 
 /// Reads the uplinks that TTN's Storage Integration kept for one application: the only way to get back what TTN's
 /// MQTT server (QoS 0, no sessions) sent while a client was away.
@@ -49,7 +50,7 @@ public struct StorageIntegrationClient: Sendable {
         let body: ByteBuffer
         let status: HTTPResponseStatus
         do {
-            let response = try await HTTPClient.shared.execute(request, timeout: timeAmount(timeout))
+            let response = try await HTTPClient.shared.execute(request, timeout: .nanoseconds(timeout.nanoseconds))
             status = response.status
             body = try await response.body.collect(upTo: 256 << 20)
         } catch {
@@ -124,10 +125,6 @@ public struct StorageIntegrationClient: Sendable {
         let device = deviceID.map { "/devices/\($0)" } ?? ""
         return "\(baseURL)/api/v3/as/applications/\(applicationID)\(device)/packages/storage/uplink_message\(components.string ?? "")"
     }
-}
-
-private func timeAmount(_ duration: Duration) -> TimeAmount {
-    .nanoseconds(duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
 }
 
 /// Why the Storage Integration gave no uplinks.
