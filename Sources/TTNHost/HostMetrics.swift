@@ -20,15 +20,20 @@ public final class MetricsExporter: Sendable {
     }
 
     private struct MetricKey: Hashable {
+        struct Label: Hashable {
+            let name: String
+            let value: String
+        }
+
         let name: String
-        let labels: [String]
+        let labels: [Label]
 
         init(_ name: String, _ labels: [(String, String)]) {
             self.name = name
-            self.labels = labels.flatMap { [$0.0, $0.1] }
+            self.labels = labels.map { Label(name: $0.0, value: $0.1) }
         }
 
-        var dimensions: [(String, String)] { stride(from: 0, to: labels.count, by: 2).map { (labels[$0], labels[$0 + 1]) } }
+        var dimensions: [(String, String)] { labels.map { ($0.name, $0.value) } }
     }
 
     public init(hosts: [HandlerHost], outputs: Outputs? = nil) {
