@@ -23,21 +23,13 @@ struct HTTPReceiver {
 
     /// Starts the receiver, over https with `certificate` and `key` when given, and waits for its port.
     init(certificate: String? = nil, key: String? = nil) async throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("http-receiver-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
-        var arguments = ["--out", "\(directory)/received.jsonl", "--port-file", "\(directory)/port"]
-        if let certificate, let key { arguments += ["--tls-cert", certificate, "--tls-key", key] }
+        let server = try await ScriptServer("http-receiver") { directory in
+            var arguments = ["--out", "\(directory)/received.jsonl"]
+            if let certificate, let key { arguments += ["--tls-cert", certificate, "--tls-key", key] }
+            return arguments
+        }
+        (process, port, directory) = (server.process, server.port, server.directory)
         scheme = certificate == nil ? "http" : "https"
-        process = try ChildProcess(
-            Broker.repository.appendingPathComponent("scripts/http-receiver").path, arguments,
-            environment: ProcessInfo.processInfo.environment, output: "\(directory)/log"
-        )
-        let portFile = "\(directory)/port"
-        let started = await eventually { FileManager.default.fileExists(atPath: portFile) }
-        if !started { process.stop() }
-        try #require(started, "scripts/http-receiver did not start; see \(directory)/log")
-        let text = try String(contentsOfFile: portFile, encoding: .utf8)
-        port = try #require(Int(text.trimmingCharacters(in: .whitespacesAndNewlines)))
     }
 
     /// The URL envelopes are POSTed to.

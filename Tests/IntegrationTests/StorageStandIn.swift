@@ -1,4 +1,5 @@
 import Foundation
+import TTNSync
 import Testing
 
 #if canImport(FoundationNetworking)
@@ -56,25 +57,14 @@ struct StorageStandIn {
     /// `delay` after it is stored. With `broker` (the port of a broker on 127.0.0.1) it captures the uplinks
     /// published there, as the network user; then this returns once mosquitto_sub has subscribed.
     init(key: String = Broker.apiKey, applications: [String], delay: Duration = .zero, broker: Int? = nil) async throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("storage-stand-in-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
-        let seconds = Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18
-        var arguments = ["--key", key, "--port-file", "\(directory)/port", "--delay", "\(seconds)"]
+        var arguments = ["--key", key, "--delay", "\(delay.timeInterval)"]
         arguments += applications.flatMap { ["--app", $0] }
         if let broker {
             arguments += ["--broker-host", "127.0.0.1", "--broker-port", "\(broker)", "--broker-user", Broker.networkUser]
             arguments += ["--broker-password", Broker.networkPassword]
         }
-        process = try ChildProcess(
-            Broker.repository.appendingPathComponent("scripts/storage-stand-in").path, arguments,
-            environment: ProcessInfo.processInfo.environment, output: "\(directory)/log"
-        )
-        let portFile = "\(directory)/port"
-        let started = await eventually { FileManager.default.fileExists(atPath: portFile) }
-        if !started { process.stop() }
-        try #require(started, "scripts/storage-stand-in did not start; see \(directory)/log")
-        let text = try String(contentsOfFile: portFile, encoding: .utf8)
-        port = try #require(Int(text.trimmingCharacters(in: .whitespacesAndNewlines)))
+        let server = try await ScriptServer("storage-stand-in") { _ in arguments }
+        (process, port, directory) = (server.process, server.port, server.directory)
         if broker != nil {
             let capturing = try await Self.poll { try await self.status().capturing }
             if !capturing { process.stop() }

@@ -178,3 +178,28 @@ struct ChildProcess {
         status & 0x7F == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
     }
 }
+
+/// A test server of scripts/ (`http-receiver`, `storage-stand-in`) started in a fresh temporary directory, which
+/// holds its log and the port it writes with `--port-file`.
+struct ScriptServer {
+    let process: ChildProcess
+    let port: Int
+    let directory: String
+
+    /// Creates the directory, starts `scripts/<script>` with `arguments(directory)` plus `--port-file`, and waits for
+    /// the port; stops the script and fails the test when none comes.
+    init(_ script: String, arguments: (_ directory: String) -> [String]) async throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("\(script)-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: false)
+        let portFile = "\(directory)/port"
+        process = try ChildProcess(
+            Broker.repository.appendingPathComponent("scripts/\(script)").path, arguments(directory) + ["--port-file", portFile],
+            environment: ProcessInfo.processInfo.environment, output: "\(directory)/log"
+        )
+        let started = await eventually { FileManager.default.fileExists(atPath: portFile) }
+        if !started { process.stop() }
+        try #require(started, "scripts/\(script) did not start; see \(directory)/log")
+        let text = try String(contentsOfFile: portFile, encoding: .utf8)
+        port = try #require(Int(text.trimmingCharacters(in: .whitespacesAndNewlines)))
+    }
+}
