@@ -96,7 +96,7 @@ extension HandlerHost {
                 guard let timer = handlers.timers[id] else { return }
                 if !timer.repeats { closures.withLock { $0[name]?.timers[id] = nil } }
                 timer.body()
-            case .event(let event):
+            case .event(let event, _):
                 guard let body = handlers.events[event.kind] else { return }
                 Self.$invocationEvent.withValue(event) { body(event) }
             }

@@ -11,10 +11,21 @@ extension HandlerHost {
     /// Queues `event` for every handler with a handler of its kind, and settles the downlink it is about;
     /// called by the source on its thread.
     public func receive(_ event: TTNEvent) {
+        settleDownlink(of: event)
+        route(event, whenHandled: nil)
+    }
+
+    /// Queues `event` for every handler of its kind and settles it once each handled it: for a source that
+    /// acknowledges (``UplinkReceiver/receive(_:whenHandled:)``).
+    public func receive(_ event: TTNEvent, whenHandled: @escaping @Sendable (_ handledByAll: Bool) -> Void) {
+        settleDownlink(of: event)
+        route(event, whenHandled: whenHandled)
+    }
+
+    private func settleDownlink(of event: TTNEvent) {
         if event.kind == .downlinkQueued || event.kind == .downlinkFailed, let id = event.hostDownlinkID {
             tracker.resolve(id: id)
         }
-        route(event)
     }
 
     /// Sets the event kinds handler `name` has handlers for, and subscribes the source to what is wanted now.
@@ -41,7 +52,7 @@ extension HandlerHost {
 
     /// Sends a downlink with its id among its correlation ids, following it until TTN queues or refuses it.
     func sendTracked(_ message: String, to device: String, queue: DownlinkQueue?) throws(TTNError) -> String {
-        let id = tracker.nextID()
+        let id = RepeatableDownlinkIDs.current?.next() ?? tracker.nextID()
         guard configuration.downlinkTimeout > .zero else {
             do {
                 try downlinks.send(message, to: device, queue: queue, correlationID: "ttn-host:\(id)")
@@ -92,7 +103,7 @@ extension HandlerHost {
             )
             route(TTNEvent(
                 kind: .downlinkLost, deviceID: downlink.deviceID, topic: "", json: DownlinkTracker.lostEventJSON(downlink)
-            ))
+            ), whenHandled: nil)
         }
         if !lost.isEmpty || tracker.count == 0 { updateEventSubscriptions() }
     }
@@ -104,12 +115,21 @@ extension HandlerHost {
         return true
     }
 
-    /// Queues `event` for the handlers that want its kind; none once shutdown began.
-    private func route(_ event: TTNEvent) {
-        guard !stopping.load(ordering: .relaxed) else { return }
+    /// Queues `event` for the handlers that want its kind, then calls `whenHandled` once each handled it; none once
+    /// shutdown began (settled as not handled), and settled as handled when no handler wants it.
+    private func route(_ event: TTNEvent, whenHandled: (@Sendable (Bool) -> Void)?) {
+        guard !stopping.load(ordering: .relaxed) else {
+            whenHandled?(false)
+            return
+        }
         let wanted = wantedEvents.withLock { $0.compactMap { $0.value.contains(event.kind) ? $0.key : nil } }
-        guard !wanted.isEmpty else { return }
-        handlers.withLock { $0 }.filter { wanted.contains($0.name) }.forEach { $0.enqueue(.event(event)) }
+        let runners = handlers.withLock { $0 }.filter { wanted.contains($0.name) }
+        guard !runners.isEmpty else {
+            whenHandled?(true)
+            return
+        }
+        let ticket = whenHandled.map { WorkTicket(handlers: runners.count, whenHandled: $0) }
+        for runner in runners { runner.enqueue(.event(event, ticket)) }
     }
 }
 

@@ -65,6 +65,7 @@ final class ScriptSet: Sendable {
         let timers = host.timers
         host.add(HandlerRunner(
             name: name, kind: "lua", application: host.configuration.client.applicationID, queueBytes: host.configuration.handlerQueueBytes, logger: logger,
+            repeatableDownlinkIDs: host.configuration.repeatableDownlinkIDs,
             onDroppedTick: { id in timers.tickDone(handler: name, id: id) }
         ) { work in
             if case .timer(let id) = work { timers.tickDone(handler: name, id: id) }
@@ -96,7 +97,7 @@ final class LoadedScript: Sendable {
                 switch work {
                 case .uplink(let uplink, _): try slot.handle(LuaMessage(uplink))
                 case .timer(let id): try slot.fireTimer(id)
-                case .event(let event):
+                case .event(let event, _):
                     try slot.deliver(LuaEvent(kind: event.kind.rawValue, json: event.json, deviceID: event.deviceID))
                 }
                 try state?.commit()
@@ -108,7 +109,7 @@ final class LoadedScript: Sendable {
             switch work {
             case .uplink(let uplink, _): metadata["ttn.device_id"] = "\(uplink.deviceID ?? "?")"
             case .timer(let id): metadata["timer"] = "\(id)"
-            case .event(let event): metadata["event"] = "\(event.kind)"
+            case .event(let event, _): metadata["event"] = "\(event.kind)"
             }
             logger.warning("Lua handler failed; its state changes were discarded", metadata: metadata)
             return false

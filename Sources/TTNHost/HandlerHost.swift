@@ -63,6 +63,11 @@ public final class HandlerHost: Service, UplinkReceiver {
         /// How long the host may be connected without an uplink before it warns ("connected but silent"); the warning
         /// repeats at twice the interval each time. Default 15 minutes; zero: never.
         public var silenceWarning: Duration = .seconds(15 * 60)
+        /// Whether a downlink sent while handling an uplink or event gets an id made from that uplink or event, the
+        /// handler and the downlink's number within the invocation, instead of a new one. An uplink handled again
+        /// (redelivered by a message stream after a crash) then sends its downlinks under the same ids, which the
+        /// stream deduplicates. Default false; `ttn-host work` turns it on.
+        public var repeatableDownlinkIDs = false
 
         public init(client: MQTTClient.Configuration, scriptDirectory: String? = nil) {
             self.client = client
@@ -225,6 +230,7 @@ public final class HandlerHost: Service, UplinkReceiver {
         let namespace = "swift/\(name)"
         add(HandlerRunner(
             name: name, kind: "swift", application: configuration.client.applicationID, queueBytes: limit, logger: logger,
+            repeatableDownlinkIDs: configuration.repeatableDownlinkIDs,
             onDroppedTick: { [timers] id in timers.tickDone(handler: name, id: id) }
         ) { [weak self] work in
             // Weak: a queue still draining must not keep a host alive that its owner released.
@@ -369,17 +375,34 @@ public final class HandlerHost: Service, UplinkReceiver {
         Task { await backfiller.catchUp(after: from) }
     }
 
+    /// Queues `uplink` for every handler and settles it once each handled it: for a source that acknowledges
+    /// (``UplinkReceiver/receive(_:whenHandled:)``), past gap detection and backfill.
+    public func receive(_ uplink: Uplink, whenHandled: @escaping @Sendable (_ handledByAll: Bool) -> Void) {
+        route(uplink, at: nil, whenHandled: whenHandled)
+    }
+
     /// Queues `uplink` for every handler, with a ticket that records the device's progress at `position` once all
-    /// handled it.
-    func route(_ uplink: Uplink, at position: UplinkPosition?) {
+    /// handled it, and then calls `whenHandled`. An uplink that arrives during shutdown is settled as not handled;
+    /// one that no handler is there for, as handled.
+    func route(_ uplink: Uplink, at position: UplinkPosition?, whenHandled: (@Sendable (Bool) -> Void)? = nil) {
         history.append(uplink)
-        let recordsProgress = stateDatabase.withLock { $0 != nil }
+        let book = stateDatabase.withLock { $0 != nil } ? progress : nil
         // Under the lock that shutdown takes to set `stopping`, so no uplink is queued after it began.
-        handlers.withLock { runners in
-            guard !stopping.load(ordering: .relaxed) else { return arrivedDuringShutdown.increment() }
-            let ticket = recordsProgress && !runners.isEmpty
-                ? position.map { UplinkTicket(position: $0, handlers: runners.count, book: progress) } : nil
+        let queued = handlers.withLock { runners -> Bool? in
+            guard !stopping.load(ordering: .relaxed) else {
+                arrivedDuringShutdown.increment()
+                return false
+            }
+            guard !runners.isEmpty else { return nil }
+            let ticket = (book != nil && position != nil) || whenHandled != nil
+                ? WorkTicket(handlers: runners.count, position: position, book: book, whenHandled: whenHandled) : nil
             for runner in runners { runner.enqueue(uplink, ticket: ticket) }
+            return true
+        }
+        switch queued {
+        case false?: whenHandled?(false)
+        case nil: whenHandled?(true)
+        case true?: break
         }
     }
 

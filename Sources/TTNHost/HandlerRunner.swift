@@ -1,16 +1,27 @@
 import CoreMetrics
 import Logging
 import Synchronization
+import TTNCore
 import TTNMQTT
 import TTNSync
 
 /// What a handler's queue carries: an uplink for its message handler, a tick of one of its timers, or an event
 /// for its event handler of that kind. All run in order on the handler's own queue, one at a time.
 enum HandlerWork: Sendable {
-    /// An uplink, with the ticket that follows it through every handler when the host records progress.
-    case uplink(Uplink, UplinkTicket?)
+    /// An uplink, with the ticket that follows it through every handler when the host records progress or its
+    /// source waits to hear it was handled.
+    case uplink(Uplink, WorkTicket?)
     case timer(id: Int)
-    case event(TTNEvent)
+    /// An event, with the ticket that follows it through every handler of its kind when its source waits for them.
+    case event(TTNEvent, WorkTicket?)
+
+    /// The ticket that follows this item, if any.
+    var ticket: WorkTicket? {
+        switch self {
+        case .uplink(_, let ticket), .event(_, let ticket): ticket
+        case .timer: nil
+        }
+    }
 }
 
 extension HandlerWork {
@@ -19,7 +30,7 @@ extension HandlerWork {
         switch self {
         case .uplink(let uplink, _): uplink.memoryFootprint
         case .timer: 64
-        case .event(let event): 256 + event.json.utf8.count
+        case .event(let event, _): 256 + event.json.utf8.count
         }
     }
 }
@@ -35,9 +46,11 @@ final class HandlerRunner: Sendable {
     /// - Parameters:
     ///   - onDroppedTick: called when a timer's tick was dropped from the full queue, so the timer may tick again.
     ///   - application: the application id, for the duration metric's labels.
+    ///   - repeatableDownlinkIDs: whether the downlinks of an invocation get ids made from what it handles
+    ///     (``HandlerHost/Configuration/repeatableDownlinkIDs``).
     ///   - body: runs one invocation; returns false when it failed (and has logged why).
     init(
-        name: String, kind: String, application: String, queueBytes: Int, logger: Logger,
+        name: String, kind: String, application: String, queueBytes: Int, logger: Logger, repeatableDownlinkIDs: Bool = false,
         onDroppedTick: @escaping @Sendable (_ timerID: Int) -> Void = { _ in },
         body: @escaping @Sendable (HandlerWork) -> Bool
     ) {
@@ -48,11 +61,8 @@ final class HandlerRunner: Sendable {
         self.queue = DeliveryQueue(
             label: "ttn.host.\(name)", limit: .max, byteLimit: queueBytes, size: \.memoryFootprint,
             onDrop: { work, total in
-                switch work {
-                case .timer(let id): onDroppedTick(id)
-                case .uplink(_, let ticket): ticket?.finish()
-                case .event: break
-                }
+                if case .timer(let id) = work { onDroppedTick(id) }
+                work.ticket?.miss()
                 if total == 1 || total.isMultiple(of: 1000) {
                     logger.warning(
                         "Handler too slow: its oldest waiting item (an uplink, event or timer tick) was dropped",
@@ -62,15 +72,20 @@ final class HandlerRunner: Sendable {
             },
             handler: { work in
                 let start = ContinuousClock.now
-                if !body(work) { failures.increment() }
+                let succeeded = if repeatableDownlinkIDs, let names = RepeatableDownlinkIDs(for: work, handler: name) {
+                    RepeatableDownlinkIDs.$current.withValue(names) { body(work) }
+                } else {
+                    body(work)
+                }
+                if !succeeded { failures.increment() }
                 durations.recordNanoseconds((ContinuousClock.now - start).nanoseconds)
-                if case .uplink(_, let ticket?) = work { ticket.finish() }
+                work.ticket?.finish()
             }
         )
     }
 
     /// Queues `uplink` on the network thread; it is handled after the burst it came in ends (``wake()``).
-    func enqueue(_ uplink: Uplink, ticket: UplinkTicket?) { queue.enqueue(.uplink(uplink, ticket), deferringWake: true) }
+    func enqueue(_ uplink: Uplink, ticket: WorkTicket?) { queue.enqueue(.uplink(uplink, ticket), deferringWake: true) }
 
     /// Queues a timer's tick or an event, to run after what is queued already.
     func enqueue(_ work: HandlerWork) { queue.enqueue(work) }
@@ -82,7 +97,11 @@ final class HandlerRunner: Sendable {
     func waitUntilIdle(timeout: Duration) -> Bool { queue.waitUntilIdle(timeout: timeout) }
 
     /// Removes the waiting uplinks unhandled, for a shutdown past its deadline; they are counted as `unhandled`.
-    func abandonWaiting() { abandoned.add(queue.removeAll()) }
+    func abandonWaiting() {
+        let removed = queue.removeAll()
+        for work in removed { work.ticket?.miss() }
+        abandoned.add(removed.count)
+    }
 
     var statistics: HandlerHost.HandlerStatistics {
         .init(
@@ -100,4 +119,28 @@ final class Counter: Sendable {
     func incrementAndGet() -> Int { atomic.wrappingAdd(1, ordering: .relaxed).newValue }
     func add(_ amount: Int) { atomic.add(amount, ordering: .relaxed) }
     var value: Int { atomic.load(ordering: .relaxed) }
+}
+
+/// The ids of one invocation's downlinks, made from the uplink or event it handles, the handler and the downlink's
+/// number within the invocation: the same uplink handled again sends its downlinks under the same ids.
+final class RepeatableDownlinkIDs: Sendable {
+    /// The ids of the invocation running on this thread or task, when the host makes them repeatable.
+    @TaskLocal static var current: RepeatableDownlinkIDs?
+
+    private let base: String
+    private let count = Atomic(0)
+
+    /// Nil for a timer's tick: nothing outside the process names it, so it gets new ids.
+    init?(for work: HandlerWork, handler: String) {
+        switch work {
+        case .uplink(let uplink, _): base = "\(handler)/up/\(uplink.deduplicationID)"
+        case .event(let event, _): base = "\(handler)/event/\(event.deduplicationID)"
+        case .timer: return nil
+        }
+    }
+
+    /// The next downlink's id: 16 hex digits, short enough for TTN's correlation ids.
+    func next() -> String {
+        hexFNV1a64("\(base)/\(count.add(1, ordering: .relaxed).newValue)".utf8)
+    }
 }

@@ -35,6 +35,13 @@ public protocol UplinkReceiver: AnyObject, Sendable {
     /// The source delivers again after it lost its connection: uplinks of the time between may be missing. Called
     /// before the first uplink of the new connection.
     func sourceDidReconnect()
+    /// One checked uplink that the source settles once handled, as a message stream acknowledges a message. It is
+    /// queued for every handler at once: its sender did gap detection and backfill. `whenHandled` is called once
+    /// every handler finished it, true when each ran it (successfully or not), false when one dropped it or
+    /// shutdown removed it before it ran, so that the source can hand it out again.
+    func receive(_ uplink: Uplink, whenHandled: @escaping @Sendable (_ handledByAll: Bool) -> Void)
+    /// One event that the source settles once every handler of its kind finished it, as for uplinks.
+    func receive(_ event: TTNEvent, whenHandled: @escaping @Sendable (_ handledByAll: Bool) -> Void)
 }
 
 extension UplinkReceiver {
@@ -42,6 +49,16 @@ extension UplinkReceiver {
     public func receive(_ event: TTNEvent) {}
     /// For receivers that do not backfill: nothing to do.
     public func sourceDidReconnect() {}
+    /// For receivers that are done with an uplink once they received it (a recorder): receives it, then settles it.
+    public func receive(_ uplink: Uplink, whenHandled: @escaping @Sendable (_ handledByAll: Bool) -> Void) {
+        receive(uplink)
+        whenHandled(true)
+    }
+    /// For receivers that are done with an event once they received it: receives it, then settles it.
+    public func receive(_ event: TTNEvent, whenHandled: @escaping @Sendable (_ handledByAll: Bool) -> Void) {
+        receive(event)
+        whenHandled(true)
+    }
 }
 
 /// Where a host's downlinks go: the TTN MQTT connection, or wherever a source's uplinks came from.

@@ -130,15 +130,15 @@ package final class DeliveryQueue<Item: Sendable>: Sendable {
         }
     }
 
-    /// Removes every waiting item without handling it (the running one finishes); returns how many were removed.
+    /// Removes every waiting item without handling it (the running one finishes) and returns them, oldest first.
     /// They are not counted as dropped: the caller accounts for them.
-    package func removeAll() -> Int {
+    package func removeAll() -> [Item] {
         state.withLock { state in
             defer {
                 state.items.removeAll()
                 state.bytes = 0
             }
-            return state.items.count
+            return Array(state.items)
         }
     }
 

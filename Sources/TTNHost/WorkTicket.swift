@@ -3,22 +3,42 @@ import TTNCore
 import TTNState
 import TTNSync
 
-/// Follows one uplink through every handler's queue: when the last handler finished it (or dropped it), the
-/// uplink counts as handled, and its device's progress moves on.
-final class UplinkTicket: Sendable {
-    let position: UplinkPosition
+/// Follows one uplink or event through every handler's queue that it went to. When the last handler finished it
+/// (or dropped it), its device's progress moves on and the source hears whether every handler ran it.
+final class WorkTicket: Sendable {
+    private let position: UplinkPosition?
+    private let book: ProgressBook?
+    private let whenHandled: (@Sendable (_ handledByAll: Bool) -> Void)?
     private let remaining: Atomic<Int>
-    private let book: ProgressBook
+    private let missed = Atomic(false)
 
-    init(position: UplinkPosition, handlers: Int, book: ProgressBook) {
+    /// - Parameters:
+    ///   - position: recorded in `book` once every handler is done, when both are given.
+    ///   - whenHandled: called once every handler is done: true when each ran it, false when one dropped it or
+    ///     shutdown removed it before it ran.
+    init(
+        handlers: Int, position: UplinkPosition? = nil, book: ProgressBook? = nil,
+        whenHandled: (@Sendable (_ handledByAll: Bool) -> Void)? = nil
+    ) {
         self.position = position
-        self.remaining = Atomic(handlers)
         self.book = book
+        self.whenHandled = whenHandled
+        self.remaining = Atomic(handlers)
     }
 
-    /// One handler is done with the uplink.
-    func finish() {
-        if remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 { book.record(position) }
+    /// One handler ran the item, successfully or not.
+    func finish() { done() }
+
+    /// One handler dropped the item, or shutdown removed it from the queue before it ran.
+    func miss() {
+        missed.store(true, ordering: .relaxed)
+        done()
+    }
+
+    private func done() {
+        guard remaining.subtract(1, ordering: .acquiringAndReleasing).newValue == 0 else { return }
+        if let position, let book { book.record(position) }
+        whenHandled?(!missed.load(ordering: .relaxed))
     }
 }
 
