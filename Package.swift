@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "TTNSinks", targets: ["TTNSinks"]),
         .library(name: "TTNStorageIntegration", targets: ["TTNStorageIntegration"]),
         .library(name: "TTNMonitor", targets: ["TTNMonitor"]),
+        .library(name: "TTNNATS", targets: ["TTNNATS"]),
         .executable(name: "ttn-host", targets: ["ttn-host"]),
     ],
     dependencies: [
@@ -40,6 +41,7 @@ let package = Package(
             providers: [.apt(["liblua5.4-dev"]), .brew(["lua"])]
         ),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .systemLibrary(name: "CNATS", pkgConfig: "libnats", providers: [.apt(["libnats-dev"])]),
         // A lock ThreadSanitizer can see (Synchronization.Mutex hands contended locks over out of its sight).
         .target(name: "TTNSync"),
         // Everything that may raise a Lua error (longjmp) lives in C, never in a Swift frame.
@@ -64,6 +66,9 @@ let package = Package(
 
         // Scripts' persistent key-value state, in SQLite.
         .target(name: "TTNState", dependencies: ["CSQLite", "TTNSync"]),
+
+        // A C-free API over libnats: JetStream streams, pull consumers and key-value buckets.
+        .target(name: "TTNNATS", dependencies: ["CNATS", "TTNSync", .product(name: "Logging", package: "swift-log")]),
 
         // Outputs for ttn.emit: http (async-http-client), mqtt (TTNMQTT's connection) and file.
         .target(
@@ -173,7 +178,8 @@ let package = Package(
             path: "Tests/TTNMonitorTests"
         ),
         .testTarget(
-            name: "IntegrationTests", dependencies: ["TTNMQTT", "TTNHost", "TTNLua", "TTNState", "TTNSinks", "TTNSync", "TestSupport"],
+            name: "IntegrationTests",
+            dependencies: ["TTNMQTT", "TTNHost", "TTNLua", "TTNState", "TTNSinks", "TTNSync", "TTNNATS", "TestSupport"],
             path: "Tests/IntegrationTests"
         ),
     ],
