@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "TTNStorageIntegration", targets: ["TTNStorageIntegration"]),
         .library(name: "TTNMonitor", targets: ["TTNMonitor"]),
         .library(name: "TTNNATS", targets: ["TTNNATS"]),
+        .library(name: "TTNCluster", targets: ["TTNCluster"]),
         .executable(name: "ttn-host", targets: ["ttn-host"]),
     ],
     dependencies: [
@@ -115,10 +116,19 @@ let package = Package(
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
+        // Beyond one machine: ttn-host's ingest and work roles on a NATS JetStream cluster.
+        .target(
+            name: "TTNCluster",
+            dependencies: [
+                "TTNCore", "TTNHost", "TTNNATS", "TTNSync", .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .executableTarget(
             name: "ttn-host",
             dependencies: [
-                "TTNHost", "TTNMonitor", "TTNState", "TTNSync",
+                "TTNHost", "TTNCluster", "TTNMonitor", "TTNState", "TTNSync",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
@@ -136,7 +146,7 @@ let package = Package(
         .executableTarget(
             name: "ttn-bench",
             dependencies: [
-                "TTNHost", "TTNLua", "TTNSync", "TTNState", "TTNSinks", "CMosquitto",
+                "TTNHost", "TTNLua", "TTNSync", "TTNState", "TTNSinks", "TTNCluster", "TTNNATS", "CMosquitto",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             path: "Benchmarks/ttn-bench"
@@ -177,6 +187,7 @@ let package = Package(
             ],
             path: "Tests/TTNMonitorTests"
         ),
+        .testTarget(name: "TTNClusterTests", dependencies: ["TTNCluster", "TTNCore"], path: "Tests/TTNClusterTests"),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["TTNMQTT", "TTNHost", "TTNLua", "TTNState", "TTNSinks", "TTNSync", "TTNNATS", "TestSupport"],

@@ -13,6 +13,8 @@
 //                                              TTN_BENCH_DUMP=FILE: each answered uplink's send time and latency)
 //   ttn-bench floor HOST PORT USER PASSWORD COUNT   (the latency floor: answers from libmosquitto's callback)
 //   ttn-bench publish HOST PORT USER PASSWORD UPLINKS.jsonl RATE COUNT REPEAT   (the memory run's network side)
+//   ttn-bench cluster-worker SERVERS APP DELAY_MS COUNT    (a worker on NATS whose Swift closure waits DELAY_MS)
+//   ttn-bench cluster-fill SERVERS APP UPLINK.json DEVICES COUNT   (the cluster run's uplinks, into the stream)
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -169,6 +171,8 @@ struct Bench {
         if mode == "floor" { return try runLatencyFloor(arguments) }
         if mode == "publish" { return try runSteadyPublisher(arguments) }
         if mode == "script" { return try measureScript(file: arguments[1], uplink: arguments[2], count: count) }
+        if mode == "cluster-worker" { return try await runClusterWorker(arguments) }
+        if mode == "cluster-fill" { return try runClusterFill(arguments) }
         var client = MQTTClient.Configuration(
             applicationID: environment["TTN_APP_ID"] ?? "my-app", apiKey: environment["TTN_API_KEY"] ?? ""
         )

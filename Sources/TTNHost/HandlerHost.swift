@@ -375,6 +375,12 @@ public final class HandlerHost: Service, UplinkReceiver {
         Task { await backfiller.catchUp(after: from) }
     }
 
+    /// Whether the host takes uplinks now: it has handlers and is not shutting down. A worker whose scripts all
+    /// failed to load takes nothing from a shared stream, so the other workers handle it.
+    public var isAcceptingWork: Bool {
+        handlers.withLock { !$0.isEmpty && !stopping.load(ordering: .relaxed) }
+    }
+
     /// Queues `uplink` for every handler and settles it once each handled it: for a source that acknowledges
     /// (``UplinkReceiver/receive(_:whenHandled:)``), past gap detection and backfill.
     public func receive(_ uplink: Uplink, whenHandled: @escaping @Sendable (_ handledByAll: Bool) -> Void) {

@@ -42,6 +42,9 @@ public protocol UplinkReceiver: AnyObject, Sendable {
     func receive(_ uplink: Uplink, whenHandled: @escaping @Sendable (_ handledByAll: Bool) -> Void)
     /// One event that the source settles once every handler of its kind finished it, as for uplinks.
     func receive(_ event: TTNEvent, whenHandled: @escaping @Sendable (_ handledByAll: Bool) -> Void)
+    /// Whether the receiver takes work now: a source that can leave messages to others (a shared stream) takes
+    /// none while this is false, rather than having them refused.
+    var isAcceptingWork: Bool { get }
 }
 
 extension UplinkReceiver {
@@ -54,6 +57,8 @@ extension UplinkReceiver {
         receive(uplink)
         whenHandled(true)
     }
+    /// For receivers that always take what comes.
+    public var isAcceptingWork: Bool { true }
     /// For receivers that are done with an event once they received it: receives it, then settles it.
     public func receive(_ event: TTNEvent, whenHandled: @escaping @Sendable (_ handledByAll: Bool) -> Void) {
         receive(event)

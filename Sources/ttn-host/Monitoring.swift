@@ -3,10 +3,10 @@ import Logging
 import TTNHost
 import TTNMonitor
 
-/// `--http`: the monitoring endpoint over the hosts and outputs of one `ttn-host run`.
+/// `--http`: the monitoring endpoint over the hosts and outputs of one `ttn-host run`, `ingest` or `work`.
 enum Monitoring {
     /// The server for `address`, with the process's metrics bootstrapped to Prometheus.
-    static func server(address: MonitorAddress, hosts: [HandlerHost], outputs: Outputs, logger: Logger) -> MonitorServer {
+    static func server(address: MonitorAddress, hosts: [HandlerHost], outputs: Outputs?, logger: Logger) -> MonitorServer {
         let registry = MonitorMetrics.bootstrap()
         let exporter = MetricsExporter(hosts: hosts, outputs: outputs)
         return MonitorServer(
@@ -39,8 +39,8 @@ enum Monitoring {
         let sinks: [Sink]
     }
 
-    static func status(hosts: [HandlerHost], outputs: Outputs) -> [UInt8] {
-        let summaries = Dictionary(((try? outputs.database.outbox.summaries()) ?? []).map { ($0.sink, $0) }) { first, _ in first }
+    static func status(hosts: [HandlerHost], outputs: Outputs?) -> [UInt8] {
+        let summaries = Dictionary(((try? outputs?.database.outbox.summaries()) ?? []).map { ($0.sink, $0) }) { first, _ in first }
         let status = Status(
             applications: hosts.map { host in
                 Status.Application(
@@ -50,7 +50,7 @@ enum Monitoring {
                     statistics: host.statistics
                 )
             },
-            sinks: outputs.statistics.sorted { $0.key < $1.key }.map { name, statistics in
+            sinks: (outputs?.statistics ?? [:]).sorted { $0.key < $1.key }.map { name, statistics in
                 Status.Sink(
                     name: name, pending: summaries[name]?.pending ?? 0, deadLetters: summaries[name]?.deadLetters ?? 0,
                     statistics: statistics

@@ -206,30 +206,9 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        if selectedLogFormat == "json" {
-            LoggingSystem.bootstrap({ label, provider in
-                var handler = JSONLogHandler(label: label, metadataProvider: provider)
-                handler.logLevel = level
-                return handler
-            }, metadataProvider: nil)
-        } else {
-            LoggingSystem.bootstrap { label in
-                var handler = StreamLogHandler.standardError(label: label)
-                handler.logLevel = level
-                return handler
-            }
-        }
-        let logger = Logger(label: "ttn-host")
+        let logger = bootstrapLogging()
         let file = try await loadConfigurationFile()
-        var monitorAddress: MonitorAddress?
-        if let text = selectedHTTP ?? file?.http {
-            do {
-                monitorAddress = try MonitorAddress(parsing: text)
-            } catch {
-                throw ValidationError(selectedHTTP == nil ? "\(configurationPath ?? "the file"): http: \(error.reason)" : error.message)
-            }
-        }
+        let monitorAddress = try monitorAddress(file: file)
         let plan = try HostPlan(command: self, file: file)
         plan.printSummary(asLog: selectedLogFormat == "json" ? logger : nil)
 
@@ -261,8 +240,37 @@ struct RunCommand: AsyncParsableCommand {
         }
     }
 
+    /// Sets up the process's logging as `--log-level` and `--log-format` say, and returns its logger.
+    func bootstrapLogging() -> Logger {
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        if selectedLogFormat == "json" {
+            LoggingSystem.bootstrap({ label, provider in
+                var handler = JSONLogHandler(label: label, metadataProvider: provider)
+                handler.logLevel = level
+                return handler
+            }, metadataProvider: nil)
+        } else {
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = level
+                return handler
+            }
+        }
+        return Logger(label: "ttn-host")
+    }
+
+    /// The monitoring address of `--http`, `TTN_HTTP` or the file; nil for none.
+    func monitorAddress(file: ConfigurationFile?) throws -> MonitorAddress? {
+        guard let text = selectedHTTP ?? file?.http else { return nil }
+        do {
+            return try MonitorAddress(parsing: text)
+        } catch {
+            throw ValidationError(selectedHTTP == nil ? "\(configurationPath ?? "the file"): http: \(error.reason)" : error.message)
+        }
+    }
+
     /// The file of `--config`, read and checked; a usage error (exit 2) naming the key when it is wrong.
-    private func loadConfigurationFile() async throws -> ConfigurationFile? {
+    func loadConfigurationFile() async throws -> ConfigurationFile? {
         guard let path = configurationPath else { return nil }
         do {
             return try await ConfigurationFile.load(path: path, environment: Self.environment)

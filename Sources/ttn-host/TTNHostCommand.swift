@@ -11,7 +11,7 @@ struct TTNHostCommand: AsyncParsableCommand {
             `check` and `replay` try scripts offline, with no broker and no TTN account; `record` writes live \
             uplinks to a file that `replay` reads.
             """,
-        subcommands: [RunCommand.self, CheckCommand.self, ReplayCommand.self, RecordCommand.self, StateCommand.self, OutboxCommand.self],
+        subcommands: [RunCommand.self, IngestCommand.self, WorkCommand.self, CheckCommand.self, ReplayCommand.self, RecordCommand.self, StateCommand.self, OutboxCommand.self],
         defaultSubcommand: RunCommand.self
     )
 
