@@ -187,7 +187,7 @@ let package = Package(
             ],
             path: "Tests/TTNMonitorTests"
         ),
-        .testTarget(name: "TTNClusterTests", dependencies: ["TTNCluster", "TTNCore"], path: "Tests/TTNClusterTests"),
+        .testTarget(name: "TTNClusterTests", dependencies: ["TTNCluster", "TTNCore", "TTNNATS"], path: "Tests/TTNClusterTests"),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["TTNMQTT", "TTNHost", "TTNLua", "TTNState", "TTNSinks", "TTNSync", "TTNNATS", "TestSupport"],

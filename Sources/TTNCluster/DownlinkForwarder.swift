@@ -12,14 +12,19 @@ import TTNSync
 final class DownlinkForwarder: Sendable {
     private let subscription: PullSubscription
     private let path: any DownlinkPath
+    private let ackWait: Duration
+    /// The correlation ids of the last downlinks sent, oldest first, to recognise one delivered again.
+    private let recentlySent = Locked(RecentIDs(capacity: 4096))
     private let logger: Logger
     private let running = Atomic(true)
     private let finished = DispatchSemaphore(value: 0)
     let forwarded = Atomic(0)
     let refused = Atomic(0)
 
-    init(subscription: PullSubscription, path: any DownlinkPath, logger: Logger) {
+    /// - Parameter ackWait: the downlink consumer's ack wait, within which an acknowledgement is tried again.
+    init(subscription: PullSubscription, path: any DownlinkPath, ackWait: Duration, logger: Logger) {
         self.subscription = subscription
+        self.ackWait = ackWait
         self.path = path
         self.logger = logger
     }
@@ -69,6 +74,11 @@ final class DownlinkForwarder: Sendable {
             refuse(message, reason: "not a downlink envelope: \(error)", deviceID: nil)
             return
         }
+        // Sent already by this ingestor, whose acknowledgement was lost: acknowledged now, not sent again.
+        if let id = envelope.correlationID, recentlySent.withLock({ $0.contains(id) }) {
+            try? message.acknowledge()
+            return
+        }
         // While TTN is away the downlink is held here, and keeps its place: the consumer lets nothing else out.
         while true {
             do throws(TTNError) {
@@ -85,14 +95,20 @@ final class DownlinkForwarder: Sendable {
             }
         }
         forwarded.add(1, ordering: .relaxed)
+        remember(envelope.correlationID)
         do {
-            try message.acknowledge()
+            try Retrying.within(ackWait / 2) { () throws(NATSError) in try message.acknowledge() }
         } catch {
             logger.warning(
                 "Downlink sent but not acknowledged to the stream: it may be sent a second time",
                 metadata: ["ttn.device_id": "\(envelope.deviceID)", "error": "\(error)"]
             )
         }
+    }
+
+    private func remember(_ id: String?) {
+        guard let id else { return }
+        recentlySent.withLock { $0.insert(id) }
     }
 
     private func refuse(_ message: JetStreamMessage, reason: String, deviceID: String?) {
@@ -102,5 +118,29 @@ final class DownlinkForwarder: Sendable {
             metadata: ["ttn.device_id": "\(deviceID ?? "?")", "error": "\(reason)", "refused.total": "\(total)"]
         )
         try? message.terminate()
+    }
+}
+
+/// The last `capacity` ids inserted, for membership tests.
+struct RecentIDs {
+    private var order: [String] = []
+    private var members: Set<String> = []
+    private var next = 0
+    let capacity: Int
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    func contains(_ id: String) -> Bool { members.contains(id) }
+
+    /// Adds `id`, forgetting the oldest once full.
+    mutating func insert(_ id: String) {
+        guard members.insert(id).inserted else { return }
+        if order.count < capacity {
+            order.append(id)
+        } else {
+            members.remove(order[next])
+            order[next] = id
+            next = (next + 1) % capacity
+        }
     }
 }

@@ -106,10 +106,14 @@ final class PartitionReader: Sendable {
 
     private func settle(_ message: JetStreamMessage, handled: Settlement.Outcome) {
         do {
-            switch handled {
-            case .handled: try message.acknowledge()
-            case .notHandled: try message.reject(delay: nil)
-            case .refused: try message.terminate()
+            // Tried again while the consumer's leader moves: an acknowledgement lost there means the uplink is
+            // handled a second time.
+            try Retrying.within(ackWait / 2) { () throws(NATSError) in
+                switch handled {
+                case .handled: try message.acknowledge()
+                case .notHandled: try message.reject(delay: nil)
+                case .refused: try message.terminate()
+                }
             }
         } catch {
             logger.warning(

@@ -102,7 +102,8 @@ public final class StreamUplinkSource: UplinkSource, DownlinkPath {
     public func receiveEvents(_ kinds: Set<TTNEvent.Kind>) {}
 
     /// Puts the downlink on the downlink stream, for an ingestor to send; `correlationID` names the message, so a
-    /// second copy within the duplicate window is dropped.
+    /// second copy within the duplicate window is dropped. Tries again for up to the ack wait while the cluster
+    /// does not answer.
     /// - Throws: ``TTNError`` for a malformed downlink, a device id no subject can carry, or no connection.
     public func send(_ downlink: String, to deviceID: String, queue: DownlinkQueue?, correlationID: String?) throws(TTNError) {
         // Checked here, so that a malformed downlink fails in the handler that made it rather than at the ingestor.
@@ -115,7 +116,11 @@ public final class StreamUplinkSource: UplinkSource, DownlinkPath {
         }
         let envelope = DownlinkEnvelope(deviceID: deviceID, downlink: downlink, queue: queue, correlationID: correlationID)
         do {
-            _ = try jetStream.publish(settings.downlinkSubject(deviceID: deviceID), envelope.encoded(), messageID: correlationID)
+            // Tried again under the same id (the stream keeps one copy) while a server restarts: the invocation waits,
+            // and the reader tells the stream the worker is still at it.
+            _ = try Retrying.within(settings.ackWait) { () throws(NATSError) in
+                try jetStream.publish(settings.downlinkSubject(deviceID: deviceID), envelope.encoded(), messageID: correlationID)
+            }
         } catch {
             throw TTNError(error.kind == .timeout ? .timeout : .notConnected, "the downlink stream did not take the downlink: \(error)")
         }
