@@ -10,61 +10,33 @@ import TTNSync
 /// time and in order (the consumer lets one out at a time, shared by every ingestor). A downlink is acknowledged once
 /// the MQTT connection took it; while TTN cannot be reached it is held, and the ones after it wait in the stream.
 final class DownlinkForwarder: Sendable {
-    private let subscription: PullSubscription
-    private let path: any DownlinkPath
+    private let mqtt: MQTTUplinkSource
     private let ackWait: Duration
     /// The correlation ids of the last downlinks sent, oldest first, to recognise one delivered again.
     private let recentlySent = Locked(RecentIDs(capacity: 4096))
     private let logger: Logger
-    private let running = Atomic(true)
-    private let finished = DispatchSemaphore(value: 0)
+    private let fetching: FetchLoop
     let forwarded = Atomic(0)
     let refused = Atomic(0)
 
-    /// - Parameter ackWait: the downlink consumer's ack wait, within which an acknowledgement is tried again.
-    init(subscription: PullSubscription, path: any DownlinkPath, ackWait: Duration, logger: Logger) {
-        self.subscription = subscription
+    /// - Parameter ackWait: the downlink consumer's ack wait, for which (at least 15 s) an acknowledgement is tried again.
+    init(subscription: PullSubscription, mqtt: MQTTUplinkSource, ackWait: Duration, logger: Logger) {
         self.ackWait = ackWait
-        self.path = path
+        self.mqtt = mqtt
         self.logger = logger
+        self.fetching = FetchLoop(subscription: subscription, name: "ttn.cluster.downlinks", logger: logger)
     }
 
     func start() {
-        let thread = Thread { [self] in
-            forwardUntilStopped()
-            finished.signal()
-        }
-        thread.name = "ttn.cluster.downlinks"
-        thread.start()
+        // Weak: the forwarder owns the loop, whose thread ends with `stop()`.
+        fetching.start { [weak self] message in self?.forward(message) }
     }
 
     /// Asks the loop to stop after the downlink it is at, without waiting.
-    func requestStop() {
-        running.store(false, ordering: .relaxed)
-    }
+    func requestStop() { fetching.requestStop() }
 
     /// Stops within about a second; a downlink being sent is finished first. Call it once.
-    func stop() {
-        requestStop()
-        finished.wait()
-        subscription.close()
-    }
-
-    private func forwardUntilStopped() {
-        var failures = 0
-        while running.load(ordering: .relaxed) {
-            do {
-                for message in try subscription.fetch(batch: 1, timeout: .seconds(1)) { forward(message) }
-                failures = 0
-            } catch {
-                failures += 1
-                if failures == 1 || failures.isMultiple(of: 60) {
-                    logger.warning("Cannot fetch downlinks from the stream; trying again", metadata: ["error": "\(error)"])
-                }
-                Thread.sleep(forTimeInterval: 0.5)
-            }
-        }
-    }
+    func stop() { fetching.stop() }
 
     private func forward(_ message: JetStreamMessage) {
         let envelope: DownlinkEnvelope
@@ -80,13 +52,15 @@ final class DownlinkForwarder: Sendable {
             return
         }
         // While TTN is away the downlink is held here, and keeps its place: the consumer lets nothing else out.
-        while true {
+        var messageID: Int?
+        while messageID == nil {
             do throws(TTNError) {
-                try path.send(envelope.downlink, to: envelope.deviceID, queue: envelope.queue, correlationID: envelope.correlationID)
-                break
+                messageID = try mqtt.sendForAcknowledgement(
+                    envelope.downlink, to: envelope.deviceID, queue: envelope.queue, correlationID: envelope.correlationID
+                )
             } catch where error.kind == .notConnected || error.kind == .timeout {
                 // Stopping: the downlink stays unacknowledged and goes to another ingestor after the ack wait.
-                guard running.load(ordering: .relaxed) else { return }
+                guard fetching.isRunning else { return }
                 try? message.inProgress()
                 Thread.sleep(forTimeInterval: 0.5)
             } catch {
@@ -94,10 +68,16 @@ final class DownlinkForwarder: Sendable {
                 return
             }
         }
+        // Acknowledged to the stream only once the broker has it: buffered in this process, it would die with it.
+        while let messageID, !mqtt.waitForAcknowledgement(of: messageID, timeout: .seconds(1)) {
+            // Stopping first: another ingestor sends it again after the ack wait, so TTN may get it twice.
+            guard fetching.isRunning else { return }
+            try? message.inProgress()
+        }
         forwarded.add(1, ordering: .relaxed)
         remember(envelope.correlationID)
         do {
-            try Retrying.within(ackWait / 2) { () throws(NATSError) in try message.acknowledge() }
+            try Retrying.within(max(ackWait, .seconds(15))) { () throws(NATSError) in try message.acknowledge() }
         } catch {
             logger.warning(
                 "Downlink sent but not acknowledged to the stream: it may be sent a second time",

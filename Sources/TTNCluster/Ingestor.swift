@@ -82,7 +82,7 @@ public final class Ingestor: Service {
             let subscription = try jetStream.withLock { $0 }!.pullSubscription(
                 stream: settings.downlinkStream, consumer: settings.downlinkConsumer, filterSubject: "ttn.\(settings.application).down.>"
             )
-            forwarder = DownlinkForwarder(subscription: subscription, path: mqtt, ackWait: settings.ackWait, logger: logger)
+            forwarder = DownlinkForwarder(subscription: subscription, mqtt: mqtt, ackWait: settings.ackWait, logger: logger)
         } catch {
             throw TTNError(.unreachable, "cannot read the downlink stream \(settings.downlinkStream): \(error)")
         }

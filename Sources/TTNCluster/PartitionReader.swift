@@ -1,23 +1,18 @@
 import Dispatch
 import Foundation
 import Logging
-import Synchronization
 import TTNNATS
 import TTNSync
 
-/// Reads one partition's durable consumer on a thread of its own: fetches a message, hands it to `handle`, waits
-/// until it is settled (telling the server the worker is still at it every half ack wait), then acknowledges it,
-/// or rejects it for another delivery. The consumer lets one message out at a time, so a partition's messages are
-/// handled in order across every worker.
+/// Reads one partition's durable consumer on a thread of its own (a ``FetchLoop``): hands each message to `handle`,
+/// waits until it is settled (telling the server the worker is still at it every half ack wait), then acknowledges
+/// it, or rejects it for another delivery. The consumer lets one message out at a time, so a partition's messages
+/// are handled in order across every worker.
 final class PartitionReader: Sendable {
-    private let subscription: PullSubscription
-    private let partition: Int
     private let ackWait: Duration
     private let logger: Logger
     private let handle: @Sendable (JetStreamMessage, Settlement) -> Void
-    private let isAccepting: @Sendable () -> Bool
-    private let running = Atomic(true)
-    private let finished = DispatchSemaphore(value: 0)
+    private let fetching: FetchLoop
 
     /// - Parameters:
     ///   - isAccepting: whether the host takes messages now; while it does not (it is shutting down), the reader
@@ -27,63 +22,23 @@ final class PartitionReader: Sendable {
         subscription: PullSubscription, partition: Int, ackWait: Duration, logger: Logger,
         isAccepting: @escaping @Sendable () -> Bool, handle: @escaping @Sendable (JetStreamMessage, Settlement) -> Void
     ) {
-        self.isAccepting = isAccepting
-        self.subscription = subscription
-        self.partition = partition
         self.ackWait = ackWait
         self.logger = logger
         self.handle = handle
+        self.fetching = FetchLoop(subscription: subscription, name: "ttn.cluster.p\(partition)", logger: logger, isAccepting: isAccepting)
     }
 
     func start() {
-        let thread = Thread { [self] in
-            readUntilStopped()
-            finished.signal()
-        }
-        thread.name = "ttn.cluster.p\(partition)"
-        thread.start()
+        // Weak: the reader owns the loop, whose thread ends with `stop()`.
+        fetching.start { [weak self] message in self?.process(message) }
     }
 
     /// Asks the reader to stop after its current fetch, without waiting.
-    func requestStop() {
-        running.store(false, ordering: .relaxed)
-    }
+    func requestStop() { fetching.requestStop() }
 
     /// Stops reading and returns within about a second. A message still being handled is left unacknowledged: the
     /// server delivers it again after the ack wait. Call it once.
-    func stop() {
-        requestStop()
-        finished.wait()
-        subscription.close()
-    }
-
-    private var isRunning: Bool { running.load(ordering: .relaxed) }
-
-    private func readUntilStopped() {
-        var failures = 0
-        while isRunning {
-            guard isAccepting() else {
-                Thread.sleep(forTimeInterval: 0.1)
-                continue
-            }
-            let messages: [JetStreamMessage]
-            do {
-                messages = try subscription.fetch(batch: 1, timeout: .seconds(1))
-                failures = 0
-            } catch {
-                failures += 1
-                if failures == 1 || failures.isMultiple(of: 60) {
-                    logger.warning(
-                        "Cannot fetch from the stream; trying again",
-                        metadata: ["partition": "\(partition)", "error": "\(error)", "failures": "\(failures)"]
-                    )
-                }
-                Thread.sleep(forTimeInterval: 0.5)
-                continue
-            }
-            for message in messages { process(message) }
-        }
-    }
+    func stop() { fetching.stop() }
 
     private func process(_ message: JetStreamMessage) {
         let settlement = Settlement()
@@ -95,7 +50,7 @@ final class PartitionReader: Sendable {
                 settle(message, handled: handled)
                 return
             }
-            guard isRunning else { return }
+            guard fetching.isRunning else { return }
             sinceProgress += step
             if sinceProgress >= ackWait / 2 {
                 sinceProgress = .zero
@@ -108,7 +63,8 @@ final class PartitionReader: Sendable {
         do {
             // Tried again while the consumer's leader moves: an acknowledgement lost there means the uplink is
             // handled a second time.
-            try Retrying.within(ackWait / 2) { () throws(NATSError) in
+            // One attempt may wait out the request timeout (5 s) while a leader is elected: at least 15 s.
+            try Retrying.within(max(ackWait, .seconds(15))) { () throws(NATSError) in
                 switch handled {
                 case .handled: try message.acknowledge()
                 case .notHandled: try message.reject(delay: nil)
@@ -118,7 +74,7 @@ final class PartitionReader: Sendable {
         } catch {
             logger.warning(
                 "Could not settle a message with the stream: it will be delivered again after the ack wait",
-                metadata: ["partition": "\(partition)", "stream.sequence": "\(message.streamSequence)", "error": "\(error)"]
+                metadata: ["nats.subject": "\(message.subject)", "stream.sequence": "\(message.streamSequence)", "error": "\(error)"]
             )
         }
     }

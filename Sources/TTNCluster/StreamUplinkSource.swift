@@ -102,8 +102,8 @@ public final class StreamUplinkSource: UplinkSource, DownlinkPath {
     public func receiveEvents(_ kinds: Set<TTNEvent.Kind>) {}
 
     /// Puts the downlink on the downlink stream, for an ingestor to send; `correlationID` names the message, so a
-    /// second copy within the duplicate window is dropped. Tries again for up to the ack wait while the cluster
-    /// does not answer.
+    /// second copy within the duplicate window is dropped. Tries again for up to the ack wait (at least 30 s) while
+    /// the cluster does not answer.
     /// - Throws: ``TTNError`` for a malformed downlink, a device id no subject can carry, or no connection.
     public func send(_ downlink: String, to deviceID: String, queue: DownlinkQueue?, correlationID: String?) throws(TTNError) {
         // Checked here, so that a malformed downlink fails in the handler that made it rather than at the ingestor.
@@ -118,7 +118,8 @@ public final class StreamUplinkSource: UplinkSource, DownlinkPath {
         do {
             // Tried again under the same id (the stream keeps one copy) while a server restarts: the invocation waits,
             // and the reader tells the stream the worker is still at it.
-            _ = try Retrying.within(settings.ackWait) { () throws(NATSError) in
+            // At least 30 s: one attempt may itself wait out the request timeout (5 s) while a leader is elected.
+            _ = try Retrying.within(max(settings.ackWait, .seconds(30))) { () throws(NATSError) in
                 try jetStream.publish(settings.downlinkSubject(deviceID: deviceID), envelope.encoded(), messageID: correlationID)
             }
         } catch {

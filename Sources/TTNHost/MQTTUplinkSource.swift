@@ -60,9 +60,29 @@ public final class MQTTUplinkSource: UplinkSource, DownlinkPath, ApplicationConn
     }
 
     public func send(_ downlink: String, to deviceID: String, queue: DownlinkQueue?, correlationID: String?) throws(TTNError) {
+        _ = try publish(downlink, to: deviceID, queue: queue, correlationID: correlationID)
+    }
+
+    /// Sends as ``send(_:to:queue:correlationID:)`` does, for a caller that must know when the broker has the
+    /// downlink (a buffered one dies with the process).
+    /// - Returns: the MQTT message id, for ``waitForAcknowledgement(of:timeout:)``.
+    public func sendForAcknowledgement(
+        _ downlink: String, to deviceID: String, queue: DownlinkQueue?, correlationID: String?
+    ) throws(TTNError) -> Int {
+        try publish(downlink, to: deviceID, queue: queue, correlationID: correlationID)
+    }
+
+    /// Waits until the broker acknowledged (PUBACK) the downlink of ``sendForAcknowledgement(_:to:queue:correlationID:)``
+    /// with `messageID`, or `timeout` passed; false then. One not acknowledged when the connection drops is sent again
+    /// after the reconnect.
+    public func waitForAcknowledgement(of messageID: Int, timeout: Duration) -> Bool {
+        link.waitForAcknowledgement(of: messageID, timeout: timeout)
+    }
+
+    private func publish(_ downlink: String, to deviceID: String, queue: DownlinkQueue?, correlationID: String?) throws(TTNError) -> Int {
         var request = try DownlinkRequest.parse(downlink, queue: queue)
         if let correlationID { request = try request.addingCorrelationID(correlationID) }
-        _ = try link.publish(request, to: deviceID)
+        return try link.publish(request, to: deviceID)
     }
 
     // MARK: The connection's calls, on its network thread

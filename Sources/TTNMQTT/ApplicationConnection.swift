@@ -163,6 +163,17 @@ package final class ApplicationConnection: ConnectionObserver {
 
     // MARK: Downlinks
 
+    /// Waits until the broker acknowledged downlink `messageID` of ``publish(_:to:)``, or `timeout` passed; false
+    /// then. A downlink not acknowledged when the connection drops is sent again after the reconnect, and waited for.
+    package func waitForAcknowledgement(of messageID: Int, timeout: Duration) -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while state.withLock({ $0.ownMessageIDs.contains(messageID) }) {
+            if ContinuousClock.now >= deadline { return false }
+            Thread.sleep(forTimeInterval: 0.001)
+        }
+        return true
+    }
+
     /// Sends a checked downlink request to `deviceID` at QoS 1; while the connection is down it is kept and sent
     /// after the reconnect.
     /// - Returns: the MQTT message id, which ``ApplicationConnectionReceiver/connectionDidAcknowledge(messageID:)``
