@@ -16,10 +16,8 @@ public final class StreamUplinkSource: UplinkSource, DownlinkPath {
     private let logger: Logger
     private let running = Locked<Running?>(nil)
     private let counts = Locked(UplinkSourceStatistics())
-    /// Held while a reader hands a message to the receiver (a source calls its receiver from one thread at a time);
-    /// counts the messages handed over. Not a lock on `()`: ThreadSanitizer reports the accesses to a zero-sized value
-    /// behind a lock as races.
-    private let delivering = Locked(0)
+    /// Held while a reader hands a message to the receiver: a source calls its receiver from one thread at a time.
+    private let delivering = Lock()
 
     private struct Running {
         let connection: NATSConnection
@@ -168,8 +166,7 @@ public final class StreamUplinkSource: UplinkSource, DownlinkPath {
                 return settlement.settle(.refused)
             }
             counts.withLock { $0.uplinks += 1 }
-            delivering.withLock { delivered in
-                delivered += 1
+            delivering.withLock {
                 receiver.receive(uplink, whenHandled: settle)
                 receiver.endOfBurst()
             }
@@ -178,10 +175,7 @@ public final class StreamUplinkSource: UplinkSource, DownlinkPath {
                 kind: kind, deviceID: deviceID, topic: "\(topics.root)/devices/\(deviceID)/\(kind.rawValue)",
                 json: String(decoding: message.payload, as: UTF8.self)
             )
-            delivering.withLock { delivered in
-                delivered += 1
-                receiver.receive(event, whenHandled: settle)
-            }
+            delivering.withLock { receiver.receive(event, whenHandled: settle) }
         case nil:
             counts.withLock { $0.unexpectedTopics += 1 }
             logger.error("Stream message on a subject of another layout; it is removed from the stream", metadata: ["nats.subject": "\(message.subject)"])

@@ -20,9 +20,8 @@ public final class PullSubscription: Sendable {
     /// Keeps the JetStream context, and so the connection, alive as long as the subscription and its messages.
     let jetStream: JetStream
     private let handle: SubscriptionHandle
-    /// Held for the length of a fetch, so that fetches from several threads wait for each other; counts the fetches.
-    /// Not a lock on `()`: ThreadSanitizer reports the accesses to a zero-sized value behind a lock as races.
-    private let fetching = Locked(0)
+    /// Held for the length of a fetch, so that fetches from several threads wait for each other.
+    private let fetching = Lock()
     private let closed = Atomic(false)
 
     init(jetStream: JetStream, handle: SubscriptionHandle) {
@@ -43,8 +42,7 @@ public final class PullSubscription: Sendable {
         guard batch > 0, batch <= Int32.max else {
             throw NATSError(.invalid, "Fetching failed: batch must be positive, not \(batch)")
         }
-        return try fetching.withLock { fetches throws(NATSError) in
-            fetches += 1
+        return try fetching.withLock { () throws(NATSError) in
             guard !closed.load(ordering: .acquiring) else {
                 throw NATSError(.invalid, "Fetching failed: the subscription is closed")
             }
