@@ -1,3 +1,5 @@
+import Logging
+import TTNCore
 import TTNNATS
 
 extension JetStream {
@@ -32,5 +34,39 @@ extension JetStream {
         forwarding.maxDeliver = -1
         forwarding.maxAckPending = 1
         try ensureConsumer(stream: settings.downlinkStream, forwarding)
+    }
+}
+
+/// A connection to the cluster with its streams and consumers prepared.
+struct PreparedCluster {
+    let connection: NATSConnection
+    let jetStream: JetStream
+}
+
+extension ClusterSettings {
+    /// Connects to ``servers`` and prepares the streams and consumers (``JetStream/prepare(_:)``). The connection
+    /// logs its losses and reconnects to `logger` and calls `onReconnect` after each.
+    /// - Throws: ``TTNError``: `unreachable` while no server answers or JetStream is not ready (it may pass),
+    ///   `invalidConfiguration` when the cluster refuses these settings.
+    func connectAndPrepare(name: String, logger: Logger, onReconnect: (@Sendable () -> Void)? = nil) throws(TTNError) -> PreparedCluster {
+        var configuration = NATSConfiguration(servers: servers, name: name)
+        configuration.logger = logger
+        configuration.onReconnect = onReconnect
+        let connection: NATSConnection
+        do {
+            connection = try NATSConnection(configuration)
+        } catch {
+            throw TTNError(.unreachable, "cannot reach NATS at \(servers.joined(separator: ",")): \(error)")
+        }
+        do {
+            let jetStream = try connection.jetStream()
+            try jetStream.prepare(self)
+            return PreparedCluster(connection: connection, jetStream: jetStream)
+        } catch {
+            connection.close()
+            throw error.kind == .invalid
+                ? TTNError(.invalidConfiguration, "the cluster refused the streams: \(error)")
+                : TTNError(.unreachable, "NATS JetStream not ready: \(error)")
+        }
     }
 }

@@ -75,11 +75,12 @@ public final class Ingestor: Service {
     /// Connects to the cluster (waiting while it cannot be reached), then to TTN, and runs until graceful shutdown.
     /// - Throws: what ``HandlerHost/run()`` throws, or ``TTNError`` for settings the cluster refuses.
     public func run() async throws {
-        guard let connection = try await connectToCluster() else { return }
-        defer { connection.close() }
+        guard let cluster = try await connectToCluster() else { return }
+        defer { cluster.connection.close() }
+        jetStream.withLock { $0 = cluster.jetStream }
         let forwarder: DownlinkForwarder
         do {
-            let subscription = try jetStream.withLock { $0 }!.pullSubscription(
+            let subscription = try cluster.jetStream.pullSubscription(
                 stream: settings.downlinkStream, consumer: settings.downlinkConsumer, filterSubject: "ttn.\(settings.application).down.>"
             )
             forwarder = DownlinkForwarder(subscription: subscription, mqtt: mqtt, ackWait: settings.ackWait, logger: logger)
@@ -129,15 +130,17 @@ public final class Ingestor: Service {
 
     /// Connects and prepares the streams, trying again with backoff while the cluster cannot be reached; nil when
     /// shutdown came first.
-    private func connectToCluster() async throws -> NATSConnection? {
+    private func connectToCluster() async throws -> PreparedCluster? {
         var delay = Duration.milliseconds(250)
         var attempts = 0
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             attempts += 1
-            switch prepareStreams() {
-            case .success(let connection):
+            switch Result(catching: { () throws(TTNError) in
+                try settings.connectAndPrepare(name: "ttn-host ingest \(settings.application)", logger: logger)
+            }) {
+            case .success(let cluster):
                 logger.info("Streams ready", metadata: ["nats.stream": "\(settings.stream)", "partitions": "\(settings.partitions)"])
-                return connection
+                return cluster
             case .failure(let error) where error.kind == .unreachable:
                 logger.warning(
                     "NATS cluster not ready; trying again", metadata: ["error": "\(error)", "attempt": "\(attempts)", "retry.in": "\(delay)"]
@@ -149,27 +152,6 @@ public final class Ingestor: Service {
             }
         }
         return nil
-    }
-
-    /// One attempt to connect and prepare the streams.
-    private func prepareStreams() -> Result<NATSConnection, TTNError> {
-        let connection: NATSConnection
-        do {
-            connection = try StreamUplinkSource.connect(settings, name: "ttn-host ingest \(settings.application)", logger: logger)
-        } catch {
-            return .failure(error)
-        }
-        do {
-            let jetStream = try connection.jetStream()
-            try jetStream.prepare(settings)
-            self.jetStream.withLock { $0 = jetStream }
-            return .success(connection)
-        } catch {
-            connection.close()
-            return .failure(error.kind == .invalid
-                ? TTNError(.invalidConfiguration, "the cluster refused the streams: \(error)")
-                : TTNError(.unreachable, "NATS JetStream not ready: \(error)"))
-        }
     }
 
     /// The `stream` handler: puts the uplink it runs for into the stream.

@@ -38,15 +38,10 @@ public final class StreamUplinkSource: UplinkSource, DownlinkPath {
     /// - Throws: ``TTNError`` (`unreachable` while no NATS server answers or JetStream is not ready).
     public func start(delivering receiver: any UplinkReceiver) throws(TTNError) {
         stop()
-        let connection = try Self.connect(settings, name: "ttn-host work \(settings.application)", logger: logger, counts: counts)
-        let jetStream: JetStream
-        do {
-            jetStream = try connection.jetStream()
-            try jetStream.prepare(settings)
-        } catch {
-            connection.close()
-            throw TTNError(error.kind == .invalid ? .invalidConfiguration : .unreachable, "NATS JetStream not ready: \(error)")
+        let cluster = try settings.connectAndPrepare(name: "ttn-host work \(settings.application)", logger: logger) { [counts] in
+            counts.withLock { $0.reconnects += 1 }
         }
+        let (connection, jetStream) = (cluster.connection, cluster.jetStream)
         var readers: [PartitionReader] = []
         for partition in 0..<settings.partitions {
             let subscription: PullSubscription
@@ -124,21 +119,6 @@ public final class StreamUplinkSource: UplinkSource, DownlinkPath {
             }
         } catch {
             throw TTNError(error.kind == .timeout ? .timeout : .notConnected, "the downlink stream did not take the downlink: \(error)")
-        }
-    }
-
-    /// Connects to the servers of `settings`; the connection logs its losses and reconnects to `logger`, and counts
-    /// the reconnects in `counts`.
-    static func connect(
-        _ settings: ClusterSettings, name: String, logger: Logger, counts: Locked<UplinkSourceStatistics>? = nil
-    ) throws(TTNError) -> NATSConnection {
-        var configuration = NATSConfiguration(servers: settings.servers, name: name)
-        configuration.logger = logger
-        configuration.onReconnect = { counts?.withLock { $0.reconnects += 1 } }
-        do {
-            return try NATSConnection(configuration)
-        } catch {
-            throw TTNError(.unreachable, "cannot reach NATS at \(settings.servers.joined(separator: ",")): \(error)")
         }
     }
 

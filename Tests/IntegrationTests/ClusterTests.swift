@@ -319,17 +319,7 @@ final class DownlinkLog: ConnectionObserver {
     }
 
     init(port: Int, application: String) throws {
-        let key = ConnectionKey(
-            server: .init(host: "127.0.0.1", port: port), username: Broker.networkUser,
-            password: Broker.networkPassword, tls: .disabled, legacyV2: false
-        )
-        let settings = MosquittoConnection.Settings(
-            keepAlive: 30, connectTimeout: .seconds(10), minimumReconnectDelay: .milliseconds(100),
-            maximumReconnectDelay: .seconds(1), clientID: "downlinks-\(UUID().uuidString.prefix(8))"
-        )
-        connection = try MosquittoConnection(
-            key: key, settings: settings, filters: ["v3/\(application)@ttn/devices/+/down/#"], logger: .init(label: "downlinks")
-        )
+        connection = try NetworkSide.connection(port: port, filters: ["v3/\(application)@ttn/devices/+/down/#"], name: "downlinks")
         connection.addObserver(self)
     }
 

@@ -58,16 +58,22 @@ final class NetworkSide: ConnectionObserver {
     private let received = Locked<[ReceivedMessage]>([])
 
     init(port: Int, watching filters: [String] = []) throws {
+        connection = try Self.connection(port: port, filters: filters, name: "network")
+        connection.addObserver(self)
+    }
+
+    /// A connection to the test broker as the network's user, subscribed to `filters`; `name` prefixes its client
+    /// id and labels its log.
+    static func connection(port: Int, filters: [String], name: String) throws -> MosquittoConnection {
         let key = ConnectionKey(
             server: .init(host: "127.0.0.1", port: port), username: Broker.networkUser,
             password: Broker.networkPassword, tls: .disabled, legacyV2: false
         )
         let settings = MosquittoConnection.Settings(
             keepAlive: 30, connectTimeout: .seconds(10), minimumReconnectDelay: .milliseconds(100),
-            maximumReconnectDelay: .seconds(1), clientID: "network-\(UUID().uuidString.prefix(8))"
+            maximumReconnectDelay: .seconds(1), clientID: "\(name)-\(UUID().uuidString.prefix(8))"
         )
-        connection = try MosquittoConnection(key: key, settings: settings, filters: filters, logger: .init(label: "network"))
-        connection.addObserver(self)
+        return try MosquittoConnection(key: key, settings: settings, filters: filters, logger: .init(label: name))
     }
 
     func publishUplink(application: String, device: String, json: [UInt8]) throws {
