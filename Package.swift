@@ -120,7 +120,7 @@ let package = Package(
         .target(
             name: "TTNCluster",
             dependencies: [
-                "TTNCore", "TTNHost", "TTNNATS", "TTNSync", .product(name: "Logging", package: "swift-log"),
+                "TTNCore", "TTNHost", "TTNNATS", "TTNState", "TTNSync", .product(name: "Logging", package: "swift-log"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -156,7 +156,7 @@ let package = Package(
         // Test-only and in no product, so its unsafe flag never reaches a package that depends on this one; -O makes
         // input generation ~10x faster in debug builds, which keeps 100,000 cases per parser affordable.
         .target(
-            name: "TestSupport", dependencies: ["TTNSync", .product(name: "Logging", package: "swift-log")],
+            name: "TestSupport", dependencies: ["TTNSync", "TTNState", .product(name: "Logging", package: "swift-log")],
             path: "Tests/TestSupport", swiftSettings: [.unsafeFlags(["-O"])]
         ),
         .testTarget(name: "TTNCoreTests", dependencies: ["TTNCore", "TestSupport"], path: "Tests/TTNCoreTests"),

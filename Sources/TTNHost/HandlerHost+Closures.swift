@@ -55,7 +55,7 @@ extension HandlerHost {
 
     /// The state of the running handler (`swift/<name>` for a closure): its writes land together when the
     /// invocation returns. Nil outside a handler, and without a ``Configuration/stateDirectory``.
-    public var store: HandlerStore? { Self.invocationState.map(HandlerStore.init) }
+    public var store: HandlerStore? { Self.invocationState.map { HandlerStore(state: $0) } }
 
     /// Hands `value` to the sink named `sink`, as `ttn.emit` does: the record is written to the outbox with the
     /// running invocation's state when the handler returns, and delivered after. Call it inside a handler.
@@ -85,23 +85,31 @@ extension HandlerHost {
     }
 
     /// One invocation of a Swift handler; its state's writes are committed after it.
-    func runClosures(of name: String, for work: HandlerWork, state: ScriptState?) -> Bool {
+    func runClosures(of name: String, for work: HandlerWork, state: (any HandlerState)?) -> InvocationOutcome {
         let handlers = closures.withLock { $0[name] } ?? ClosureHandlers()
-        Self.$invocationHandler.withValue(name) { Self.$invocationState.withValue(state) {
-            switch work {
-            case .uplink(let uplink, _):
-                if let message = handlers.message { Self.$invocation.withValue(uplink, operation: message) }
-            case .timer(let id):
-                timers.tickDone(handler: name, id: id)
-                guard let timer = handlers.timers[id] else { return }
-                if !timer.repeats { closures.withLock { $0[name]?.timers[id] = nil } }
-                timer.body()
-            case .event(let event, _):
-                guard let body = handlers.events[event.kind] else { return }
-                Self.$invocationEvent.withValue(event) { body(event) }
+        if case .timer(let id) = work { timers.tickDone(handler: name, id: id) }
+        let result = Self.$invocationHandler.withValue(name) { Self.$invocationState.withValue(state) {
+            HandlerInvocation.run(state: state, work: work.stateWork) {
+                switch work {
+                case .uplink(let uplink, _):
+                    if let message = handlers.message { Self.$invocation.withValue(uplink, operation: message) }
+                case .timer(let id):
+                    guard let timer = handlers.timers[id] else { return }
+                    if !timer.repeats { closures.withLock { $0[name]?.timers[id] = nil } }
+                    timer.body()
+                case .event(let event, _):
+                    guard let body = handlers.events[event.kind] else { return }
+                    Self.$invocationEvent.withValue(event) { body(event) }
+                }
             }
         } }
-        return commit(state, handler: name)
+        if let error = result.error {
+            logger.error(
+                "State not saved: the invocation's writes were discarded",
+                metadata: work.logMetadata.merging(["handler": "\(name)", "error": "\(error)"]) { $1 }
+            )
+        }
+        return result.outcome
     }
 
     private static let closureTimerIDs = Atomic(0)

@@ -46,14 +46,13 @@ final class ScriptSet: Sendable {
     private func load(name: String, source: [UInt8]) {
         let state = host.state(namespace: "lua/\(name)")
         let bridge = HostBridge(name: name, host: host.weakSelf, history: host.history, state: state)
-        let slot: LuaScriptSlot
-        do {
+        var loaded: LuaScriptSlot?
+        let result = HandlerInvocation.run(state: state, work: nil) {
             try host.checkEmitSinks(in: source, script: name)
-            slot = try LuaScriptSlot(name: name, source: source, limits: host.configuration.luaLimits, bridge: bridge, logger: host.logger)
-            try state?.commit()
-        } catch {
-            state?.rollback()
-            host.logger.error("Script not loaded", metadata: ["script": "\(name)", "error": "\(error)"])
+            loaded = try LuaScriptSlot(name: name, source: source, limits: host.configuration.luaLimits, bridge: bridge, logger: host.logger)
+        }
+        guard case .succeeded = result, let slot = loaded else {
+            host.logger.error("Script not loaded", metadata: ["script": "\(name)", "error": "\(result.error.map { "\($0)" } ?? "?")"])
             // A version that ran but whose state could not be saved reported its timers and events already.
             host.timers.removeAll(handler: name)
             host.setWantedEvents([], handler: name)
@@ -77,12 +76,12 @@ final class ScriptSet: Sendable {
 /// One script's slot, used by its handler queue and by reloads, one at a time, with its state.
 final class LoadedScript: Sendable {
     private let slot: Locked<LuaScriptSlot>
-    private let state: ScriptState?
+    private let state: (any HandlerState)?
     /// Weak: the host owns the script through its handler.
     private let host: WeakHost
     let interrupter: LuaInterrupter
 
-    init(slot: sending LuaScriptSlot, state: ScriptState?, host: WeakHost) {
+    init(slot: sending LuaScriptSlot, state: (any HandlerState)?, host: WeakHost) {
         self.interrupter = slot.interrupter
         self.state = state
         self.host = host
@@ -90,44 +89,40 @@ final class LoadedScript: Sendable {
     }
 
     /// Runs the script for `work`: its message handler, a timer, or its handler of an event's kind. Its state's
-    /// writes land when it succeeds and are discarded when it fails. False (and logged) when it failed.
-    func run(_ work: HandlerWork, logger: Logger) -> Bool {
-        do {
-            try slot.withLock { slot throws(any Error) in
+    /// writes land when it succeeds and are discarded when it fails.
+    func run(_ work: HandlerWork, logger: Logger) -> InvocationOutcome {
+        let result = slot.withLock { slot in
+            HandlerInvocation.run(state: state, work: work.stateWork) {
                 switch work {
                 case .uplink(let uplink, _): try slot.handle(LuaMessage(uplink))
                 case .timer(let id): try slot.fireTimer(id)
                 case .event(let event, _):
                     try slot.deliver(LuaEvent(kind: event.kind.rawValue, json: event.json, deviceID: event.deviceID))
                 }
-                try state?.commit()
             }
-            return true
-        } catch {
-            state?.rollback()
-            var metadata: Logger.Metadata = ["error": "\(error)"]
-            switch work {
-            case .uplink(let uplink, _): metadata["ttn.device_id"] = "\(uplink.deviceID ?? "?")"
-            case .timer(let id): metadata["timer"] = "\(id)"
-            case .event(let event, _): metadata["event"] = "\(event.kind)"
-            }
-            logger.warning("Lua handler failed; its state changes were discarded", metadata: metadata)
-            return false
         }
+        switch result {
+        case .succeeded, .skipped: break
+        case .failed(let error):
+            logger.warning("Lua handler failed; its state changes were discarded", metadata: work.logMetadata.merging(["error": "\(error)"]) { $1 })
+        case .deferred(let error):
+            logger.warning("Lua handler's state unreachable; it runs again later", metadata: work.logMetadata.merging(["error": "\(error)"]) { $1 })
+        }
+        return result.outcome
     }
 
     /// Compiles the new version; keeps the running one if it fails. The top level's state writes land with it.
     func reload(source: [UInt8], logger: Logger) {
-        do {
-            try slot.withLock { slot throws(any Error) in
+        let result = slot.withLock { slot in
+            HandlerInvocation.run(state: state, work: nil) {
                 try host.value?.checkEmitSinks(in: source, script: slot.name)
                 try slot.load(source: source)
-                try state?.commit()
             }
-            logger.info("Script reloaded", metadata: ["script": "\(slot.withLock { $0.name })"])
-        } catch {
-            state?.rollback()
+        }
+        if let error = result.error {
             logger.error("Script change rejected; the previous version keeps running", metadata: ["error": "\(error)"])
+        } else {
+            logger.info("Script reloaded", metadata: ["script": "\(slot.withLock { $0.name })"])
         }
     }
 }
@@ -138,7 +133,7 @@ struct HostBridge: LuaHostBridge {
     /// Weak: the host owns the script through its handler.
     let host: WeakHost
     let history: UplinkHistory
-    let state: ScriptState?
+    let state: (any HandlerState)?
 
     var store: (any LuaStore)? { state.map(ScriptStore.init) }
 

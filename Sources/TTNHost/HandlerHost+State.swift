@@ -24,14 +24,16 @@ extension HandlerHost {
         }?.close()
     }
 
-    /// The state of namespace `name` (after ``Configuration/stateNamespacePrefix``), or nil without a state directory.
-    func state(namespace name: String) -> ScriptState? {
-        stateDatabase.withLock { $0 }?.namespace(configuration.stateNamespacePrefix + name)
+    /// The state of namespace `name` (after ``Configuration/stateNamespacePrefix``): in ``sharedState`` when the host
+    /// has one, else in the state database; nil without either.
+    func state(namespace name: String) -> (any HandlerState)? {
+        let namespaces: (any StateNamespaces)? = sharedState ?? stateDatabase.withLock { $0 }
+        return namespaces?.handlerState(namespace: configuration.stateNamespacePrefix + name)
     }
 
     /// Adds the record of `json` for `sink` to the invocation of `state` (of handler or script `script`).
     /// - Throws: for a sink that does not exist, a host without outputs or state, or a value past the limits.
-    func emit(_ json: String, to sink: String, state: ScriptState?, script: String, deviceID: String?) throws -> String {
+    func emit(_ json: String, to sink: String, state: (any HandlerState)?, script: String, deviceID: String?) throws -> String {
         guard let outputs, outputs.sinkNames.contains(sink) else {
             let names = outputs?.sinkNames.sorted() ?? []
             throw EmitError(
@@ -41,20 +43,6 @@ extension HandlerHost {
         }
         guard let state else { throw EmitError("no state to write the record to (the host has no state database)") }
         return try state.emit(to: sink, value: json, application: configuration.client.applicationID, script: script, device: deviceID)
-    }
-
-    /// Ends an invocation's transaction: its writes land together. False (and logged) when they could not.
-    func commit(_ state: ScriptState?, handler name: String) -> Bool {
-        guard let state else { return true }
-        do {
-            try state.commit()
-            return true
-        } catch {
-            logger.error(
-                "State not saved: the invocation's writes were discarded", metadata: ["handler": "\(name)", "error": "\(error)"]
-            )
-            return false
-        }
     }
 }
 
@@ -69,7 +57,7 @@ public struct EmitError: Error, Sendable, CustomStringConvertible {
 /// A Swift handler's persistent state, inside one of its invocations (``HandlerHost/store``). Values are stored
 /// as JSON; the invocation's writes become visible and durable together when it returns.
 public struct HandlerStore: Sendable {
-    let state: ScriptState
+    let state: any HandlerState
 
     /// The value at `key`, or nil when there is none (or it expired).
     /// - Throws: ``StateError``, or a `DecodingError` when the stored value is not a `Value`.
@@ -103,7 +91,7 @@ public struct HandlerStore: Sendable {
 
 /// `ttn.store` of a script, on its namespace.
 struct ScriptStore: LuaStore {
-    let state: ScriptState
+    let state: any HandlerState
 
     func get(_ key: String) throws -> String? { try state.get(key) }
 

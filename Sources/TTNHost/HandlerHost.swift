@@ -147,6 +147,9 @@ public final class HandlerHost: Service, UplinkReceiver {
     let stateDatabase = Locked<StateDatabase?>(nil)
     /// The sinks that `ttn.emit` and ``emit(_:to:)`` write to, shared with other hosts of the process; nil: none.
     let outputs: Outputs?
+    /// Where the handlers keep their state when it is shared with other processes (a cluster's workers) rather
+    /// than in a state directory.
+    let sharedState: (any StateNamespaces)?
     /// The event kinds each handler has handlers for, by handler name.
     let wantedEvents = Locked<[String: Set<TTNEvent.Kind>]>([:])
     /// The event kinds the source was last asked for.
@@ -169,7 +172,7 @@ public final class HandlerHost: Service, UplinkReceiver {
     /// The uplink whose handler invocation runs on this thread or task.
     @TaskLocal static var invocation: Uplink?
     /// The state of the handler whose invocation runs on this thread or task.
-    @TaskLocal static var invocationState: ScriptState?
+    @TaskLocal static var invocationState: (any HandlerState)?
     /// The name of the Swift handler whose invocation runs on this thread or task.
     @TaskLocal static var invocationHandler: String?
 
@@ -187,12 +190,17 @@ public final class HandlerHost: Service, UplinkReceiver {
     }
 
     /// A host that takes its uplinks from `source` and sends its downlinks through `downlinks`; with `outputs`, its
-    /// handlers keep their state in the outputs' database and emit to its sinks.
-    public init(configuration: Configuration, source: any UplinkSource, downlinks: any DownlinkPath, outputs: Outputs? = nil) {
+    /// handlers keep their state in the outputs' database and emit to its sinks; with `sharedState` (and no
+    /// outputs), they keep it there.
+    public init(
+        configuration: Configuration, source: any UplinkSource, downlinks: any DownlinkPath, outputs: Outputs? = nil,
+        sharedState: (any StateNamespaces)? = nil
+    ) {
         self.configuration = configuration
         self.source = source
         self.downlinks = downlinks
         self.outputs = outputs
+        self.sharedState = outputs == nil ? sharedState : nil
         stateDatabase.withLock { $0 = outputs?.database }
         self.history = UplinkHistory(limit: configuration.client.historyLimit)
         self.tracker = DownlinkTracker(timeout: configuration.downlinkTimeout)
@@ -234,7 +242,7 @@ public final class HandlerHost: Service, UplinkReceiver {
             onDroppedTick: { [timers] id in timers.tickDone(handler: name, id: id) }
         ) { [weak self] work in
             // Weak: a queue still draining must not keep a host alive that its owner released.
-            guard let self else { return false }
+            guard let self else { return .failed }
             return runClosures(of: name, for: work, state: state(namespace: namespace))
         })
     }

@@ -48,11 +48,11 @@ final class HandlerRunner: Sendable {
     ///   - application: the application id, for the duration metric's labels.
     ///   - repeatableDownlinkIDs: whether the downlinks of an invocation get ids made from what it handles
     ///     (``HandlerHost/Configuration/repeatableDownlinkIDs``).
-    ///   - body: runs one invocation; returns false when it failed (and has logged why).
+    ///   - body: runs one invocation; returns how it ended (and has logged a failure).
     init(
         name: String, kind: String, application: String, queueBytes: Int, logger: Logger, repeatableDownlinkIDs: Bool = false,
         onDroppedTick: @escaping @Sendable (_ timerID: Int) -> Void = { _ in },
-        body: @escaping @Sendable (HandlerWork) -> Bool
+        body: @escaping @Sendable (HandlerWork) -> InvocationOutcome
     ) {
         self.name = name
         self.kind = kind
@@ -72,14 +72,14 @@ final class HandlerRunner: Sendable {
             },
             handler: { work in
                 let start = ContinuousClock.now
-                let succeeded = if repeatableDownlinkIDs, let names = RepeatableDownlinkIDs(for: work, handler: name) {
+                let outcome = if repeatableDownlinkIDs, let names = RepeatableDownlinkIDs(for: work, handler: name) {
                     RepeatableDownlinkIDs.$current.withValue(names) { body(work) }
                 } else {
                     body(work)
                 }
-                if !succeeded { failures.increment() }
+                if outcome == .failed { failures.increment() }
                 durations.recordNanoseconds((ContinuousClock.now - start).nanoseconds)
-                work.ticket?.finish()
+                if outcome == .deferred { work.ticket?.miss() } else { work.ticket?.finish() }
             }
         )
     }

@@ -291,8 +291,31 @@ public final class JetStream: Sendable {
             try NATSError.check(status, "Creating bucket \(bucket)")
         }
         try NATSError.check(status, "Opening bucket \(bucket)")
-        guard let store else { throw NATSError(.other, "Opening bucket \(bucket) failed") }
+        guard var store else { throw NATSError(.other, "Opening bucket \(bucket) failed") }
+        if settings?.readsFromLeader == true, try turnOffDirectReads(stream: "KV_\(bucket)") {
+            // libnats decides between direct and leader reads when it opens the bucket.
+            kvStore_Destroy(store)
+            var reopened: OpaquePointer?
+            try NATSError.check(js_KeyValue(&reopened, handle.raw, bucket), "Opening bucket \(bucket)")
+            guard let reopened else { throw NATSError(.other, "Opening bucket \(bucket) failed") }
+            store = reopened
+        }
         return KeyValueBucket(jetStream: self, bucket: bucket, handle: KeyValueHandle(raw: store))
+    }
+
+    /// Makes `stream` answer reads only from its leader (`allow_direct` off); true when it had to change.
+    private func turnOffDirectReads(stream: String) throws(NATSError) -> Bool {
+        var info: UnsafeMutablePointer<jsStreamInfo>?
+        var code = jsErrCode(rawValue: 0)
+        try NATSError.check(js_GetStreamInfo(&info, handle.raw, stream, nil, &code), "Looking up stream \(stream)", code: code)
+        guard let info, let config = info.pointee.Config else { throw NATSError(.other, "Looking up stream \(stream) failed") }
+        defer { jsStreamInfo_Destroy(info) }
+        guard config.pointee.AllowDirect else { return false }
+        config.pointee.AllowDirect = false
+        var updated: UnsafeMutablePointer<jsStreamInfo>?
+        try NATSError.check(js_UpdateStream(&updated, handle.raw, config, nil, &code), "Updating stream \(stream)", code: code)
+        jsStreamInfo_Destroy(updated)
+        return true
     }
 }
 

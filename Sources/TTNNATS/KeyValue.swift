@@ -8,11 +8,15 @@ public struct KeyValueSettings: Sendable, Equatable {
     public var replicas: Int = 1
     /// How many revisions of each key the bucket keeps (1...64).
     public var history: Int = 1
+    /// Whether every read goes to the stream's leader, which has applied every acknowledged write, rather than to
+    /// any replica (libnats' direct get), which may lag behind. Off by default, as libnats creates buckets.
+    public var readsFromLeader = false
 
-    public init(bucket: String, replicas: Int = 1, history: Int = 1) {
+    public init(bucket: String, replicas: Int = 1, history: Int = 1, readsFromLeader: Bool = false) {
         self.bucket = bucket
         self.replicas = replicas
         self.history = history
+        self.readsFromLeader = readsFromLeader
     }
 }
 

@@ -124,6 +124,9 @@ public final class NATSConnection: Sendable {
         try NATSError.check(natsConnection_FlushTimeout(handle.raw, max(timeout.milliseconds, 1)), "Flushing")
     }
 
+    /// The largest message the server takes, in bytes (its `max_payload`); 0 while not connected.
+    public var maxPayload: Int { Int(natsConnection_GetMaxPayload(handle.raw)) }
+
     /// Closes the connection: flushes what is buffered (for up to 0.5 s), stops reconnecting, and fails the calls
     /// that wait on it. Idempotent; the `deinit` closes too.
     public func close() {

@@ -73,6 +73,10 @@ extension NATSError {
         return rest
     }
 
+    /// "wrong last sequence" as servers since 2.10 report a conditional write whose expected sequence no longer holds
+    /// (`JSStreamWrongLastSequenceConstantErr`, unknown to libnats 3.4).
+    private static let wrongLastSequenceConstant = jsErrCode(rawValue: 10164)
+
     /// The kind of a libnats status and JetStream error code; the JetStream code, more precise, wins.
     private static func kind(_ status: natsStatus, _ code: jsErrCode) -> Kind {
         switch code {
@@ -80,7 +84,7 @@ extension NATSError {
             return .notFound
         case JSStreamNameExistErr, JSConsumerNameExistErr, JSConsumerExistingActiveErr:
             return .exists
-        case JSStreamWrongLastSequenceErr:
+        case JSStreamWrongLastSequenceErr, Self.wrongLastSequenceConstant:
             return .wrongLastRevision
         case JSStreamInvalidConfig, JSStreamReplicasNotUpdatableErr, JSStreamSubjectOverlapErr, JSStreamMismatchErr,
             JSStreamInvalidErr, JSStreamSealedErr, JSInvalidJSONErr, JSBadRequestErr, JSConsumerInvalidPolicyErr,

@@ -7,7 +7,7 @@ internal import TTNSync
 /// which writes them all in one SQLite transaction, or ``rollback()``, which discards them. Limits are checked at
 /// each write, so a script learns of them where it makes the write. Keys are compared and ordered by their UTF-8
 /// bytes, as SQLite does: canonically equivalent spellings ("é" and "e\u{301}") are different keys.
-public final class ScriptState: Sendable {
+public final class ScriptState: HandlerState {
     public let name: String
     private let database: StateDatabase
     private let invocation = Locked(Invocation())
@@ -16,6 +16,9 @@ public final class ScriptState: Sendable {
         self.name = name
         self.database = database
     }
+
+    /// Opens an invocation; a single process never hands the same work twice, so it never skips one.
+    public func begin(_ work: StateWork?) -> Bool { true }
 
     /// The JSON text of `key`'s value, or nil when it is missing or expired.
     public func get(_ key: String) throws(StateError) -> String? {
@@ -54,25 +57,10 @@ public final class ScriptState: Sendable {
     /// stored value that is not a JSON number throw ``StateError/Kind/notANumber``. Keeps the key's expiry.
     public func increment(_ key: String, by amount: StateNumber) throws(StateError) -> StateNumber {
         try check(key)
-        if case .double(let value) = amount, !value.isFinite {
-            throw StateError(.notANumber, "store: cannot increment key \(key.quotedForMessage) by \(value): the amount must be a finite number")
-        }
         return try access { invocation, store throws(StateError) -> StateNumber in
             let now = epochMilliseconds()
             let current = try current(key, invocation, store, now: now)
-            var number = StateNumber.integer(0)
-            if let json = current?.json {
-                guard let stored = StateNumber(json: json) else {
-                    throw StateError(.notANumber, "store: cannot increment key \(key.quotedForMessage): it holds \(Self.describe(json)), "
-                        + "not a number; set it to a number first, or use another key")
-                }
-                number = stored
-            }
-            guard let result = number.adding(amount) else {
-                let range = if case .integer = number, case .integer = amount { "a 64-bit integer" } else { "a double" }
-                throw StateError(.notANumber, "store: incrementing key \(key.quotedForMessage) overflowed: \(number) + \(amount) "
-                    + "does not fit \(range); reset the key, or keep smaller numbers")
-            }
+            let result = try StateNumber.incremented(current?.json, by: amount, key: key)
             try check(key, json: result.description)
             try record(key, json: result.description, expiresAt: current?.expiresAt, &invocation, store, now: now)
             return result
@@ -107,7 +95,7 @@ public final class ScriptState: Sendable {
         let bytes = value.utf8.count
         guard bytes <= database.limits.valueBytes else {
             throw StateError(.valueTooLarge, "emit: the value for sink \(sink.quotedForMessage) is \(bytes) bytes encoded; the limit is "
-                + "\(Self.limitText(database.limits.valueBytes)): emit less in one record, or split it over several")
+                + "\(StateLimits.limitText(database.limits.valueBytes)): emit less in one record, or split it over several")
         }
         let now = epochMilliseconds()
         let emit = PendingEmit(
@@ -155,9 +143,11 @@ public final class ScriptState: Sendable {
     /// Ids of emitted records, unique across runs.
     private static let recordIDs = RunUniqueIDs()
 
-    /// Discards the open invocation's writes.
-    public func rollback() {
+    /// Discards the open invocation's writes. The database is local: no failure calls for running the work again.
+    @discardableResult
+    public func rollback() -> StateError? {
         invocation.withLock { $0 = Invocation() }
+        return nil
     }
 
     // MARK: - Internals
@@ -205,9 +195,7 @@ public final class ScriptState: Sendable {
                     purged = true
                     if try store.purgeExpired(now: now) > 0 { continue }
                 }
-                throw StateError(.namespaceFull, "store: namespace full: setting key \(key.quotedForMessage) would bring namespace "
-                    + "\(name.quotedForMessage) to \(total) bytes (keys + values); the limit is \(sizeText(database.limits.namespaceBytes)) "
-                    + "(raise it with --state-limit-mb, or delete keys no longer needed)")
+                throw database.limits.namespaceFull(name, change: "setting key \(key.quotedForMessage)", total: total)
             }
             if old == nil { invocation.order.append(exact) }
             invocation.writes[exact] = Invocation.Write(json: json, expiresAt: expiresAt, size: size, committedSize: committedSize)
@@ -216,41 +204,9 @@ public final class ScriptState: Sendable {
         }
     }
 
-    private func check(_ key: String) throws(StateError) {
-        guard !key.isEmpty else { throw StateError(.invalidKey, "store: a key must be a non-empty string") }
-        let bytes = key.utf8.count
-        guard bytes <= database.limits.keyBytes else {
-            throw StateError(.keyTooLong, "store: key \(key.quotedForMessage) is \(bytes) bytes; the limit is "
-                + "\(Self.limitText(database.limits.keyBytes)): use a shorter key")
-        }
-    }
+    private func check(_ key: String) throws(StateError) { try database.limits.check(key: key) }
 
-    private func check(_ key: String, json: String) throws(StateError) {
-        let bytes = json.utf8.count
-        guard bytes <= database.limits.valueBytes else {
-            throw StateError(.valueTooLarge, "store: value of key \(key.quotedForMessage) is \(bytes) bytes encoded; the limit is "
-                + "\(Self.limitText(database.limits.valueBytes)): store less under one key, or split it over several")
-        }
-    }
-
-    /// "256 bytes", "65536 (64 KiB)".
-    private static func limitText(_ bytes: Int) -> String {
-        let size = sizeText(bytes)
-        return size.hasSuffix(" bytes") ? size : "\(bytes) (\(size))"
-    }
-
-    /// What a JSON text holds, for a message: its kind and its start.
-    private static func describe(_ json: String) -> String {
-        let kind = switch json.utf8.first(where: { $0 != 0x20 && $0 != 0x09 && $0 != 0x0A && $0 != 0x0D }) {
-        case UInt8(ascii: "\""): "a string"
-        case UInt8(ascii: "{"): "an object"
-        case UInt8(ascii: "["): "an array"
-        case UInt8(ascii: "t"), UInt8(ascii: "f"): "a boolean"
-        case UInt8(ascii: "n"): "null"
-        default: "a value that is not JSON"
-        }
-        return "\(kind), \(json.quotedForMessage)"
-    }
+    private func check(_ key: String, json: String) throws(StateError) { try database.limits.check(key: key, json: json) }
 }
 
 /// The writes of the open invocation of one ``ScriptState``.

@@ -28,13 +28,19 @@ public struct StateLimits: Sendable, Hashable {
 
 /// Why a state operation failed; `message` says what happened and what to do.
 public struct StateError: Error, Sendable, CustomStringConvertible {
-    public enum Kind: Sendable, Hashable { case keyTooLong, valueTooLarge, namespaceFull, notANumber, invalidKey, inUse, database, emitLimit }
+    public enum Kind: Sendable, Hashable {
+        case keyTooLong, valueTooLarge, namespaceFull, notANumber, invalidKey, inUse, database, emitLimit
+        /// Another process changed what the invocation read; it is to run again.
+        case conflict
+        /// The state could not be reached (a cluster without quorum, say); the work is to run again later.
+        case unavailable
+    }
 
     public let kind: Kind
     public let message: String
     public var description: String { message }
 
-    init(_ kind: Kind, _ message: String) {
+    package init(_ kind: Kind, _ message: String) {
         self.kind = kind
         self.message = message
     }

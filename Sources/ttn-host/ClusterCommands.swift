@@ -142,8 +142,8 @@ struct WorkCommand: AsyncParsableCommand {
         discussion: """
             Run as many as the handlers' work needs: they share the partitions (--partitions), each device's uplinks \
             are handled in order by one worker at a time, and an uplink is acknowledged once every handler finished \
-            it. A worker that dies has its uplink handled by another after --ack-wait. Backfill is the ingestors' \
-            job. Takes the options of `run` and the cluster options; docs/cluster.md explains the guarantees.
+            it. A worker that dies has its uplink handled by another after --ack-wait. ttn.store lives in the \
+            cluster's key-value bucket ttn-<app>-state; ttn.emit is not available. Backfill is the ingestors' job. Takes the options of `run` and the cluster options; docs/cluster.md explains the guarantees.
             """
     )
 
@@ -154,10 +154,11 @@ struct WorkCommand: AsyncParsableCommand {
         if host.backfill == "auto" {
             throw ValidationError("work does not backfill (the ingestors do): leave out --backfill.")
         }
-        if host.stateDirectory != nil || host.configurationPath != nil {
-            throw ValidationError(
-                "work keeps no local state and has no outputs yet: leave out --state-dir and --config (ttn.store and ttn.emit are not available in work)."
-            )
+        if host.stateDirectory != nil {
+            throw ValidationError("work keeps ttn.store in the cluster's key-value bucket ttn-<app>-state, not on disk: leave out --state-dir.")
+        }
+        if host.configurationPath != nil {
+            throw ValidationError("work has no outputs (ttn.emit is not available in work): leave out --config.")
         }
     }
 
@@ -176,7 +177,8 @@ struct WorkCommand: AsyncParsableCommand {
         configuration.repeatableDownlinkIDs = true
         let settings = cluster.settings(application: configuration.client.applicationID)
         let source = StreamUplinkSource(settings: settings, tenant: configuration.client.tenant, logger: logger)
-        let handlers = HandlerHost(configuration: configuration, source: source, downlinks: source)
+        let state = ClusterState(settings: settings, limits: plan.stateLimits, logger: logger)
+        let handlers = HandlerHost(configuration: configuration, source: source, downlinks: source, sharedState: state)
         logger.info(
             "Working on NATS",
             metadata: ["ttn.app_id": "\(settings.application)", "nats.servers": "\(settings.servers)", "partitions": "\(settings.partitions)"]

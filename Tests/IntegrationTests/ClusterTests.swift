@@ -1,14 +1,16 @@
 import Foundation
 import TTNCore
+import TTNNATS
 import TTNSync
 import Testing
 
 @testable import TTNMQTT
 
 /// `ttn-host ingest` and `ttn-host work` as processes, on the test broker and the 3-node NATS cluster that
-/// scripts/test starts (scripts/start-nats): uplinks go in on the network side, the workers' script answers each
-/// with a downlink naming its frame counter, and the network side checks that every uplink was answered once, in
-/// order per device, through killed ingestors and workers and a restarted NATS node.
+/// scripts/test starts (scripts/start-nats): uplinks go in on the network side, the workers' script counts each in
+/// `ttn.store` and answers it with a downlink naming its frame counter and the count, and the network side checks
+/// that every uplink was answered once, in order per device, and counted once, through killed ingestors and
+/// workers and a restarted NATS node.
 @Suite(
     "Cluster: ingest and work on NATS JetStream", .enabled(if: NATSCluster.shouldRun), .serialized,
     // The waits stretch with TTN_TEST_TIME_SCALE (sanitizer runs), so does the bound on the whole test.
@@ -51,6 +53,7 @@ struct ClusterTests {
         let events = Recorder<String>()
         var stalls = 0
         var restart: Task<Void, any Error>?
+        var ingestorKilled: ContinuousClock.Instant?
         @Sendable func seconds() -> String { String(format: "%.1f s", (ContinuousClock.now - started).timeInterval) }
         for first in stride(from: 0, to: total, by: batch) {
             // Not an assertion: a pipeline that lost downlinks must not stall the publisher for ever.
@@ -64,6 +67,7 @@ struct ClusterTests {
             }
             let published = min(first + batch, total)
             if published == quarter {
+                ingestorKilled = ContinuousClock.now
                 ingestors[0].process.stop()
                 events.append("ingestor 1 SIGKILLed at \(seconds()) (\(downlinks.total) downlinks)")
             } else if published == 2 * quarter {
@@ -86,21 +90,34 @@ struct ClusterTests {
         // Duplicates would come after an ack wait: an uplink or downlink delivered again.
         try await Task.sleep(for: .seconds(2 * Self.ackWait))
 
-        let report = downlinks.check(devices: (0..<devices).map(Self.device), frames: perDevice)
+        // At most one downlink may reach the network twice: the one the killed ingestor had sent, which the broker
+        // took, when it died before telling the stream; the other ingestor sends it again after the ack wait
+        // (docs/cluster.md, "What a crash can repeat"). It must have arrived just before the kill.
+        let excused = downlinks.repeated.filter { repeated in
+            ingestorKilled.map { repeated.firstArrival > $0 - .seconds(2) && repeated.firstArrival < $0 + .milliseconds(500) } ?? false
+        }
+        let report = downlinks.check(devices: (0..<devices).map(Self.device), frames: perDevice, excusing: Set(excused.map(\.key)))
         let streams = await NATSCluster.streams()
+        let counters = try run.storeCounters()
+        let miscounted = (0..<devices).map(Self.device).filter { counters[$0] != perDevice }
         let summary = """
             cluster run of \(run.application): published \(total) in \(publishTime) (\(stalls) stalls), \
             \(report.received) downlinks (\(report.distinct) distinct) \(complete ? "complete" : "INCOMPLETE") at \(completeTime), \
-            duplicates \(report.duplicates), missing \(report.missing), out of order \(report.outOfOrder), undecodable \(report.undecodable); \
+            duplicates \(report.duplicates) (excused \(excused.map(\.key))), missing \(report.missing), out of order \(report.outOfOrder), \
+            undecodable \(report.undecodable), counted wrong \(report.miscounted); store counters wrong: \(miscounted.map { "\($0)=\(counters[$0] ?? 0)" }); \
             streams: \(streams[run.uplinkStream]?.description ?? "?") / down: \(streams[run.downlinkStream]?.description ?? "?"); \
             \(events.all.joined(separator: "; ")); logs in \(run.directory)
             """
         print(summary)
         #expect(complete, "every uplink answered: \(summary)")
         #expect(report.problems.isEmpty, "per device exactly frames 0...\(perDevice - 1), once each, in order: \(report.problems.prefix(10)); \(summary)")
-        #expect(report.received == total && report.undecodable == 0, "\(summary)")
+        #expect(report.received == total + excused.count && report.undecodable == 0, "\(summary)")
+        #expect(excused.count <= 1, "at most the one downlink in flight at the ingestor's death is sent twice: \(summary)")
+        #expect(miscounted.isEmpty, "each device's store counter counted each of its uplinks once: \(summary)")
         if let uplinks = streams[run.uplinkStream], let down = streams[run.downlinkStream] {
-            #expect(uplinks.lastSequence == total, "one copy of each uplink in the stream: \(uplinks)")
+            // The uplink stream may hold a second copy of an uplink whose publish was retried while node 2's
+            // restart moved the stream's leader; the counters above show it was handled once.
+            #expect(uplinks.lastSequence >= total, "every uplink in the stream: \(uplinks)")
             #expect(down.lastSequence == total, "one copy of each downlink in the downlink stream: \(down)")
         }
 
@@ -139,6 +156,11 @@ struct ClusterTests {
         let completeTime = ContinuousClock.now - started
         try await Task.sleep(for: .seconds(2 * Self.ackWait))
         let report = downlinks.check(devices: (0..<devices).map(Self.device), frames: perDevice)
+        let counters = try run.storeCounters()
+        #expect(
+            (0..<devices).map(Self.device).allSatisfy { counters[$0] == perDevice },
+            "each device's store counter counted each of its uplinks once: \(counters)"
+        )
         let summary = """
             \(report.received) downlinks (\(report.distinct) distinct) of \(total) after \(String(format: "%.1f s", completeTime.timeInterval)), \
             duplicates \(report.duplicates), missing \(report.missing), out of order \(report.outOfOrder); logs in \(run.directory)
@@ -179,11 +201,13 @@ final class ClusterRun: Sendable {
     var uplinkStream: String { "ttn-\(application)" }
     var downlinkStream: String { "ttn-\(application)-down" }
 
-    /// The workers' script: one downlink per uplink whose frm_payload is the uplink's f_cnt as decimal text; prints
-    /// nothing.
+    /// The workers' script: counts each uplink of a device in `ttn.store` under the device id, and answers it with one
+    /// downlink whose frm_payload is "<f_cnt>:<count>" as text; prints nothing.
     static let script = """
         setMessageHandler(function()
-          local text = tostring(getLastMessage().uplink_message.f_cnt)
+          local message = getLastMessage()
+          local count = ttn.store.incr(message.end_device_ids.device_id, 1)
+          local text = tostring(message.uplink_message.f_cnt) .. ":" .. tostring(count)
           local bytes = {}
           for i = 1, #text do bytes[i] = text:byte(i) end
           publish({f_port = 1, bytes = bytes})
@@ -248,6 +272,20 @@ final class ClusterRun: Sendable {
         return statuses
     }
 
+    /// The workers' counters: the store of answer.lua in the state bucket, read as the cluster has it now.
+    func storeCounters() throws -> [String: Int] {
+        let connection = try NATSConnection(NATSConfiguration(servers: urls.split(separator: ",").map(String.init), name: "cluster test"))
+        defer { connection.close() }
+        let bucket = try connection.jetStream().keyValue(bucket: "ttn-\(application)-state", create: nil)
+        let entry = try #require(try bucket.get("lua/answer=2Elua"), "the script's state document is in the bucket")
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(entry.value)) as? [String: Any])
+        var counters: [String: Int] = [:]
+        for item in document["entries"] as? [[String: Any]] ?? [] {
+            if let key = item["k"] as? String, let value = (item["v"] as? String).flatMap(Int.init) { counters[key] = value }
+        }
+        return counters
+    }
+
     /// Kills whatever still runs: for a `defer`, so that a failed test leaves no process behind.
     func killAll() {
         started.withLock { $0 }.forEach { $0.process.stop() }
@@ -306,7 +344,7 @@ struct LogLine {
 }
 
 /// The network side's view of one application's downlinks, as the ttn-network user: each decoded on arrival to
-/// its device (from the topic) and the f_cnt the workers' script put into its frm_payload.
+/// its device (from the topic), and the f_cnt and store count the workers' script put into its frm_payload.
 final class DownlinkLog: ConnectionObserver {
     private let connection: MosquittoConnection
     private let state = Locked(State())
@@ -316,6 +354,16 @@ final class DownlinkLog: ConnectionObserver {
         var received = 0
         var distinct = Set<String>()
         var undecodable: [String] = []
+        /// Downlinks whose count is not their f_cnt + 1.
+        var miscounted: [String] = []
+        var firstArrival: [String: ContinuousClock.Instant] = [:]
+        var repeated: [Repeated] = []
+    }
+
+    /// A downlink that arrived more than once ("<device>:<f_cnt>"), and when it first did.
+    struct Repeated {
+        let key: String
+        let firstArrival: ContinuousClock.Instant
     }
 
     init(port: Int, application: String) throws {
@@ -327,22 +375,28 @@ final class DownlinkLog: ConnectionObserver {
     var total: Int { state.withLock { $0.received } }
     /// Different (device, f_cnt) pairs received.
     var distinct: Int { state.withLock { $0.distinct.count } }
+    /// Every second (or later) arrival of a downlink.
+    var repeated: [Repeated] { state.withLock { $0.repeated } }
 
     func close() { connection.close() }
 
     struct Report {
-        var received = 0, distinct = 0, duplicates = 0, missing = 0, outOfOrder = 0, undecodable = 0
+        var received = 0, distinct = 0, duplicates = 0, missing = 0, outOfOrder = 0, undecodable = 0, miscounted = 0
         /// One line per device that did not get exactly frames 0..<frames in order.
         var problems: [String] = []
     }
 
-    /// Compares what arrived with frames 0..<`frames` of each of `devices`, once each, in order.
-    func check(devices: [String], frames: Int) -> Report {
+    /// Compares what arrived with frames 0..<`frames` of each of `devices`, once each, in order, each counted as
+    /// frame + 1; a second arrival of a downlink in `excused` ("<device>:<f_cnt>") is left out.
+    func check(devices: [String], frames: Int, excusing excused: Set<String> = []) -> Report {
         let state = state.withLock { $0 }
-        var report = Report(received: state.received, distinct: state.distinct.count, undecodable: state.undecodable.count)
+        var report = Report(
+            received: state.received, distinct: state.distinct.count, undecodable: state.undecodable.count, miscounted: state.miscounted.count
+        )
         let expected = Array(0..<frames)
         for device in devices {
-            let got = state.byDevice[device] ?? []
+            var seen = Set<Int>()
+            let got = (state.byDevice[device] ?? []).filter { seen.insert($0).inserted || !excused.contains("\(device):\($0)") }
             let duplicates = got.count - Set(got).count
             let missing = Set(expected).subtracting(got).sorted()
             let backwards = zip(got, got.dropFirst()).filter { $0.1 <= $0.0 }
@@ -356,24 +410,32 @@ final class DownlinkLog: ConnectionObserver {
             }
         }
         report.problems += state.undecodable.prefix(3).map { "undecodable: \($0)" }
+        report.problems += state.miscounted.prefix(3).map { "counted wrong: \($0)" }
         return report
     }
 
     func connectionDidReceive(_ message: ReceivedMessage) {
-        // v3/<app>@ttn/devices/<device>/down/push: {"downlinks":[{"frm_payload":"<base64 of the f_cnt as text>",...}]}
+        // v3/<app>@ttn/devices/<device>/down/push: {"downlinks":[{"frm_payload":"<base64 of "<f_cnt>:<count>">",...}]}
         let topic = message.topic.split(separator: "/")
-        let fCnt = (try? JSONSerialization.jsonObject(with: Data(message.payload)) as? [String: Any])
+        let numbers = (try? JSONSerialization.jsonObject(with: Data(message.payload)) as? [String: Any])
             .flatMap { ($0["downlinks"] as? [[String: Any]])?.first?["frm_payload"] as? String }
             .flatMap { Data(base64Encoded: $0) }
-            .flatMap { Int(String(decoding: $0, as: UTF8.self)) }
+            .map { String(decoding: $0, as: UTF8.self).split(separator: ":").compactMap { Int($0) } }
+        let now = ContinuousClock.now
         state.withLock { state in
             state.received += 1
-            guard topic.count >= 5, let fCnt else {
+            guard topic.count >= 5, let numbers, numbers.count == 2 else {
                 return state.undecodable.append("\(message.topic) \(String(decoding: message.payload, as: UTF8.self))")
             }
-            let device = String(topic[3])
+            let device = String(topic[3]), fCnt = numbers[0], count = numbers[1]
+            let key = "\(device):\(fCnt)"
+            if count != fCnt + 1 { state.miscounted.append("\(key) counted \(count)") }
             state.byDevice[device, default: []].append(fCnt)
-            state.distinct.insert("\(device):\(fCnt)")
+            if state.distinct.insert(key).inserted {
+                state.firstArrival[key] = now
+            } else if let first = state.firstArrival[key] {
+                state.repeated.append(Repeated(key: key, firstArrival: first))
+            }
         }
     }
 

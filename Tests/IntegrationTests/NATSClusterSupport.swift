@@ -71,7 +71,7 @@ enum NATSCluster {
         let existing = await streams()
         // A few tries only: scripts/start-broker has 80 application users for the whole test run.
         let fresh = (0..<5).lazy.map { _ in Broker.application() }.first { application in
-            existing["ttn-\(application)"] == nil && existing["ttn-\(application)-down"] == nil
+            ["ttn-\(application)", "ttn-\(application)-down", "KV_ttn-\(application)-state"].allSatisfy { existing[$0] == nil }
         }
         return try #require(
             fresh, "The cluster has the streams of earlier runs; start it empty (scripts/stop-nats DIR --clean): \(existing.keys.sorted())"

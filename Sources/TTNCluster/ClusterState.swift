@@ -1,0 +1,122 @@
+import Logging
+import TTNNATS
+import TTNState
+import TTNSync
+
+/// The handlers' state in `ttn-host work`: each namespace (`lua/<file name>`) is one document
+/// (``SharedDocumentState``) under one key of the key-value bucket ``ClusterSettings/stateBucket``, which every
+/// worker of the application shares. The bucket is replicated like the streams (``ClusterSettings/replicas``),
+/// keeps one revision per key, and is read from its leader, so that an invocation reads what the last commit wrote.
+///
+/// Commits rely on the server refusing a write whose expected revision no longer holds even when two arrive at
+/// once: nats-server fixed that for replicated streams in 2.9.21 (nats-server#4320), so older servers lose writes.
+///
+/// It connects on first use, on its own connection, and reconnects by itself; a call that meets a cluster without
+/// quorum tries again for up to the ack wait (at least 30 s), then fails as ``StateError/Kind/unavailable``, which
+/// gives the uplink back to the stream.
+public final class ClusterState: StateNamespaces, StateDocumentStore {
+    public let settings: ClusterSettings
+    private let limits: StateLimits
+    private let logger: Logger
+    private let opened = Locked<Opened?>(nil)
+
+    private struct Opened {
+        let connection: NATSConnection
+        let bucket: KeyValueBucket
+    }
+
+    /// - Parameter limits: the limits of every namespace; the encoded document must also fit one NATS message.
+    public init(settings: ClusterSettings, limits: StateLimits, logger: Logger) {
+        self.settings = settings
+        self.limits = limits
+        self.logger = logger
+    }
+
+    deinit { opened.withLock { $0 }?.connection.close() }
+
+    public func handlerState(namespace name: String) -> any HandlerState {
+        SharedDocumentState(name: name, store: self, limits: limits)
+    }
+
+    /// The server's `max_payload` (1 MiB by default), less room for the message's headers.
+    public var documentLimit: Int {
+        let payload = opened.withLock { $0 }?.connection.maxPayload ?? 0
+        return (payload > 0 ? payload : 1 << 20) - 1024
+    }
+
+    public func load(_ name: String) throws(StateError) -> (bytes: [UInt8], revision: UInt64)? {
+        let key = Self.key(namespace: name)
+        return try attempt("Reading", name) { bucket throws(NATSError) in
+            try bucket.get(key).map { ($0.value, $0.revision) }
+        }
+    }
+
+    public func save(_ name: String, _ bytes: [UInt8], replacing revision: UInt64) throws(StateError) -> UInt64? {
+        let key = Self.key(namespace: name)
+        return try attempt("Writing", name) { bucket throws(NATSError) -> UInt64? in
+            do throws(NATSError) {
+                return revision == 0 ? try bucket.create(key, bytes) : try bucket.update(key, bytes, lastRevision: revision)
+            } catch {
+                guard error.kind == .wrongLastRevision || error.kind == .exists else { throw error }
+                return nil
+            }
+        }
+    }
+
+    /// Runs `body` on the bucket, opening it first if needed, while the cluster's failures may pass.
+    private func attempt<Result>(_ action: String, _ name: String, _ body: (KeyValueBucket) throws(NATSError) -> Result) throws(StateError) -> Result {
+        do {
+            return try Retrying.within(max(settings.ackWait, .seconds(30))) { () throws(NATSError) in try body(try bucket()) }
+        } catch {
+            // Anything but a refused setting may pass: the uplink goes back to the stream rather than losing its writes.
+            let kind: StateError.Kind = error.kind == .invalid ? .database : .unavailable
+            throw StateError(kind, "store: \(action) namespace \(name) in bucket \(settings.stateBucket) failed: \(error)")
+        }
+    }
+
+    /// The bucket, connecting and opening (or creating) it on first use.
+    private func bucket() throws(NATSError) -> KeyValueBucket {
+        try opened.withLock { opened throws(NATSError) -> KeyValueBucket in
+            if let opened { return opened.bucket }
+            var configuration = NATSConfiguration(servers: settings.servers, name: "ttn-host work \(settings.application) state")
+            configuration.logger = logger
+            let connection = try NATSConnection(configuration)
+            do throws(NATSError) {
+                let bucket = try connection.jetStream().keyValue(
+                    bucket: settings.stateBucket,
+                    create: KeyValueSettings(bucket: settings.stateBucket, replicas: settings.replicas, readsFromLeader: true)
+                )
+                opened = Opened(connection: connection, bucket: bucket)
+                return bucket
+            } catch {
+                connection.close()
+                throw error
+            }
+        }
+    }
+
+    /// The key of namespace `name`: its bytes, with each one that a key cannot hold (anything but letters,
+    /// digits, `_`, `-` and `/`) written `=XX` in hex. "lua/answer.lua" is "lua/answer=2Elua".
+    static func key(namespace name: String) -> String {
+        var key = ""
+        for byte in name.utf8 {
+            switch byte {
+            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                UInt8(ascii: "_"), UInt8(ascii: "-"), UInt8(ascii: "/"):
+                key.unicodeScalars.append(Unicode.Scalar(byte))
+            default:
+                key += "=" + String(byte, radix: 16, uppercase: true).leftPadded(to: 2)
+            }
+        }
+        return key
+    }
+}
+
+extension ClusterSettings {
+    /// The key-value bucket of the handlers' state (``ClusterState``).
+    public var stateBucket: String { "ttn-\(application)-state" }
+}
+
+extension String {
+    fileprivate func leftPadded(to width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
+}

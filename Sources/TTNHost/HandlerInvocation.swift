@@ -1,0 +1,101 @@
+import Logging
+import TTNCore
+import TTNState
+
+/// How one invocation of a handler ended, for its queue.
+enum InvocationOutcome: Sendable, Equatable {
+    case succeeded
+    /// The handler failed (and said why in the log); its item counts as handled.
+    case failed
+    /// The handler's state could not be reached (and the log says so): its item goes back to its source, to be
+    /// handled again later, by this worker or another.
+    case deferred
+}
+
+/// One invocation of a handler on its state: begun, run, and committed, or rolled back.
+enum HandlerInvocation {
+    /// How often an invocation runs again when its commit meets a conflicting one of another process.
+    static let conflictRetries = 8
+
+    /// How ``run(state:work:_:)`` ended.
+    enum Result {
+        case succeeded
+        /// An earlier delivery of the work committed it already; `body` did not run.
+        case skipped
+        /// `body` or the commit threw `error`; the writes were discarded.
+        case failed(any Error)
+        /// The state could not be reached (`error`); the writes were discarded and the work is to run again later.
+        case deferred(StateError)
+
+        /// Why it did not succeed; nil when it did (or was skipped).
+        var error: (any Error)? {
+            switch self {
+            case .succeeded, .skipped: nil
+            case .failed(let error): error
+            case .deferred(let error): error
+            }
+        }
+
+        /// What the handler's queue does with the item.
+        var outcome: InvocationOutcome {
+            switch self {
+            case .succeeded, .skipped: .succeeded
+            case .failed: .failed
+            case .deferred: .deferred
+            }
+        }
+    }
+
+    /// Runs `body` as one invocation on `state` for `work`: begins it, runs it, and commits its writes, running it
+    /// again (up to ``conflictRetries`` times, then deferring the work) while the commit conflicts with another
+    /// process's.
+    static func run(state: (any HandlerState)?, work: StateWork?, _ body: () throws -> Void) -> Result {
+        guard let state else {
+            do {
+                try body()
+                return .succeeded
+            } catch {
+                return .failed(error)
+            }
+        }
+        var attempts = 0
+        while true {
+            attempts += 1
+            do {
+                guard try state.begin(work) else { return .skipped }
+                try body()
+                try state.commit()
+                return .succeeded
+            } catch let error as StateError where error.kind == .conflict {
+                // Still meeting other workers' commits after every retry: not the script's fault, so not a failure.
+                if attempts > conflictRetries { return .deferred(error) }
+            } catch {
+                let outage = state.rollback()
+                if let error = error as? StateError, error.kind == .unavailable { return .deferred(error) }
+                if let outage { return .deferred(outage) }
+                return .failed(error)
+            }
+        }
+    }
+}
+
+extension HandlerWork {
+    /// What the state records with an invocation's writes: the uplink or event handled, when it has a device, by a
+    /// 64-bit hash of its deduplication id (short, as the state keeps several per device).
+    var stateWork: StateWork? {
+        switch self {
+        case .uplink(let uplink, _): uplink.deviceID.map { StateWork(id: hexFNV1a64(uplink.deduplicationID.utf8), deviceID: $0) }
+        case .event(let event, _): StateWork(id: hexFNV1a64(event.deduplicationID.utf8), deviceID: event.deviceID)
+        case .timer: nil
+        }
+    }
+
+    /// Where the log of an invocation's failure says it came from.
+    var logMetadata: Logger.Metadata {
+        switch self {
+        case .uplink(let uplink, _): ["ttn.device_id": "\(uplink.deviceID ?? "?")"]
+        case .timer(let id): ["timer": "\(id)"]
+        case .event(let event, _): ["event": "\(event.kind)"]
+        }
+    }
+}
