@@ -103,12 +103,10 @@ extension HandlerHost {
                 }
             }
         } }
-        if let error = result.error {
-            logger.error(
-                "State not saved: the invocation's writes were discarded",
-                metadata: work.logMetadata.merging(["handler": "\(name)", "error": "\(error)"]) { $1 }
-            )
-        }
+        result.log(
+            to: logger, failure: "State not saved: the invocation's writes were discarded", level: .error,
+            metadata: work.logMetadata.merging(["handler": "\(name)"]) { $1 }
+        )
         return result.outcome
     }
 

@@ -101,13 +101,7 @@ final class LoadedScript: Sendable {
                 }
             }
         }
-        switch result {
-        case .succeeded, .skipped: break
-        case .failed(let error):
-            logger.warning("Lua handler failed; its state changes were discarded", metadata: work.logMetadata.merging(["error": "\(error)"]) { $1 })
-        case .deferred(let error):
-            logger.warning("Lua handler's state unreachable; it runs again later", metadata: work.logMetadata.merging(["error": "\(error)"]) { $1 })
-        }
+        result.log(to: logger, failure: "Lua handler failed; its state changes were discarded", metadata: work.logMetadata)
         return result.outcome
     }
 

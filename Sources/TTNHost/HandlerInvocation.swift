@@ -36,6 +36,18 @@ enum HandlerInvocation {
             }
         }
 
+        /// Logs a failure as `failure` at `level`, and a deferral as a warning, with `metadata`; nothing when it
+        /// succeeded.
+        func log(to logger: Logger, failure: Logger.Message, level: Logger.Level = .warning, metadata: Logger.Metadata) {
+            switch self {
+            case .succeeded, .skipped: break
+            case .failed(let error):
+                logger.log(level: level, failure, metadata: metadata.merging(["error": "\(error)"]) { $1 })
+            case .deferred(let error):
+                logger.warning("Handler's state unreachable; its item goes back to be handled later", metadata: metadata.merging(["error": "\(error)"]) { $1 })
+            }
+        }
+
         /// What the handler's queue does with the item.
         var outcome: InvocationOutcome {
             switch self {
@@ -49,7 +61,8 @@ enum HandlerInvocation {
     /// Runs `body` as one invocation on `state` for `work`: begins it, runs it, and commits its writes, running it
     /// again (up to ``conflictRetries`` times, then deferring the work) while the commit conflicts with another
     /// process's.
-    static func run(state: (any HandlerState)?, work: StateWork?, _ body: () throws -> Void) -> Result {
+    /// `work` is evaluated only for a state that remembers it (``HandlerState/remembersWork``).
+    static func run(state: (any HandlerState)?, work: @autoclosure () -> StateWork?, _ body: () throws -> Void) -> Result {
         guard let state else {
             do {
                 try body()
@@ -58,9 +71,11 @@ enum HandlerInvocation {
                 return .failed(error)
             }
         }
+        let work = state.remembersWork ? work() : nil
         var attempts = 0
         while true {
             attempts += 1
+            RepeatableDownlinkIDs.current?.restart()
             do {
                 guard try state.begin(work) else { return .skipped }
                 try body()

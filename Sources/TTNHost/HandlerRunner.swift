@@ -139,6 +139,10 @@ final class RepeatableDownlinkIDs: Sendable {
         }
     }
 
+    /// Numbers the downlinks from the first again, for an invocation that runs again: its downlinks get the ids of
+    /// its first run.
+    func restart() { count.store(0, ordering: .relaxed) }
+
     /// The next downlink's id: 16 hex digits, short enough for TTN's correlation ids.
     func next() -> String {
         hexFNV1a64("\(base)/\(count.add(1, ordering: .relaxed).newValue)".utf8)

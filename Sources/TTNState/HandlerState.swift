@@ -6,6 +6,8 @@
 public protocol HandlerState: AnyObject, Sendable {
     /// The namespace: "lua/<file name>" for a script, "swift/<name>" for a Swift handler.
     var name: String { get }
+    /// Whether ``begin(_:)`` uses the work it is given; when not, the host need not name it.
+    var remembersWork: Bool { get }
     /// Opens the invocation for `work`: an uplink or event (nil for a timer's tick or a script's top level).
     /// - Returns: false when an earlier delivery of `work` committed its writes already (the worker that handled
     ///   it died before it could say so): the invocation is skipped, so that its writes land once.

@@ -20,6 +20,8 @@ public final class ScriptState: HandlerState {
     /// Opens an invocation; a single process never hands the same work twice, so it never skips one.
     public func begin(_ work: StateWork?) -> Bool { true }
 
+    public var remembersWork: Bool { false }
+
     /// The JSON text of `key`'s value, or nil when it is missing or expired.
     public func get(_ key: String) throws(StateError) -> String? {
         try check(key)

@@ -60,6 +60,8 @@ public final class SharedDocumentState: HandlerState {
         self.limits = limits
     }
 
+    public var remembersWork: Bool { true }
+
     public func begin(_ work: StateWork?) throws(StateError) -> Bool {
         invocation.withLock { $0 = Open(work: work) }
         guard let work else { return true }

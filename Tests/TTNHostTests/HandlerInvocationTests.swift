@@ -1,5 +1,6 @@
 import Testing
 import TestSupport
+import TTNCore
 import TTNState
 
 @testable import TTNHost
@@ -31,6 +32,27 @@ struct HandlerInvocationTests {
         _ = try other.begin(nil)
         #expect(try other.get("total") == "2")
         other.rollback()
+    }
+
+    @Test("a handler run again after a conflict gives its downlinks the ids of its first run")
+    func downlinkIDsRepeat() throws {
+        let uplink = try Uplink(json: Array(#"{"end_device_ids":{"device_id":"dev"},"uplink_message":{"f_cnt":3}}"#.utf8), topic: "v3/app@ttn/devices/dev/up")
+        let names = try #require(RepeatableDownlinkIDs(for: .uplink(uplink, nil), handler: "a.lua"))
+        let mine = state(), other = state()
+        var ids: [[String]] = []
+        let result = RepeatableDownlinkIDs.$current.withValue(names) {
+            HandlerInvocation.run(state: mine, work: nil) {
+                ids.append([names.next(), names.next()])
+                _ = try mine.increment("total", by: .integer(1))
+                if ids.count == 1 {
+                    _ = try other.begin(nil)
+                    _ = try other.increment("total", by: .integer(1))
+                    try other.commit()
+                }
+            }
+        }
+        #expect(result.outcome == .succeeded)
+        #expect(ids.count == 2 && ids[0] == ids[1] && ids[0][0] != ids[0][1], "\(ids)")
     }
 
     @Test("work an earlier delivery committed is skipped; the handler does not run")
