@@ -292,7 +292,14 @@ public final class JetStream: Sendable {
         }
         try NATSError.check(status, "Opening bucket \(bucket)")
         guard var store else { throw NATSError(.other, "Opening bucket \(bucket) failed") }
-        if settings?.readsFromLeader == true, try turnOffDirectReads(stream: "KV_\(bucket)") {
+        var changed = false
+        do throws(NATSError) {
+            if settings?.readsFromLeader == true { changed = try turnOffDirectReads(stream: "KV_\(bucket)") }
+        } catch {
+            kvStore_Destroy(store)
+            throw error
+        }
+        if changed {
             // libnats decides between direct and leader reads when it opens the bucket.
             kvStore_Destroy(store)
             var reopened: OpaquePointer?

@@ -7,6 +7,14 @@ import Testing
 struct ClusterSettingsTests {
     let settings = ClusterSettings(servers: ["nats://127.0.0.1:4222"], application: "my-app")
 
+    @Test("a script's state key keeps letters, digits, _ - and /, and writes every other byte as =XX")
+    func stateKeys() {
+        #expect(ClusterState.key(namespace: "lua/answer.lua") == "lua/answer=2Elua")
+        #expect(ClusterState.key(namespace: "lua/é x=1.lua") == "lua/=C3=A9=20x=3D1=2Elua")
+        #expect(ClusterState.key(namespace: "swift/a_b-C9") == "swift/a_b-C9")
+        #expect(settings.stateBucket == "ttn-my-app-state")
+    }
+
     @Test("a device always lands in the same partition, and 1,000 devices spread over all 16")
     func partitions() {
         var counts = [Int](repeating: 0, count: 16)
