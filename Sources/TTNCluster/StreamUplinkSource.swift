@@ -134,7 +134,7 @@ public final class StreamUplinkSource: UplinkSource, DownlinkPath {
         let settle: @Sendable (Bool) -> Void = { settlement.settle($0 ? .handled : .notHandled) }
         switch settings.message(onSubject: message.subject) {
         case .uplink(let deviceID):
-            let uplink: Uplink
+            var uplink: Uplink
             do {
                 uplink = try Uplink(json: message.payload, topic: topics.uplinkTopic(deviceID: deviceID))
             } catch {
@@ -145,16 +145,18 @@ public final class StreamUplinkSource: UplinkSource, DownlinkPath {
                 )
                 return settlement.settle(.refused)
             }
+            uplink.streamSequence = message.streamSequence
             counts.withLock { $0.uplinks += 1 }
             delivering.withLock {
                 receiver.receive(uplink, whenHandled: settle)
                 receiver.endOfBurst()
             }
         case .event(let deviceID, let kind):
-            let event = TTNEvent(
+            var event = TTNEvent(
                 kind: kind, deviceID: deviceID, topic: "\(topics.root)/devices/\(deviceID)/\(kind.rawValue)",
                 json: String(decoding: message.payload, as: UTF8.self)
             )
+            event.streamSequence = message.streamSequence
             delivering.withLock { receiver.receive(event, whenHandled: settle) }
         case nil:
             counts.withLock { $0.unexpectedTopics += 1 }

@@ -36,12 +36,26 @@ public struct TTNEvent: Sendable, Hashable {
     public let topic: String
     /// The JSON exactly as received.
     public let json: String
+    /// Its sequence in the message stream it was read from (`ttn-host work`), as for ``Uplink``. Not part of
+    /// equality or hashing.
+    package var streamSequence: UInt64?
 
     package init(kind: Kind, deviceID: String, topic: String, json: String) {
         self.kind = kind
         self.deviceID = deviceID
         self.topic = topic
         self.json = json
+    }
+
+    public static func == (lhs: TTNEvent, rhs: TTNEvent) -> Bool {
+        lhs.kind == rhs.kind && lhs.deviceID == rhs.deviceID && lhs.topic == rhs.topic && lhs.json == rhs.json
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(kind)
+        hasher.combine(deviceID)
+        hasher.combine(topic)
+        hasher.combine(json)
     }
 
     /// Decodes the JSON into your own `Decodable` type.

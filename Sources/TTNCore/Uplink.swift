@@ -15,6 +15,9 @@ public struct Uplink: Sendable, Hashable, Codable {
     /// Whether the host fetched it from TTN's Storage Integration to fill a gap, rather than receiving it live
     /// (`ttn.backfilled()` in Lua). Not part of the JSON, equality or hashing.
     public var isBackfilled = false
+    /// Its sequence in the message stream it was read from (`ttn-host work`), which orders a device's uplinks and
+    /// events: state uses it to tell a delivery again from new work. Not part of the JSON, equality or hashing.
+    package var streamSequence: UInt64?
 
     /// The MQTT topic it arrived on (empty when decoded by other means).
     public var topic: String { storage.topic }

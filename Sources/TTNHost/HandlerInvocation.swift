@@ -96,11 +96,13 @@ enum HandlerInvocation {
 
 extension HandlerWork {
     /// What the state records with an invocation's writes: the uplink or event handled, when it has a device, by a
-    /// 64-bit hash of its deduplication id (short, as the state keeps several per device).
+    /// 64-bit hash of its deduplication id (short, as the state keeps several per device) and its stream sequence.
     var stateWork: StateWork? {
         switch self {
-        case .uplink(let uplink, _): uplink.deviceID.map { StateWork(id: hexFNV1a64(uplink.deduplicationID.utf8), deviceID: $0) }
-        case .event(let event, _): StateWork(id: hexFNV1a64(event.deduplicationID.utf8), deviceID: event.deviceID)
+        case .uplink(let uplink, _):
+            uplink.deviceID.map { StateWork(id: hexFNV1a64(uplink.deduplicationID.utf8), deviceID: $0, sequence: uplink.streamSequence) }
+        case .event(let event, _):
+            StateWork(id: hexFNV1a64(event.deduplicationID.utf8), deviceID: event.deviceID, sequence: event.streamSequence)
         case .timer: nil
         }
     }

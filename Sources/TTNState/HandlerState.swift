@@ -42,10 +42,13 @@ public struct StateWork: Sendable, Hashable {
     public var id: String
     /// Its device: the work of one device is handled in order, so its latest few are all there is to keep.
     public var deviceID: String
+    /// Its position in the stream it came from, increasing with each of the device's works; nil when unknown.
+    public var sequence: UInt64?
 
-    public init(id: String, deviceID: String) {
+    public init(id: String, deviceID: String, sequence: UInt64? = nil) {
         self.id = id
         self.deviceID = deviceID
+        self.sequence = sequence
     }
 }
 

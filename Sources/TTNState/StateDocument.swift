@@ -4,7 +4,7 @@ import Foundation
 /// unchanged since it was read (a key-value bucket's compare-and-set): its keys and values, and what tells a commit
 /// that landed from one that did not.
 ///
-/// `{"entries":[{"k":key,"v":json,"x":expiresAt}...],"done":{device:{"ids":[work...],"at":ms}},"commits":[id...]}`; the
+/// `{"entries":[{"k":key,"v":json,"x":expiresAt}...],"done":{device:{"ids":[work...],"seq":n,"at":ms}},"commits":[id...]}`; the
 /// entries are a list so that keys stay distinct by their bytes (a Swift dictionary would merge "é" and "e\u{301}").
 struct StateDocument: Equatable {
     struct Entry: Equatable {
@@ -15,9 +15,10 @@ struct StateDocument: Equatable {
         func isLive(_ now: Int64) -> Bool { (expiresAt ?? .max) > now }
     }
 
-    /// The latest work committed per device, oldest first, and when the last was.
+    /// The latest work committed per device, oldest first, the highest stream sequence among it, and when the last was.
     struct Done: Equatable, Codable {
         var ids: [String]
+        var seq: UInt64?
         var at: Int64
     }
 
@@ -28,8 +29,8 @@ struct StateDocument: Equatable {
 
     /// How many commit ids are kept.
     static let commitsKept = 32
-    /// How many of a device's latest works are kept: a stream whose consumer lost its leader may deliver again
-    /// some that were handled and acknowledged before, after newer ones.
+    /// How many of a device's latest works are kept by id: for a second copy of one in the stream, under a higher
+    /// sequence. (A delivery again of one handled before, even after newer ones, is known by its sequence.)
     static let worksKept = 8
     /// How long the last work of a device is kept: longer than any redelivery (ack wait × max deliver) takes.
     static let doneKept: Int64 = 3_600_000
@@ -51,16 +52,24 @@ struct StateDocument: Equatable {
         commits.append(commit)
         commits.removeFirst(max(0, commits.count - Self.commitsKept))
         if let work {
-            var ids = done[work.deviceID]?.ids ?? []
+            let previous = done[work.deviceID]
+            var ids = previous?.ids ?? []
             ids.append(work.id)
             ids.removeFirst(max(0, ids.count - Self.worksKept))
-            done[work.deviceID] = Done(ids: ids, at: now)
+            let seq = [previous?.seq, work.sequence].compactMap { $0 }.max()
+            done[work.deviceID] = Done(ids: ids, seq: seq, at: now)
         }
         done = done.filter { now - $0.value.at < Self.doneKept }
     }
 
-    /// Whether `work` is one of the latest works committed for its device.
-    func hasCommitted(_ work: StateWork) -> Bool { done[work.deviceID]?.ids.contains(work.id) ?? false }
+    /// Whether `work` is one of the latest works committed for its device, or comes before one in the stream: a
+    /// device's works reach a worker in stream order, so one at or below a committed sequence was handled already.
+    func hasCommitted(_ work: StateWork) -> Bool {
+        guard let done = done[work.deviceID] else { return false }
+        if done.ids.contains(work.id) { return true }
+        guard let sequence = work.sequence, let committed = done.seq else { return false }
+        return sequence <= committed
+    }
 
     // MARK: - JSON
 

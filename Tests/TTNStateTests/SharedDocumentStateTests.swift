@@ -107,6 +107,23 @@ struct SharedDocumentStateTests {
         #expect(try committed("dev-1") == "2")
     }
 
+    @Test("a device's work at or below a committed stream sequence is skipped, however many came between")
+    func redeliveryBySequence() throws {
+        let a = state()
+        for sequence in UInt64(1)...20 {
+            #expect(try a.begin(StateWork(id: "w\(sequence)", deviceID: "dev", sequence: sequence)))
+            _ = try a.increment("dev", by: .integer(1))
+            try a.commit()
+        }
+        #expect(try a.begin(StateWork(id: "w3", deviceID: "dev", sequence: 3)) == false, "delivered again, 17 works later")
+        a.rollback()
+        #expect(try a.begin(StateWork(id: "copy-of-w20", deviceID: "dev", sequence: 21)), "a new sequence is new work")
+        a.rollback()
+        #expect(try a.begin(StateWork(id: "w2", deviceID: "other", sequence: 2)), "another device's sequence is its own")
+        a.rollback()
+        #expect(try committed("dev") == "20")
+    }
+
     @Test("a worker that committed an uplink's writes in the meantime makes a later commit of the same uplink a no-op")
     func redeliveryDuringInvocation() throws {
         let work = StateWork(id: "dev-1/as:up:01/7", deviceID: "dev-1")
@@ -202,7 +219,9 @@ struct SharedDocumentStateTests {
                 let json = (0..<random.below(5)).map { _ in random.pick(pieces) }.joined()
                 document.entries[ExactKey(key)] = .init(json: json, expiresAt: random.chance(30) ? Int64(random.below(1 << 30)) : nil)
             }
-            if random.chance(50) { document.done["dev-\(random.below(3))"] = .init(ids: ["w\(index)", "v\(index)"], at: Int64(index)) }
+            if random.chance(50) {
+                document.done["dev-\(random.below(3))"] = .init(ids: ["w\(index)", "v\(index)"], seq: random.chance(50) ? UInt64(index) : nil, at: Int64(index))
+            }
             document.commits = (0..<random.below(3)).map { "c\($0)" }
             let decoded = try StateDocument(decoding: document.encoded(), namespace: "n")
             #expect(decoded == document, "\(run) case \(index)")
