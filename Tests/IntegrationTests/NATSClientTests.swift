@@ -5,13 +5,14 @@ import Testing
 
 /// A nats-server with JetStream on a free loopback port and a fresh store directory, started for one test.
 struct NATSTestServer {
-    /// nats-server from the PATH, or where Debian's package puts it (/usr/sbin is not in every PATH).
+    /// The nats-server scripts/start-nats runs: `$TTN_NATS_SERVER`, else the one scripts/setup installs in .tools/nats.
     static let path: String? = {
-        let directories = (Broker.environment["PATH"] ?? "").split(separator: ":").map(String.init) + ["/usr/sbin", "/usr/bin"]
-        return directories.map { "\($0)/nats-server" }.first { FileManager.default.isExecutableFile(atPath: $0) }
+        let installed = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent(".tools/nats/bin/nats-server").path
+        let path = Broker.environment["TTN_NATS_SERVER"] ?? installed
+        return FileManager.default.isExecutableFile(atPath: path) ? path : nil
     }()
-    /// Run when nats-server is installed, and always in CI, where a missing nats-server must fail (scripts/setup
-    /// installs it).
+    /// Run when nats-server is installed, and always in CI, where a missing nats-server must fail.
     static let shouldRun = path != nil || Broker.environment["CI"] != nil
 
     let path: String
