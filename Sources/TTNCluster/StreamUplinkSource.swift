@@ -87,6 +87,7 @@ public final class StreamUplinkSource: UplinkSource, DownlinkPath {
     }
 
     public var isRunning: Bool { running.withLock { $0 }?.connection.isConnected ?? false }
+    public var peerName: String { "the NATS cluster" }
 
     public var statistics: UplinkSourceStatistics { counts.withLock { $0 } }
 

@@ -26,7 +26,7 @@ extension HandlerHost {
                 )
                 attempt += 1
                 logger.warning(
-                    "Cannot reach the MQTT broker yet; trying again",
+                    "Cannot reach \(source.peerName) yet; trying again",
                     metadata: [
                         "reason": "\(error.message)", "attempt": "\(attempt)", "retry.in": "\(String(format: "%.1f s", delay.timeInterval))",
                     ]

@@ -19,7 +19,7 @@ extension HandlerHost {
         switch phase.withLock({ $0 }) {
         case .starting: return ["\(app): starting (loading scripts, connecting)"]
         case .stopping: return ["\(app): shutting down"]
-        case .running: return source.isRunning ? [] : ["\(app): not connected to the uplink source (the MQTT broker, or NATS for a worker)"]
+        case .running: return source.isRunning ? [] : ["\(app): not connected to \(source.peerName)"]
         }
     }
 

@@ -346,7 +346,7 @@ public final class HandlerHost: Service, UplinkReceiver {
                 }
                 defer { group.cancelAll() }
                 guard try await connectWhenBrokerIsUp() else {
-                    return logger.info("Stopped while waiting for the broker")
+                    return logger.info("Stopped while waiting for \(source.peerName)")
                 }
                 phase.withLock { $0 = .running }
                 backfiller.connected()

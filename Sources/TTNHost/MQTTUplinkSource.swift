@@ -45,6 +45,7 @@ public final class MQTTUplinkSource: UplinkSource, DownlinkPath, ApplicationConn
     public func receiveEvents(_ kinds: Set<TTNEvent.Kind>) { link.receiveEvents(kinds) }
 
     public var isRunning: Bool { link.isConnected }
+    public var peerName: String { "the MQTT broker" }
 
     public var statistics: UplinkSourceStatistics {
         let statistics = link.statistics

@@ -12,6 +12,8 @@ public protocol UplinkSource: AnyObject, Sendable {
     func stop()
     /// Whether uplinks can arrive now.
     var isRunning: Bool { get }
+    /// What the source connects to, for log lines and readiness: "the MQTT broker", "the NATS cluster".
+    var peerName: String { get }
     /// What the source received and skipped so far.
     var statistics: UplinkSourceStatistics { get }
     /// Whether a failure of ``start(delivering:)`` can go away by itself (a broker that is not up yet).

@@ -126,7 +126,7 @@ struct HostProcessTests {
         #expect(await eventually { contents(log).contains("Cannot reach the MQTT broker yet") })
         host.signal(SIGTERM)
         #expect(await host.exitStatus() == 0)
-        #expect(contents(log).contains("Stopped while waiting for the broker"))
+        #expect(contents(log).contains("Stopped while waiting for the MQTT broker"))
     }
 
     @Test("--no-wait-for-broker or TTN_WAIT_FOR_BROKER=false: no broker exits 2 at once; a bad value is refused")

@@ -447,6 +447,7 @@ final class SubscriptionSpy: UplinkSource, DownlinkPath {
     func start(delivering receiver: any UplinkReceiver) throws(TTNError) { try source.start(delivering: receiver) }
     func stop() { source.stop() }
     var isRunning: Bool { source.isRunning }
+    var peerName: String { source.peerName }
     var statistics: UplinkSourceStatistics { source.statistics }
     func isTransient(_ error: TTNError) -> Bool { source.isTransient(error) }
     func send(_ downlink: String, to deviceID: String, queue: DownlinkQueue?, correlationID: String?) throws(TTNError) {

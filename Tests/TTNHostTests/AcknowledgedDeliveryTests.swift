@@ -20,6 +20,7 @@ final class HandOverSource: UplinkSource, DownlinkPath {
 
     func stop() {}
     var isRunning: Bool { receiver.withLock { $0 != nil } }
+    var peerName: String { "the test" }
     var statistics: UplinkSourceStatistics { UplinkSourceStatistics() }
     func isTransient(_ error: TTNError) -> Bool { false }
     func receiveEvents(_ kinds: Set<TTNEvent.Kind>) {}
