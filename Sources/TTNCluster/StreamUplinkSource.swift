@@ -42,6 +42,8 @@ public final class StreamUplinkSource: UplinkSource, DownlinkPath {
             counts.withLock { $0.reconnects += 1 }
         }
         let (connection, jetStream) = (cluster.connection, cluster.jetStream)
+        // Creating the consumers the first time takes a while (about half a second each on a 3-node cluster).
+        logger.info("Streams ready; opening each partition's consumer", metadata: ["partitions": "\(settings.partitions)"])
         var readers: [PartitionReader] = []
         for partition in 0..<settings.partitions {
             let subscription: PullSubscription
