@@ -36,11 +36,13 @@ enum HandlerInvocation {
             }
         }
 
-        /// Logs a failure as `failure` at `level`, and a deferral as a warning, with `metadata`; nothing when it
-        /// succeeded.
+        /// Logs a failure as `failure` at `level`, a deferral as a warning and a skip as a notice, with `metadata`;
+        /// nothing when it succeeded.
         func log(to logger: Logger, failure: Logger.Message, level: Logger.Level = .warning, metadata: Logger.Metadata) {
             switch self {
-            case .succeeded, .skipped: break
+            case .succeeded: break
+            case .skipped:
+                logger.notice("Handler skipped a delivery again: its state writes for this item were committed before", metadata: metadata)
             case .failed(let error):
                 logger.log(level: level, failure, metadata: metadata.merging(["error": "\(error)"]) { $1 })
             case .deferred(let error):
@@ -107,12 +109,19 @@ extension HandlerWork {
         }
     }
 
-    /// Where the log of an invocation's failure says it came from.
+    /// Where the log of an invocation's failure or skip says it came from (with its place in the stream, in `work`).
     var logMetadata: Logger.Metadata {
         switch self {
-        case .uplink(let uplink, _): ["ttn.device_id": "\(uplink.deviceID ?? "?")"]
-        case .timer(let id): ["timer": "\(id)"]
-        case .event(let event, _): ["event": "\(event.kind)"]
+        case .uplink(let uplink, _):
+            var metadata: Logger.Metadata = ["ttn.device_id": "\(uplink.deviceID ?? "?")"]
+            if let sequence = uplink.streamSequence { metadata["stream.sequence"] = "\(sequence)" }
+            return metadata
+        case .timer(let id):
+            return ["timer": "\(id)"]
+        case .event(let event, _):
+            var metadata: Logger.Metadata = ["event": "\(event.kind)", "ttn.device_id": "\(event.deviceID)"]
+            if let sequence = event.streamSequence { metadata["stream.sequence"] = "\(sequence)" }
+            return metadata
         }
     }
 }

@@ -1,3 +1,4 @@
+import Logging
 import Testing
 import TestSupport
 import TTNCore
@@ -55,7 +56,7 @@ struct HandlerInvocationTests {
         #expect(ids.count == 2 && ids[0] == ids[1] && ids[0][0] != ids[0][1], "\(ids)")
     }
 
-    @Test("work an earlier delivery committed is skipped; the handler does not run")
+    @Test("work an earlier delivery committed is skipped; the handler does not run, and the skip is logged")
     func committedWorkSkipped() throws {
         let work = StateWork(id: "dev/as:up:1/1", deviceID: "dev")
         var runs = 0
@@ -75,6 +76,10 @@ struct HandlerInvocationTests {
             return
         }
         #expect(runs == 1)
+        let capture = LogCapture()
+        again.log(to: Logger(label: "test") { _ in capture }, failure: "failed", metadata: ["ttn.device_id": "dev"])
+        #expect(capture.entries.map(\.level) == [.notice])
+        #expect(capture.messages.first?.hasPrefix("Handler skipped a delivery again") == true, "\(capture.messages)")
     }
 
     @Test("a store that cannot be reached defers the work, even when the script turned the error into its own")
