@@ -187,6 +187,7 @@ public final class Ingestor: Service {
         }
         var delay = 0.1
         var failures = 0
+        var conflicts = 0
         while true {
             do {
                 let ack = try jetStream.publish(subject, payload, messageID: id)
@@ -195,6 +196,11 @@ public final class Ingestor: Service {
                 (ack.duplicate ? metrics?.duplicates : metrics?.published)?.increment()
                 if failures > 0 { logger.info("Stream takes messages again", metadata: ["failures": "\(failures)"]) }
                 return
+            } catch where error.kind == .duplicateInProgress && conflicts < 100 {
+                // The other ingestor is storing this very uplink: asked again in a moment, the stream calls it a duplicate.
+                conflicts += 1
+                logger.debug("Stream is storing this message from another ingestor; asking again", metadata: ["nats.msg_id": "\(id)"])
+                Thread.sleep(forTimeInterval: 0.01)
             } catch {
                 failures += 1
                 if givingUp.load(ordering: .relaxed) {

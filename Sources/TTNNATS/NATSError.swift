@@ -16,6 +16,9 @@ public struct NATSError: Error, Sendable, CustomStringConvertible {
         /// The key's last revision is not the expected one (``KeyValueBucket/update(_:_:lastRevision:)``;
         /// JetStream's "wrong last sequence", error code 10071).
         case wrongLastRevision
+        /// A publish of the same message id is being stored at this moment (JetStream error 10158, servers since
+        /// 2.11): two publishers sent one message at once. Publishing again shortly gets it acknowledged as a duplicate.
+        case duplicateInProgress
         /// An argument or a configuration the library or the server refused: a bad subject, key or bucket name,
         /// a stream setting that cannot change, a closed subscription.
         case invalid
@@ -76,6 +79,8 @@ extension NATSError {
     /// "wrong last sequence" as servers since 2.10 report a conditional write whose expected sequence no longer holds
     /// (`JSStreamWrongLastSequenceConstantErr`, unknown to libnats 3.4).
     private static let wrongLastSequenceConstant = jsErrCode(rawValue: 10164)
+    /// "duplicate message id is in process" (`JSStreamDuplicateMessageConflict`, unknown to libnats 3.4).
+    private static let duplicateMessageConflict = jsErrCode(rawValue: 10158)
 
     /// The kind of a libnats status and JetStream error code; the JetStream code, more precise, wins.
     private static func kind(_ status: natsStatus, _ code: jsErrCode) -> Kind {
@@ -86,6 +91,8 @@ extension NATSError {
             return .exists
         case JSStreamWrongLastSequenceErr, Self.wrongLastSequenceConstant:
             return .wrongLastRevision
+        case Self.duplicateMessageConflict:
+            return .duplicateInProgress
         case JSStreamInvalidConfig, JSStreamReplicasNotUpdatableErr, JSStreamSubjectOverlapErr, JSStreamMismatchErr,
             JSStreamInvalidErr, JSStreamSealedErr, JSInvalidJSONErr, JSBadRequestErr, JSConsumerInvalidPolicyErr,
             JSConsumerReplacementWithDifferentNameErr, JSConsumerReplicasExceedsStreamErr, JSStreamMaxBytesRequiredErr:

@@ -180,6 +180,10 @@ struct ClusterTests {
             #expect(line.number("lost") == 0, "\(host.name): \(line.fields)")
         }
         #expect(counts.map { $0?.number("published") ?? 0 }.reduce(0, +) == total, "the stream took each uplink once: \(counts.map { $0?.fields ?? [:] })")
+        for ingestor in ingestors {
+            let refused = ingestor.text.split(separator: "\n").filter { $0.contains("Stream did not take a message") }
+            #expect(refused.isEmpty, "\(ingestor.name): the stream took every message at once: \(refused.prefix(3))")
+        }
         if let uplinks = await NATSCluster.streams()[run.uplinkStream] {
             #expect(uplinks.lastSequence == total, "one copy of each uplink in the stream: \(uplinks)")
         }
@@ -232,9 +236,11 @@ final class ClusterRun: Sendable {
         ]
     }
 
-    /// `ttn-host ingest` number `number`, with its own state folder and no backfill.
-    func ingestor(_ number: Int) throws -> ClusterHost {
-        try start("ingestor \(number)", ["ingest"] + clusterArguments + ["--state-dir", "\(directory)/state-\(number)", "--backfill", "off"])
+    /// `ttn-host ingest` number `number`, with its own state folder; it backfills from the Storage Integration at
+    /// `backfillFrom` (rechecking a gap after a second), or not at all.
+    func ingestor(_ number: Int, backfillFrom apiURL: String? = nil) throws -> ClusterHost {
+        let backfill = apiURL.map { ["--backfill", "auto", "--api-url", $0, "--backfill-recheck", "1"] } ?? ["--backfill", "off"]
+        return try start("ingestor \(number)", ["ingest"] + clusterArguments + ["--state-dir", "\(directory)/state-\(number)"] + backfill)
     }
 
     /// `ttn-host work` number `number`, running the answering script.
@@ -351,6 +357,7 @@ final class DownlinkLog: ConnectionObserver {
 
     private struct State {
         var byDevice: [String: [Int]] = [:]
+        var answers: [String: [(fCnt: Int, count: Int)]] = [:]
         var received = 0
         var distinct = Set<String>()
         var undecodable: [String] = []
@@ -377,6 +384,8 @@ final class DownlinkLog: ConnectionObserver {
     var distinct: Int { state.withLock { $0.distinct.count } }
     /// Every second (or later) arrival of a downlink.
     var repeated: [Repeated] { state.withLock { $0.repeated } }
+    /// The (f_cnt, count) pairs of `device`'s downlinks, in the order they arrived.
+    func answers(of device: String) -> [(fCnt: Int, count: Int)] { state.withLock { $0.answers[device] ?? [] } }
 
     func close() { connection.close() }
 
@@ -431,6 +440,7 @@ final class DownlinkLog: ConnectionObserver {
             let key = "\(device):\(fCnt)"
             if count != fCnt + 1 { state.miscounted.append("\(key) counted \(count)") }
             state.byDevice[device, default: []].append(fCnt)
+            state.answers[device, default: []].append((fCnt, count))
             if state.distinct.insert(key).inserted {
                 state.firstArrival[key] = now
             } else if let first = state.firstArrival[key] {
