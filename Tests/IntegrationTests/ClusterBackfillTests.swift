@@ -11,9 +11,7 @@ extension ClusterTests {
         defer { run.killAll() }
         let standIn = try await StorageStandIn(applications: [run.application])
         defer { standIn.stop() }
-        let ingestors = try (1...2).map { try run.ingestor($0, backfillFrom: standIn.url) }
-        let worker = try run.worker(1)
-        try await run.waitUntilRunning(ingestors + [worker])
+        let (ingestors, worker) = try await run.twoIngestorsAndAWorker(backfillFrom: standIn.url)
         let downlinks = try DownlinkLog(port: run.port, application: run.application)
         defer { downlinks.close() }
         let network = try NetworkSide(port: run.port)
@@ -49,8 +47,7 @@ extension ClusterTests {
         #expect(statuses == [0, 0, 0], "every host exits 0 after SIGTERM: \(statuses)")
         print("cluster run of \(run.application): \((ingestors + [worker]).map(\.stopReport).joined(separator: "; "))")
         for ingestor in ingestors {
-            let refused = ingestor.text.split(separator: "\n").filter { $0.contains("Stream did not take a message") }
-            #expect(refused.isEmpty, "\(ingestor.name): the stream took every message at once: \(refused.prefix(3))")
+            #expect(ingestor.refusedPublishes.isEmpty, "\(ingestor.name): the stream took every message at once: \(ingestor.refusedPublishes.prefix(3))")
         }
         let counts = ingestors.compactMap { $0.logLine("Ingestor stopped") }
         #expect(counts.count == 2, "both ingestors say what they put into the stream")

@@ -135,9 +135,7 @@ struct ClusterTests {
         let total = devices * perDevice
         let run = try await ClusterRun()
         defer { run.killAll() }
-        let ingestors = try (1...2).map { try run.ingestor($0) }
-        let worker = try run.worker(1)
-        try await run.waitUntilRunning(ingestors + [worker])
+        let (ingestors, worker) = try await run.twoIngestorsAndAWorker()
         let downlinks = try DownlinkLog(port: run.port, application: run.application)
         defer { downlinks.close() }
         let network = try NetworkSide(port: run.port)
@@ -181,8 +179,7 @@ struct ClusterTests {
         }
         #expect(counts.map { $0?.number("published") ?? 0 }.reduce(0, +) == total, "the stream took each uplink once: \(counts.map { $0?.fields ?? [:] })")
         for ingestor in ingestors {
-            let refused = ingestor.text.split(separator: "\n").filter { $0.contains("Stream did not take a message") }
-            #expect(refused.isEmpty, "\(ingestor.name): the stream took every message at once: \(refused.prefix(3))")
+            #expect(ingestor.refusedPublishes.isEmpty, "\(ingestor.name): the stream took every message at once: \(ingestor.refusedPublishes.prefix(3))")
         }
         if let uplinks = await NATSCluster.streams()[run.uplinkStream] {
             #expect(uplinks.lastSequence == total, "one copy of each uplink in the stream: \(uplinks)")
@@ -241,6 +238,14 @@ final class ClusterRun: Sendable {
     func ingestor(_ number: Int, backfillFrom apiURL: String? = nil) throws -> ClusterHost {
         let backfill = apiURL.map { ["--backfill", "auto", "--api-url", $0, "--backfill-recheck", "1"] } ?? ["--backfill", "off"]
         return try start("ingestor \(number)", ["ingest"] + clusterArguments + ["--state-dir", "\(directory)/state-\(number)"] + backfill)
+    }
+
+    /// Ingestors 1 and 2 (backfilling from `backfillFrom`, if given) and worker 1, once all three run.
+    func twoIngestorsAndAWorker(backfillFrom apiURL: String? = nil) async throws -> (ingestors: [ClusterHost], worker: ClusterHost) {
+        let ingestors = try (1...2).map { try ingestor($0, backfillFrom: apiURL) }
+        let worker = try worker(1)
+        try await waitUntilRunning(ingestors + [worker])
+        return (ingestors, worker)
     }
 
     /// `ttn-host work` number `number`, running the answering script.
@@ -308,6 +313,9 @@ struct ClusterHost: Sendable {
 
     /// The last lines of the log, for failure messages.
     func tail(_ lines: Int = 30) -> String { text.split(separator: "\n").suffix(lines).joined(separator: "\n") }
+
+    /// The log lines of publishes the stream did not take (an ingestor's).
+    var refusedPublishes: [Substring] { text.split(separator: "\n").filter { $0.contains("Stream did not take a message") } }
 
     /// The last log line with `message`, parsed.
     func logLine(_ message: String) -> LogLine? {
