@@ -5,10 +5,20 @@ import TTNNATS
 extension JetStream {
     /// Creates the streams and consumers of `settings`, or brings existing ones to these settings. Ingestors and
     /// workers both call it at start, so either may come up first.
+    /// - Throws: ``NATSError`` of kind `.invalid` when the uplink stream exists with another number of partitions: a
+    ///   process that changed it would leave uplinks on partitions nobody reads.
     func prepare(_ settings: ClusterSettings) throws(NATSError) {
         var uplinks = StreamSettings(
             name: settings.stream, subjects: (0..<settings.partitions).map(settings.partitionFilter), retention: .workQueue
         )
+        if let existing = try streamSubjects(settings.stream), Set(existing) != Set(uplinks.subjects) {
+            throw NATSError(
+                .invalid,
+                "stream \(settings.stream) has \(existing.count) partitions, and this process was given \(settings.partitions): give every "
+                    + "ingestor and worker of \(settings.application) the same --partitions (to change it, stop them all and delete the "
+                    + "stream with the uplinks waiting in it: nats stream rm \(settings.stream))"
+            )
+        }
         uplinks.replicas = settings.replicas
         uplinks.duplicateWindow = settings.duplicateWindow
         uplinks.maxAge = settings.maxAge

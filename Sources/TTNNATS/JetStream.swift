@@ -137,8 +137,7 @@ public final class JetStream: Sendable {
     }
 
     private static func matches(_ config: jsStreamConfig, _ settings: StreamSettings) -> Bool {
-        let subjects = (0..<Int(config.SubjectsLen)).compactMap { config.Subjects[$0].map { String(cString: $0) } }
-        return subjects.sorted() == settings.subjects.sorted()
+        subjects(config).sorted() == settings.subjects.sorted()
             && config.Retention == settings.retention.policy
             && config.Storage == js_FileStorage
             && config.Replicas == Int64(settings.replicas)
@@ -254,6 +253,22 @@ public final class JetStream: Sendable {
         try NATSError.check(status, "Binding to consumer \(consumer) of stream \(stream)", code: code)
         guard let subscription else { throw NATSError(.other, "Binding to consumer \(consumer) of stream \(stream) failed") }
         return PullSubscription(jetStream: self, handle: SubscriptionHandle(raw: subscription))
+    }
+
+    /// The subjects `stream` takes; nil when there is no such stream.
+    public func streamSubjects(_ stream: String) throws(NATSError) -> [String]? {
+        var info: UnsafeMutablePointer<jsStreamInfo>?
+        var code = jsErrCode(rawValue: 0)
+        let status = js_GetStreamInfo(&info, handle.raw, stream, nil, &code)
+        if status == NATS_NOT_FOUND || code == JSStreamNotFoundErr { return nil }
+        try NATSError.check(status, "Looking up stream \(stream)", code: code)
+        guard let info else { throw NATSError(.other, "Looking up stream \(stream) failed") }
+        defer { jsStreamInfo_Destroy(info) }
+        return info.pointee.Config.map { Self.subjects($0.pointee) } ?? []
+    }
+
+    private static func subjects(_ config: jsStreamConfig) -> [String] {
+        (0..<Int(config.SubjectsLen)).compactMap { config.Subjects[$0].map { String(cString: $0) } }
     }
 
     /// The number of messages `stream` holds now.

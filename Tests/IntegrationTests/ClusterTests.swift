@@ -226,10 +226,10 @@ final class ClusterRun: Sendable {
         try Self.script.write(toFile: "\(directory)/scripts/answer.lua", atomically: true, encoding: .utf8)
     }
 
-    private var clusterArguments: [String] {
+    private func clusterArguments(partitions: Int = ClusterTests.partitions) -> [String] {
         [
             "--app-id", application, "--host", "127.0.0.1", "--port", "\(port)", "--log-format", "json",
-            "--nats", urls, "--partitions", "\(ClusterTests.partitions)", "--replicas", "3", "--ack-wait", "\(ClusterTests.ackWait)",
+            "--nats", urls, "--partitions", "\(partitions)", "--replicas", "3", "--ack-wait", "\(ClusterTests.ackWait)",
         ]
     }
 
@@ -237,7 +237,7 @@ final class ClusterRun: Sendable {
     /// `backfillFrom` (rechecking a gap after a second), or not at all.
     func ingestor(_ number: Int, backfillFrom apiURL: String? = nil) throws -> ClusterHost {
         let backfill = apiURL.map { ["--backfill", "auto", "--api-url", $0, "--backfill-recheck", "1"] } ?? ["--backfill", "off"]
-        return try start("ingestor \(number)", ["ingest"] + clusterArguments + ["--state-dir", "\(directory)/state-\(number)"] + backfill)
+        return try start("ingestor \(number)", ["ingest"] + clusterArguments() + ["--state-dir", "\(directory)/state-\(number)"] + backfill)
     }
 
     /// Ingestors 1 and 2 (backfilling from `backfillFrom`, if given) and worker 1, once all three run.
@@ -248,9 +248,9 @@ final class ClusterRun: Sendable {
         return (ingestors, worker)
     }
 
-    /// `ttn-host work` number `number`, running the answering script.
-    func worker(_ number: Int) throws -> ClusterHost {
-        try start("worker \(number)", ["work"] + clusterArguments + ["--scripts", "\(directory)/scripts"])
+    /// `ttn-host work` number `number`, running the answering script, told the stream has `partitions` partitions.
+    func worker(_ number: Int, partitions: Int = ClusterTests.partitions) throws -> ClusterHost {
+        try start("worker \(number)", ["work"] + clusterArguments(partitions: partitions) + ["--scripts", "\(directory)/scripts"])
     }
 
     private func start(_ name: String, _ arguments: [String]) throws -> ClusterHost {
