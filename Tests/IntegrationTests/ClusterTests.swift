@@ -186,6 +186,23 @@ struct ClusterTests {
         }
     }
 
+    @Test("a worker given another --partitions than the stream has exits 2, naming the option, and leaves the stream as it was")
+    func partitionsMismatchRefused() async throws {
+        let run = try await ClusterRun()
+        defer { run.killAll() }
+        let ingestor = try run.ingestor(1)
+        try await run.waitUntilRunning([ingestor])
+        let worker = try run.worker(1, partitions: Self.partitions / 2)
+        let refused = await eventually(timeout: .seconds(30)) { worker.text.contains("the same --partitions") }
+        #expect(refused, "the worker says what to do: \(worker.tail())")
+        if refused { #expect(await worker.process.exitStatus() == 2, "\(worker.tail())") }
+        let connection = try NATSConnection(NATSConfiguration(servers: run.urls.split(separator: ",").map(String.init), name: "cluster test"))
+        defer { connection.close() }
+        let subjects = try connection.jetStream().streamSubjects(run.uplinkStream)
+        #expect(subjects?.count == Self.partitions, "the stream keeps its partitions: \(subjects ?? [])")
+        #expect(await run.terminate([ingestor]) == [0])
+    }
+
     static func device(_ number: Int) -> String { String(format: "dev-%02d", number) }
 }
 
