@@ -102,17 +102,9 @@ public final class JetStream: Sendable {
     /// - Returns: whether the stream was created.
     @discardableResult
     public func ensureStream(_ settings: StreamSettings) throws(NATSError) -> Bool {
-        var info: UnsafeMutablePointer<jsStreamInfo>?
-        var code = jsErrCode(rawValue: 0)
-        let status = js_GetStreamInfo(&info, handle.raw, settings.name, nil, &code)
-        if status == NATS_OK {
-            let current = info?.pointee.Config.map { Self.matches($0.pointee, settings) } ?? false
-            jsStreamInfo_Destroy(info)
+        if let current = try withStreamInfo(settings.name, { info in info.Config.map { Self.matches($0.pointee, settings) } ?? false }) {
             if !current { try updateStream(settings) }
             return false
-        }
-        guard status == NATS_NOT_FOUND || code == JSStreamNotFoundErr else {
-            throw .status(status, "Looking up stream \(settings.name)", code: code)
         }
         do {
             try withStreamConfig(settings) { config throws(NATSError) in
@@ -257,14 +249,34 @@ public final class JetStream: Sendable {
 
     /// The subjects `stream` takes; nil when there is no such stream.
     public func streamSubjects(_ stream: String) throws(NATSError) -> [String]? {
+        try withStreamInfo(stream) { info in info.Config.map { Self.subjects($0.pointee) } ?? [] }
+    }
+
+    /// `body` run on what the server says of `stream`; nil when there is no such stream.
+    private func withStreamInfo<Result>(_ stream: String, _ body: (jsStreamInfo) throws(NATSError) -> Result) throws(NATSError) -> Result? {
+        try streamInfo(stream, nilWhenMissing: true, body)
+    }
+
+    /// `body` run on what the server says of `stream`.
+    /// - Throws: ``NATSError`` of kind `.notFound` (JetStream error 10059) when there is no such stream.
+    private func existingStreamInfo<Result>(_ stream: String, _ body: (jsStreamInfo) throws(NATSError) -> Result) throws(NATSError) -> Result {
+        guard let result = try streamInfo(stream, nilWhenMissing: false, body) else {
+            throw NATSError(.other, "Looking up stream \(stream) failed")
+        }
+        return result
+    }
+
+    private func streamInfo<Result>(
+        _ stream: String, nilWhenMissing: Bool, _ body: (jsStreamInfo) throws(NATSError) -> Result
+    ) throws(NATSError) -> Result? {
         var info: UnsafeMutablePointer<jsStreamInfo>?
         var code = jsErrCode(rawValue: 0)
         let status = js_GetStreamInfo(&info, handle.raw, stream, nil, &code)
-        if status == NATS_NOT_FOUND || code == JSStreamNotFoundErr { return nil }
+        if nilWhenMissing && (status == NATS_NOT_FOUND || code == JSStreamNotFoundErr) { return nil }
         try NATSError.check(status, "Looking up stream \(stream)", code: code)
         guard let info else { throw NATSError(.other, "Looking up stream \(stream) failed") }
         defer { jsStreamInfo_Destroy(info) }
-        return info.pointee.Config.map { Self.subjects($0.pointee) } ?? []
+        return try body(info.pointee)
     }
 
     private static func subjects(_ config: jsStreamConfig) -> [String] {
@@ -273,12 +285,7 @@ public final class JetStream: Sendable {
 
     /// The number of messages `stream` holds now.
     public func streamMessageCount(_ stream: String) throws(NATSError) -> UInt64 {
-        var info: UnsafeMutablePointer<jsStreamInfo>?
-        var code = jsErrCode(rawValue: 0)
-        try NATSError.check(js_GetStreamInfo(&info, handle.raw, stream, nil, &code), "Looking up stream \(stream)", code: code)
-        guard let info else { throw NATSError(.other, "Looking up stream \(stream) failed") }
-        defer { jsStreamInfo_Destroy(info) }
-        return info.pointee.State.Msgs
+        try existingStreamInfo(stream) { $0.State.Msgs }
     }
 
     /// Opens the key-value bucket `bucket`; with `settings`, creates it first when it does not exist.
@@ -327,17 +334,16 @@ public final class JetStream: Sendable {
 
     /// Makes `stream` answer reads only from its leader (`allow_direct` off); true when it had to change.
     private func turnOffDirectReads(stream: String) throws(NATSError) -> Bool {
-        var info: UnsafeMutablePointer<jsStreamInfo>?
-        var code = jsErrCode(rawValue: 0)
-        try NATSError.check(js_GetStreamInfo(&info, handle.raw, stream, nil, &code), "Looking up stream \(stream)", code: code)
-        guard let info, let config = info.pointee.Config else { throw NATSError(.other, "Looking up stream \(stream) failed") }
-        defer { jsStreamInfo_Destroy(info) }
-        guard config.pointee.AllowDirect else { return false }
-        config.pointee.AllowDirect = false
-        var updated: UnsafeMutablePointer<jsStreamInfo>?
-        try NATSError.check(js_UpdateStream(&updated, handle.raw, config, nil, &code), "Updating stream \(stream)", code: code)
-        jsStreamInfo_Destroy(updated)
-        return true
+        try existingStreamInfo(stream) { info throws(NATSError) -> Bool in
+            guard let config = info.Config else { throw NATSError(.other, "Looking up stream \(stream) failed") }
+            guard config.pointee.AllowDirect else { return false }
+            config.pointee.AllowDirect = false
+            var updated: UnsafeMutablePointer<jsStreamInfo>?
+            var code = jsErrCode(rawValue: 0)
+            try NATSError.check(js_UpdateStream(&updated, handle.raw, config, nil, &code), "Updating stream \(stream)", code: code)
+            jsStreamInfo_Destroy(updated)
+            return true
+        }
     }
 }
 

@@ -143,7 +143,8 @@ struct WorkCommand: AsyncParsableCommand {
             Run as many as the handlers' work needs: they share the partitions (--partitions), each device's uplinks \
             are handled in order by one worker at a time, and an uplink is acknowledged once every handler finished \
             it. A worker that dies has its uplink handled by another after --ack-wait. ttn.store lives in the \
-            cluster's key-value bucket ttn-<app>-state; ttn.emit is not available. Backfill is the ingestors' job. Takes the options of `run` and the cluster options; docs/cluster.md explains the guarantees.
+            cluster's key-value bucket ttn-<app>-state; ttn.emit is not available. Backfill is the ingestors' job. \
+            Takes the options of `run` and the cluster options; docs/cluster.md explains the guarantees.
             """
     )
 
