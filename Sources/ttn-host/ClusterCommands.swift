@@ -40,7 +40,7 @@ struct ClusterOptions: ParsableArguments {
 
     /// The servers of `--nats` or `TTN_NATS`.
     var servers: [String] {
-        (nats ?? RunCommand.environment["TTN_NATS"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        (nats ?? processEnvironment["TTN_NATS"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
             .filter { !$0.isEmpty }
     }
 
@@ -70,31 +70,26 @@ struct IngestCommand: AsyncParsableCommand {
         discussion: """
             Run two for availability: each holds its own TTN connection and the stream keeps one copy of each uplink. \
             Gaps and outages are backfilled from the Storage Integration as with `run`; each ingestor keeps its \
-            progress in its own --state-dir. Takes the connection and limit options of `run` (except --scripts) \
-            and the cluster options. docs/cluster.md explains the set-up.
+            progress in its own --state-dir. Takes the options of `run` that concern TTN and the process (not the \
+            handlers': it runs none) and the cluster options. docs/cluster.md explains the set-up.
             """
     )
 
-    @OptionGroup var host: RunCommand
+    @OptionGroup var ttn: TTNOptions
+    @OptionGroup var process: ProcessOptions
     @OptionGroup var cluster: ClusterOptions
 
-    func validate() throws {
-        if host.scripts != nil || RunCommand.environment["TTN_SCRIPTS"] != nil {
-            throw ValidationError("ingest runs no scripts: give --scripts (or TTN_SCRIPTS) to `ttn-host work`.")
-        }
-    }
-
     func run() async throws {
-        let logger = host.bootstrapLogging()
-        let file = try await host.loadConfigurationFile()
-        let monitorAddress = try host.monitorAddress(file: file)
-        let plan = try HostPlan(command: host, file: file)
+        let logger = process.bootstrapLogging()
+        let file = try await ttn.loadConfigurationFile()
+        let monitorAddress = try process.monitorAddress(file: file, path: ttn.configurationPath)
+        let plan = try HostPlan(ttn: ttn, handlers: nil, process: process, file: file)
         var configuration = try Self.single(plan)
         configuration.stateDirectory = plan.stateDirectory
         configuration.stateLimits = plan.stateLimits
         let settings = cluster.settings(application: configuration.client.applicationID)
         // Backfill at start reaches back no further than the stream remembers ids, unless told otherwise.
-        if host.backfillMaxAge == nil, let backfill = configuration.backfill, backfill.maxAge > settings.duplicateWindow {
+        if ttn.backfillMaxAge == nil, let backfill = configuration.backfill, backfill.maxAge > settings.duplicateWindow {
             configuration.backfill?.maxAge = settings.duplicateWindow
         }
         if let backfill = configuration.backfill, backfill.maxAge > settings.duplicateWindow {
@@ -112,11 +107,11 @@ struct IngestCommand: AsyncParsableCommand {
         try await Self.run(services: (monitor.map { [$0] } ?? []) + [ingestor], logger: logger)
     }
 
-    /// The one application of `plan`: the cluster roles serve one application per process.
-    static func single(_ plan: HostPlan) throws -> HandlerHost.Configuration {
+    /// The one application of `plan`: an ingestor serves one application.
+    private static func single(_ plan: HostPlan) throws -> HandlerHost.Configuration {
         guard plan.hosts.count == 1, let configuration = plan.hosts.first else {
             throw ValidationError(
-                "ingest and work serve one application per process; choose one with --app-id (the file lists \(plan.hosts.count))."
+                "ingest serves one application per process; choose one with --app-id (the file lists \(plan.hosts.count))."
             )
         }
         return configuration
@@ -143,48 +138,53 @@ struct WorkCommand: AsyncParsableCommand {
             Run as many as the handlers' work needs: they share the partitions (--partitions), each device's uplinks \
             are handled in order by one worker at a time, and an uplink is acknowledged once every handler finished \
             it. A worker that dies has its uplink handled by another after --ack-wait. ttn.store lives in the \
-            cluster's key-value bucket ttn-<app>-state; ttn.emit is not available. Backfill is the ingestors' job. \
-            Takes the options of `run` and the cluster options; docs/cluster.md explains the guarantees.
+            cluster's key-value bucket ttn-<app>-state; ttn.emit is not available. A worker never connects to TTN: \
+            it needs no API key, and backfill is the ingestors' job. docs/cluster.md explains the guarantees.
             """
     )
 
-    @OptionGroup var host: RunCommand
+    @OptionGroup var application: ApplicationOptions
+    @OptionGroup var handlers: HandlerOptions
+    @OptionGroup var process: ProcessOptions
     @OptionGroup var cluster: ClusterOptions
 
     func validate() throws {
-        if host.backfill == "auto" {
-            throw ValidationError("work does not backfill (the ingestors do): leave out --backfill.")
+        guard let id = application.selectedApplication else {
+            throw ValidationError("Give the application id with --app-id or TTN_APP_ID, as the ingestors have it.")
         }
-        if host.stateDirectory != nil {
-            throw ValidationError("work keeps ttn.store in the cluster's key-value bucket ttn-<app>-state, not on disk: leave out --state-dir.")
+        guard Identifier.isApplicationID(id, legacyV2: false) else {
+            throw ValidationError(
+                "'\(id)' (--app-id or TTN_APP_ID) is not a valid application id: use the one the TTN console shows, 3 to 36 lowercase letters, digits and single dashes."
+            )
         }
-        if host.configurationPath != nil {
-            throw ValidationError("work has no outputs (ttn.emit is not available in work): leave out --config.")
+        guard let scripts = handlers.selectedScripts else {
+            throw ValidationError("Give the handler scripts with --scripts DIR or TTN_SCRIPTS.")
         }
+        try checkScriptDirectory(scripts)
     }
 
     func run() async throws {
-        let logger = host.bootstrapLogging()
-        let monitorAddress = try host.monitorAddress(file: nil)
-        let plan = try HostPlan(command: host, file: nil)
-        var configuration = try IngestCommand.single(plan)
-        guard configuration.scriptDirectory != nil else {
-            throw ValidationError("Give the handler scripts with --scripts DIR or TTN_SCRIPTS.")
-        }
-        configuration.backfill = nil
-        configuration.stateDirectory = nil
+        let logger = process.bootstrapLogging()
+        let monitorAddress = try process.monitorAddress(file: nil, path: nil)
+        var client = MQTTClient.Configuration(
+            applicationID: application.selectedApplication ?? "", apiKey: "", logger: Logger(label: "ttn.mqtt")
+        )
+        client.tenant = application.selectedTenant()
+        var configuration = HandlerHost.Configuration(client: client, scriptDirectory: handlers.selectedScripts)
+        let limits = handlers.limits.filled(from: process.limits)
+        configuration.apply(limits)
         // Downlink outcomes reach whichever worker reads the device's partition, not always the one that sent it.
         configuration.downlinkTimeout = .zero
         configuration.repeatableDownlinkIDs = true
-        let settings = cluster.settings(application: configuration.client.applicationID)
-        let source = StreamUplinkSource(settings: settings, tenant: configuration.client.tenant, logger: logger)
-        let state = ClusterState(settings: settings, limits: plan.stateLimits, logger: logger)
-        let handlers = HandlerHost(configuration: configuration, source: source, downlinks: source, sharedState: state)
+        let settings = cluster.settings(application: client.applicationID)
+        let source = StreamUplinkSource(settings: settings, tenant: client.tenant, logger: logger)
+        let state = ClusterState(settings: settings, limits: limits.stateLimits, logger: logger)
+        let host = HandlerHost(configuration: configuration, source: source, downlinks: source, sharedState: state)
         logger.info(
             "Working on NATS",
             metadata: ["ttn.app_id": "\(settings.application)", "nats.servers": "\(settings.servers)", "partitions": "\(settings.partitions)"]
         )
-        let monitor = monitorAddress.map { Monitoring.server(address: $0, hosts: [handlers], outputs: nil, logger: logger) }
-        try await IngestCommand.run(services: (monitor.map { [$0] } ?? []) + [handlers], logger: logger)
+        let monitor = monitorAddress.map { Monitoring.server(address: $0, hosts: [host], outputs: nil, logger: logger) }
+        try await IngestCommand.run(services: (monitor.map { [$0] } ?? []) + [host], logger: logger)
     }
 }

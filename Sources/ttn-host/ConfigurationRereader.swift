@@ -13,7 +13,7 @@ struct ConfigurationRereader {
     func run() async {
         for await _ in await UnixSignalsSequence(trapping: .sighup) {
             do {
-                let file = try await ConfigurationFile.load(path: path, environment: RunCommand.environment)
+                let file = try await ConfigurationFile.load(path: path, environment: processEnvironment)
                 if file == loaded {
                     logger.info("SIGHUP: configuration file read again; unchanged", metadata: ["config": "\(path)"])
                 } else {

@@ -4,16 +4,29 @@ import Logging
 import TTNHost
 import TTNMQTT
 
-/// The options that say which application to connect to, and how: shared by `run` and `record`.
-struct ConnectionOptions: ParsableArguments {
+/// Which application: shared by `run`, `ingest` and `record` (through ``ConnectionOptions``) and `work`.
+struct ApplicationOptions: ParsableArguments {
     @Option(name: .customLong("app-id"), help: "Application id from the TTN console. (TTN_APP_ID)")
     var appID: String?
 
-    @Option(name: .customLong("api-key"), help: "API key; prefer the TTN_API_KEY environment variable. (TTN_API_KEY)")
-    var apiKey: String?
-
     @Option(help: "Tenant; empty for Open Source deployments. (TTN_TENANT, default ttn)")
     var tenant: String?
+
+    /// The application id from `--app-id` or `TTN_APP_ID`, if given.
+    var selectedApplication: String? {
+        (appID ?? processEnvironment["TTN_APP_ID"]).flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// The tenant from `--tenant`, `TTN_TENANT` or `fallback`; `ttn` when none gives one.
+    func selectedTenant(fallback: String? = nil) -> String { tenant ?? processEnvironment["TTN_TENANT"] ?? fallback ?? "ttn" }
+}
+
+/// The options that say which application to connect to, and how: shared by `run`, `ingest` and `record`.
+struct ConnectionOptions: ParsableArguments {
+    @OptionGroup var application: ApplicationOptions
+
+    @Option(name: .customLong("api-key"), help: "API key; prefer the TTN_API_KEY environment variable. (TTN_API_KEY)")
+    var apiKey: String?
 
     @Option(help: "TTN cluster: eu1, nam1 or au1. (TTN_REGION, default eu1)")
     var region: String?
@@ -36,24 +49,17 @@ struct ConnectionOptions: ParsableArguments {
     @Flag(name: .customLong("legacy-v2"), help: "Speak the legacy TTN v2 topics and JSON.")
     var legacyV2 = false
 
-    private static let environment = ProcessInfo.processInfo.environment
-
     /// Refuses a port that is not a number or not a port.
     func validatePort() throws {
-        if let port = Self.environment["TTN_PORT"], self.port == nil, Int(port) == nil {
+        if let port = processEnvironment["TTN_PORT"], self.port == nil, Int(port) == nil {
             throw ValidationError("TTN_PORT '\(port)' is not a number; use 8883 (TLS) or 1883.")
         }
         if let port, !(1...65535).contains(port) {
             throw ValidationError("--port must be from 1 to 65535 (TTN uses 8883 with TLS, 1883 without), not \(port).")
         }
-        if port == nil, let value = Self.environment["TTN_PORT"].flatMap({ Int($0) }), !(1...65535).contains(value) {
+        if port == nil, let value = processEnvironment["TTN_PORT"].flatMap({ Int($0) }), !(1...65535).contains(value) {
             throw ValidationError("TTN_PORT must be a port from 1 to 65535 (TTN uses 8883 with TLS, 1883 without), not \(value).")
         }
-    }
-
-    /// The application id from `--app-id` or `TTN_APP_ID`, if given.
-    var selectedApplication: String? {
-        (appID ?? Self.environment["TTN_APP_ID"]).flatMap { $0.isEmpty ? nil : $0 }
     }
 
     /// Refuses a missing application id or key (unless a configuration file supplies the applications), and a
@@ -61,10 +67,10 @@ struct ConnectionOptions: ParsableArguments {
     func validateApplication(configurationFileGiven: Bool) throws {
         if host != nil && region != nil { throw ValidationError("Give --region or --host, not both.") }
         guard !configurationFileGiven else { return }
-        guard selectedApplication != nil else {
+        guard application.selectedApplication != nil else {
             throw ValidationError("Give the application id with --app-id or TTN_APP_ID (see the TTN console, Applications).")
         }
-        guard (apiKey ?? Self.environment["TTN_API_KEY"]).map({ !$0.isEmpty }) == true else {
+        guard (apiKey ?? processEnvironment["TTN_API_KEY"]).map({ !$0.isEmpty }) == true else {
             throw ValidationError(Self.missingKeyAdvice)
         }
     }
@@ -75,15 +81,14 @@ struct ConnectionOptions: ParsableArguments {
     /// The client configuration these options and the `TTN_*` variables describe, over the application `entry` of a
     /// configuration file when there is one: a flag or variable that is set wins over the entry's key.
     func clientConfiguration(over entry: ApplicationEntry? = nil) throws(TTNError) -> MQTTClient.Configuration {
-        let environment = Self.environment
         var client = MQTTClient.Configuration(
-            applicationID: entry?.id ?? selectedApplication ?? "",
-            apiKey: apiKey ?? environment["TTN_API_KEY"] ?? entry?.apiKey ?? "",
+            applicationID: entry?.id ?? application.selectedApplication ?? "",
+            apiKey: apiKey ?? processEnvironment["TTN_API_KEY"] ?? entry?.apiKey ?? "",
             logger: Logger(label: "ttn.mqtt")
         )
-        client.tenant = tenant ?? environment["TTN_TENANT"] ?? entry?.tenant ?? "ttn"
-        let port = self.port ?? environment["TTN_PORT"].flatMap { Int($0) } ?? entry?.port ?? 8883
-        let serverName = host ?? environment["TTN_HOST"] ?? region ?? environment["TTN_REGION"] ?? entry?.host ?? entry?.region ?? "eu1"
+        client.tenant = application.selectedTenant(fallback: entry?.tenant)
+        let port = self.port ?? processEnvironment["TTN_PORT"].flatMap { Int($0) } ?? entry?.port ?? 8883
+        let serverName = host ?? processEnvironment["TTN_HOST"] ?? region ?? processEnvironment["TTN_REGION"] ?? entry?.host ?? entry?.region ?? "eu1"
         client.server = try .region(serverName, port: port)
         switch tls ?? entry?.tls {
         case true?: client.tls.mode = .enabled

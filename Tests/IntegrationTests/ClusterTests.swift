@@ -245,7 +245,7 @@ final class ClusterRun: Sendable {
 
     private func clusterArguments(partitions: Int = ClusterTests.partitions) -> [String] {
         [
-            "--app-id", application, "--host", "127.0.0.1", "--port", "\(port)", "--log-format", "json",
+            "--app-id", application, "--log-format", "json",
             "--nats", urls, "--partitions", "\(partitions)", "--replicas", "3", "--ack-wait", "\(ClusterTests.ackWait)",
         ]
     }
@@ -254,7 +254,8 @@ final class ClusterRun: Sendable {
     /// `backfillFrom` (rechecking a gap after a second), or not at all.
     func ingestor(_ number: Int, backfillFrom apiURL: String? = nil) throws -> ClusterHost {
         let backfill = apiURL.map { ["--backfill", "auto", "--api-url", $0, "--backfill-recheck", "1"] } ?? ["--backfill", "off"]
-        return try start("ingestor \(number)", ["ingest"] + clusterArguments() + ["--state-dir", "\(directory)/state-\(number)"] + backfill)
+        let broker = ["--host", "127.0.0.1", "--port", "\(port)", "--state-dir", "\(directory)/state-\(number)"]
+        return try start("ingestor \(number)", ["ingest"] + clusterArguments() + broker + backfill, apiKey: Broker.apiKey)
     }
 
     /// Ingestors 1 and 2 (backfilling from `backfillFrom`, if given) and worker 1, once all three run.
@@ -265,14 +266,15 @@ final class ClusterRun: Sendable {
         return (ingestors, worker)
     }
 
-    /// `ttn-host work` number `number`, running the answering script, told the stream has `partitions` partitions.
+    /// `ttn-host work` number `number`, running the answering script, told the stream has `partitions` partitions;
+    /// it is given no API key and no broker, which it never uses.
     func worker(_ number: Int, partitions: Int = ClusterTests.partitions) throws -> ClusterHost {
         try start("worker \(number)", ["work"] + clusterArguments(partitions: partitions) + ["--scripts", "\(directory)/scripts"])
     }
 
-    private func start(_ name: String, _ arguments: [String]) throws -> ClusterHost {
+    private func start(_ name: String, _ arguments: [String], apiKey: String? = nil) throws -> ClusterHost {
         var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("TTN_") }
-        environment["TTN_API_KEY"] = Broker.apiKey
+        environment["TTN_API_KEY"] = apiKey
         let log = "\(directory)/\(name.replacingOccurrences(of: " ", with: "-")).log"
         let host = ClusterHost(name: name, process: try ChildProcess(binary, arguments, environment: environment, output: log), log: log)
         started.withLock { $0.append(host) }

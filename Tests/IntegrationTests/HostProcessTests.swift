@@ -348,6 +348,32 @@ struct HostProcessTests {
         #expect(await host.exitStatus() == 2)
         #expect(try String(contentsOfFile: log, encoding: .utf8).contains("Generate new API key"))
     }
+
+    @Test("work takes only what it uses: no API key, broker or state folder; ingest takes no scripts; each refusal exits 2 saying why")
+    func clusterRoleOptions() async throws {
+        let scripts = FileManager.default.temporaryDirectory.appendingPathComponent("scripts-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: scripts, withIntermediateDirectories: true)
+        // Port 9 of loopback has no NATS server: every case must stop at its options, before connecting.
+        let work = ["work", "--nats", "nats://127.0.0.1:9", "--scripts", scripts]
+        let cases: [(arguments: [String], text: String)] = [
+            (work + ["--app-id", "My_App"], "'My_App' (--app-id or TTN_APP_ID) is not a valid application id"),
+            (work, "Give the application id with --app-id or TTN_APP_ID"),
+            (["work", "--nats", "nats://127.0.0.1:9", "--app-id", "my-app", "--scripts", scripts + "/missing"], "does not exist"),
+            (work + ["--app-id", "my-app", "--api-key", "NNSXS.KEY"], "Unknown option '--api-key'"),
+            (work + ["--app-id", "my-app", "--state-dir", scripts], "Unknown option '--state-dir'"),
+            (work + ["--app-id", "my-app", "--backfill", "auto"], "Unknown option '--backfill'"),
+            (work + ["--app-id", "my-app", "--lua-time-limit-ms=-5"], "--lua-time-limit-ms must be from 1 to 3600000"),
+            (["ingest", "--nats", "nats://127.0.0.1:9", "--app-id", "my-app", "--api-key", "k", "--scripts", scripts], "Unknown option '--scripts'"),
+        ]
+        let environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("TTN_") }
+        for (arguments, text) in cases {
+            let log = logFile()
+            let host = try ChildProcess(try binary(), arguments, environment: environment, output: log)
+            defer { host.stop() }
+            #expect(await host.exitStatus() == 2, "\(arguments): \(contents(log))")
+            #expect(contents(log).contains(text), "\(arguments): \(contents(log))")
+        }
+    }
 }
 
 struct BurstRun {
