@@ -6,7 +6,7 @@ setMessageHandler(function()
   local m = getLastMessage()
   local up = m.uplink_message
   local decoded = up and up.decoded_payload
-  if type(decoded) ~= "table" then return end       -- no payload formatter on TTN's side: nothing to forward
+  if not up or type(decoded) ~= "table" then return end  -- no payload formatter on TTN's side: nothing to forward
 
   local reading = {
     device = m.end_device_ids.device_id,
