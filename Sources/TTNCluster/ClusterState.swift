@@ -46,14 +46,15 @@ public final class ClusterState: StateNamespaces, StateDocumentStore {
 
     public func load(_ name: String) throws(StateError) -> (bytes: [UInt8], revision: UInt64)? {
         let key = Self.key(namespace: name)
-        return try attempt("Reading", name) { bucket throws(NATSError) in
-            try bucket.get(key).map { ($0.value, $0.revision) }
+        return try attempt("Reading namespace \(name)") { () throws(NATSError) in
+            try bucket().get(key).map { ($0.value, $0.revision) }
         }
     }
 
     public func save(_ name: String, _ bytes: [UInt8], replacing revision: UInt64) throws(StateError) -> UInt64? {
         let key = Self.key(namespace: name)
-        return try attempt("Writing", name) { bucket throws(NATSError) -> UInt64? in
+        return try attempt("Writing namespace \(name)") { () throws(NATSError) -> UInt64? in
+            let bucket = try bucket()
             do throws(NATSError) {
                 return revision == 0 ? try bucket.create(key, bytes) : try bucket.update(key, bytes, lastRevision: revision)
             } catch {
@@ -63,31 +64,77 @@ public final class ClusterState: StateNamespaces, StateDocumentStore {
         }
     }
 
-    /// Runs `body` on the bucket, opening it first if needed, while the cluster's failures may pass.
-    private func attempt<Result>(_ action: String, _ name: String, _ body: (KeyValueBucket) throws(NATSError) -> Result) throws(StateError) -> Result {
+    /// Every namespace in the bucket, by name (bytewise), with its live keys and their bytes, as
+    /// ``StateDatabase/namespaces()`` lists a state directory's; a namespace whose keys all expired or were
+    /// deleted is listed with none, since its document still holds the devices' progress. Empty without a bucket.
+    public func namespaces() throws(StateError) -> [NamespaceSummary] {
+        let documents = try attempt("Listing the namespaces") { () throws(NATSError) -> [(name: String, bytes: [UInt8])] in
+            guard let bucket = try existingBucket() else { return [] }
+            var documents: [(name: String, bytes: [UInt8])] = []
+            for key in try bucket.keys() {
+                if let name = Self.namespace(key: key), let entry = try bucket.get(key) { documents.append((name, entry.value)) }
+            }
+            return documents
+        }
+        var summaries: [NamespaceSummary] = []
+        for document in documents { summaries.append(try NamespaceSummary(name: document.name, document: document.bytes)) }
+        return summaries.sorted { Array($0.name.utf8).lexicographicallyPrecedes($1.name.utf8) }
+    }
+
+    /// Deletes namespace `name`'s document: its keys, and the progress that tells a delivery again from a new
+    /// uplink. Safe while workers run: an invocation that read the document before finds it gone at its commit and
+    /// runs again on an empty one.
+    /// - Returns: how many live keys the document held just before the delete; 0 without one, or for a document
+    ///   ttn-host did not write.
+    @discardableResult
+    public func forget(_ name: String) throws(StateError) -> Int {
+        let key = Self.key(namespace: name)
+        let bytes = try attempt("Forgetting namespace \(name)") { () throws(NATSError) -> [UInt8]? in
+            guard let bucket = try existingBucket(), let entry = try bucket.get(key) else { return nil }
+            try bucket.delete(key)
+            return entry.value
+        }
+        return bytes.flatMap { try? NamespaceSummary(name: name, document: $0).keys } ?? 0
+    }
+
+    /// Runs `body`, which does `action`, while the cluster's failures may pass.
+    private func attempt<Result>(_ action: String, _ body: () throws(NATSError) -> Result) throws(StateError) -> Result {
         do {
-            return try Retrying.within(max(settings.ackWait, .seconds(30))) { () throws(NATSError) in try body(try bucket()) }
+            return try Retrying.within(max(settings.ackWait, .seconds(30)), body)
         } catch {
             // Anything but a refused setting may pass: the uplink goes back to the stream rather than losing its writes.
             let kind: StateError.Kind = error.kind == .invalid ? .database : .unavailable
-            throw StateError(kind, "store: \(action) namespace \(name) in bucket \(settings.stateBucket) failed: \(error)")
+            throw StateError(kind, "store: \(action) in bucket \(settings.stateBucket) failed: \(error)")
         }
     }
 
     /// The bucket, connecting and opening (or creating) it on first use.
     private func bucket() throws(NATSError) -> KeyValueBucket {
-        try opened.withLock { opened throws(NATSError) -> KeyValueBucket in
+        guard let bucket = try open(creating: true) else { throw NATSError(.other, "Creating bucket \(settings.stateBucket) failed") }
+        return bucket
+    }
+
+    /// The bucket when it exists, connecting and opening it on first use; nil when the server has no such bucket.
+    private func existingBucket() throws(NATSError) -> KeyValueBucket? {
+        try open(creating: false)
+    }
+
+    private func open(creating: Bool) throws(NATSError) -> KeyValueBucket? {
+        try opened.withLock { opened throws(NATSError) -> KeyValueBucket? in
             if let opened { return opened.bucket }
-            var configuration = NATSConfiguration(servers: settings.servers, name: "ttn-host work \(settings.application) state")
+            var configuration = NATSConfiguration(servers: settings.servers, name: "ttn-host \(settings.application) state")
             configuration.logger = logger
             let connection = try NATSConnection(configuration)
             do throws(NATSError) {
                 let bucket = try connection.jetStream().keyValue(
                     bucket: settings.stateBucket,
-                    create: KeyValueSettings(bucket: settings.stateBucket, replicas: settings.replicas, readsFromLeader: true)
+                    create: creating ? KeyValueSettings(bucket: settings.stateBucket, replicas: settings.replicas, readsFromLeader: true) : nil
                 )
                 opened = Opened(connection: connection, bucket: bucket)
                 return bucket
+            } catch where !creating && error.kind == .notFound {
+                connection.close()
+                return nil
             } catch {
                 connection.close()
                 throw error
@@ -109,6 +156,19 @@ public final class ClusterState: StateNamespaces, StateDocumentStore {
             }
         }
         return key
+    }
+
+    /// The namespace a key of ``key(namespace:)`` names; nil for a key it cannot have made.
+    static func namespace(key: String) -> String? {
+        var bytes: [UInt8] = []
+        var rest = Substring(key).utf8[...]
+        while let byte = rest.popFirst() {
+            guard byte == UInt8(ascii: "=") else { bytes.append(byte); continue }
+            guard let hex = String(rest.prefix(2)), hex.count == 2, let value = UInt8(hex, radix: 16) else { return nil }
+            bytes.append(value)
+            rest = rest.dropFirst(2)
+        }
+        return String(validating: bytes, as: UTF8.self)
     }
 }
 

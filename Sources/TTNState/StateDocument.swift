@@ -101,7 +101,7 @@ struct StateDocument: Equatable {
             coded = try JSONDecoder().decode(Coded.self, from: Data(bytes))
         } catch {
             throw StateError(.database, "store: the state of namespace \(namespace.quotedForMessage) is not a state document "
-                + "(\(bytes.count) bytes that ttn-host did not write); delete it from the bucket to start afresh")
+                + "(\(bytes.count) bytes that ttn-host did not write); `ttn-host state forget` deletes it, to start afresh")
         }
         for entry in coded.entries { entries[ExactKey(entry.k)] = Entry(json: entry.v, expiresAt: entry.x) }
         done = coded.done
@@ -109,4 +109,16 @@ struct StateDocument: Equatable {
     }
 
     init() {}
+}
+
+extension NamespaceSummary {
+    /// The summary of namespace `name` kept as one document (``SharedDocumentState``), from the document's bytes:
+    /// its live keys, and their bytes as ``StateDatabase/namespaces()`` counts them.
+    /// - Throws: ``StateError`` of kind ``StateError/Kind/database`` when the bytes are not such a document.
+    public init(name: String, document bytes: [UInt8]) throws(StateError) {
+        let document = try StateDocument(decoding: bytes, namespace: name)
+        let now = epochMilliseconds()
+        let live = document.entries.filter { $0.value.isLive(now) }
+        self.init(name: name, keys: live.count, bytes: live.reduce(0) { $0 + $1.key.string.utf8.count + $1.value.json.utf8.count })
+    }
 }

@@ -15,6 +15,16 @@ struct ClusterSettingsTests {
         #expect(settings.stateBucket == "ttn-my-app-state")
     }
 
+    @Test("a state key gives back its namespace, byte for byte; a key no namespace makes gives none")
+    func namespacesOfKeys() {
+        for name in ["lua/answer.lua", "lua/é x=1.lua", "swift/a_b-C9", "lua/e\u{301}.lua", "lua/=.lua", "lua/日本.lua"] {
+            #expect(ClusterState.namespace(key: ClusterState.key(namespace: name)).map { Array($0.utf8) } == Array(name.utf8), "\(name)")
+        }
+        for key in ["lua/a=2", "lua/a=", "lua/=G1", "lua/=FF"] {
+            #expect(ClusterState.namespace(key: key) == nil, "\(key)")
+        }
+    }
+
     @Test("a device always lands in the same partition, and 1,000 devices spread over all 16")
     func partitions() {
         var counts = [Int](repeating: 0, count: 16)
