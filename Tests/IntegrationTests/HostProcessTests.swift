@@ -5,7 +5,9 @@ import Testing
 @testable import TTNMQTT
 
 /// The ttn-host executable, driven from outside as a user runs it. scripts/test builds it and sets TTN_HOST_BINARY.
-@Suite("ttn-host process", .enabled(if: Broker.shouldRun), .timeLimit(.minutes(1)))
+/// Three minutes each: the refusal tests start a ttn-host per case (17 in `numbersOutOfRange`), which under
+/// ThreadSanitizer on two cores, beside the other suites, takes over a minute.
+@Suite("ttn-host process", .enabled(if: Broker.shouldRun), .timeLimit(.minutes(3)))
 struct HostProcessTests {
     private func environment(application: String, key: String = Broker.apiKey, port: Int? = nil) throws -> [String: String] {
         var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("TTN_") }
