@@ -78,6 +78,7 @@ public final class Ingestor: Service {
         guard let cluster = try await connectToCluster() else { return }
         defer { cluster.connection.close() }
         jetStream.withLock { $0 = cluster.jetStream }
+        host.addReadinessCheck { [connection = cluster.connection] in connection.isConnected ? nil : "not connected to the NATS cluster" }
         let forwarder: DownlinkForwarder
         do {
             let subscription = try cluster.jetStream.pullSubscription(

@@ -12,15 +12,24 @@ enum RunPhase: Sendable {
 
 /// What runs beside the handlers while the host runs: progress, backfill of gaps, the silence warning.
 extension HandlerHost {
-    /// Why the host is not ready to handle uplinks (empty: ready): before the connection, while it is down, and
-    /// once shutdown began.
+    /// Why the host is not ready to handle uplinks (empty: ready): before the connection, while it (or a condition
+    /// of ``addReadinessCheck(_:)``) is down, and once shutdown began.
     public var notReadyReasons: [String] {
         let app = configuration.client.applicationID
         switch phase.withLock({ $0 }) {
         case .starting: return ["\(app): starting (loading scripts, connecting)"]
         case .stopping: return ["\(app): shutting down"]
-        case .running: return source.isRunning ? [] : ["\(app): not connected to \(source.peerName)"]
+        case .running:
+            let reasons = (source.isRunning ? [] : ["not connected to \(source.peerName)"]) + readinessChecks.withLock { $0 }.compactMap { $0() }
+            return reasons.map { "\(app): \($0)" }
         }
+    }
+
+    /// Adds a condition of readiness besides the source's connection, such as another connection the handlers need:
+    /// `check` returns why the host is not ready (the application id goes before it), or nil. It is asked while the
+    /// host runs, on every `/health/ready` request and metrics scrape, so it must return at once.
+    public func addReadinessCheck(_ check: @escaping @Sendable () -> String?) {
+        readinessChecks.withLock { $0.append(check) }
     }
 
     /// The Storage Integration client for `backfill`, with the client's key unless it has its own.

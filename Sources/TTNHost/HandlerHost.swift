@@ -165,6 +165,8 @@ public final class HandlerHost: Service, UplinkReceiver {
     let lastUplink = Locked<ContinuousClock.Instant?>(nil)
     /// Where ``run()`` is: what `/health/ready` reports.
     let phase = Locked(RunPhase.starting)
+    /// The conditions of readiness besides the source's connection (``addReadinessCheck(_:)``).
+    let readinessChecks = Locked<[@Sendable () -> String?]>([])
     /// Set when shutdown begins: uplinks arriving after it are counted, not queued, and events are dropped.
     let stopping = Atomic(false)
     private let arrivedDuringShutdown = Counter()

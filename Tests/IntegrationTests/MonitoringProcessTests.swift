@@ -73,6 +73,22 @@ struct MonitoringProcessTests {
         return (status, String(decoding: data, as: UTF8.self))
     }
 
+    /// The port of the endpoint a ttn-host started with `--http 127.0.0.1:0 --log-format json` listens on, from the
+    /// line it logs to `log`; fails the test when none comes.
+    static func listeningPort(log: String) async throws -> Int {
+        @Sendable func port() -> Int? {
+            ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").lazy.compactMap { line -> Int? in
+                guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                    object["message"] as? String == "Monitoring endpoint listening",
+                    let address = object["http.address"] as? String
+                else { return nil }
+                return address.split(separator: ":").last.flatMap { Int($0) }
+            }.first
+        }
+        #expect(await eventually { port() != nil }, "the endpoint logs where it listens: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        return try #require(port())
+    }
+
     /// Polls `path` until its status is `status`.
     static func waitFor(_ status: Int, _ port: Int, _ path: String, timeout: Duration = .seconds(20)) async -> Bool {
         let deadline = ContinuousClock.now + timeout * Broker.timeScale
@@ -112,19 +128,7 @@ struct MonitoringProcessTests {
         )
         defer { host.stop() }
         @Sendable func lines() -> [String] { ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init) }
-        @Sendable func listeningPort() -> Int? {
-            lines().lazy.compactMap { line -> Int? in
-                guard let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                    object["message"] as? String == "Monitoring endpoint listening",
-                    let address = object["http.address"] as? String
-                else { return nil }
-                return address.split(separator: ":").last.flatMap { Int($0) }
-            }.first
-        }
-
-        // The endpoint's port, from its log line.
-        #expect(await eventually { listeningPort() != nil }, "the endpoint logs where it listens: \(lines())")
-        let http = try #require(listeningPort())
+        let http = try await Self.listeningPort(log: log)
 
         #expect(await Self.get(http, "/health/live")?.status == 200)
         let starting = await Self.get(http, "/health/ready")
