@@ -126,15 +126,20 @@ public final class ClusterState: StateNamespaces, StateDocumentStore {
             configuration.logger = logger
             let connection = try NATSConnection(configuration)
             do throws(NATSError) {
-                let bucket = try connection.jetStream().keyValue(
-                    bucket: settings.stateBucket,
-                    create: creating ? KeyValueSettings(bucket: settings.stateBucket, replicas: settings.replicas, readsFromLeader: true) : nil
-                )
+                let jetStream = try connection.jetStream()
+                let bucket: KeyValueBucket?
+                if creating {
+                    let created = KeyValueSettings(bucket: settings.stateBucket, replicas: settings.replicas, readsFromLeader: true)
+                    bucket = try jetStream.keyValue(bucket: settings.stateBucket, create: created)
+                } else {
+                    bucket = try jetStream.existingKeyValue(bucket: settings.stateBucket)
+                }
+                guard let bucket else {
+                    connection.close()
+                    return nil
+                }
                 opened = Opened(connection: connection, bucket: bucket)
                 return bucket
-            } catch where !creating && error.kind == .notFound {
-                connection.close()
-                return nil
             } catch {
                 connection.close()
                 throw error

@@ -332,6 +332,17 @@ public final class JetStream: Sendable {
         return KeyValueBucket(jetStream: self, bucket: bucket, handle: KeyValueHandle(raw: store))
     }
 
+    /// Opens the key-value bucket `bucket` when it exists; nil when the server says there is no such bucket. No
+    /// answer (no responders while a leader is elected, a timeout) is an error, not a missing bucket.
+    public func existingKeyValue(bucket: String) throws(NATSError) -> KeyValueBucket? {
+        var store: OpaquePointer?
+        let status = js_KeyValue(&store, handle.raw, bucket)
+        if status == NATS_NOT_FOUND { return nil }
+        try NATSError.check(status, "Opening bucket \(bucket)")
+        guard let store else { throw NATSError(.other, "Opening bucket \(bucket) failed") }
+        return KeyValueBucket(jetStream: self, bucket: bucket, handle: KeyValueHandle(raw: store))
+    }
+
     /// Makes `stream` answer reads only from its leader (`allow_direct` off); true when it had to change.
     private func turnOffDirectReads(stream: String) throws(NATSError) -> Bool {
         try existingStreamInfo(stream) { info throws(NATSError) -> Bool in

@@ -334,7 +334,7 @@ struct NATSClientTests {
         #expect(stillNothing.isEmpty)
     }
 
-    @Test("a key-value bucket creates, refuses an existing key and a stale revision, deletes and lists keys")
+    @Test("a key-value bucket creates, refuses an existing key and a stale revision, deletes and lists keys; opening only an existing one finds none before")
     func keyValue() async throws {
         let server = try await NATSTestServer.start()
         defer { server.stop() }
@@ -342,8 +342,11 @@ struct NATSClientTests {
 
         let absent = await natsError { _ = try js.keyValue(bucket: "state", create: nil) }
         #expect(absent?.kind == .notFound)
+        #expect(try js.existingKeyValue(bucket: "state") == nil, "a missing bucket is nil, and is not created")
+        #expect(try js.existingKeyValue(bucket: "state") == nil)
         let bucket = try js.keyValue(bucket: "state", create: KeyValueSettings(bucket: "state", history: 5))
         _ = try js.keyValue(bucket: "state", create: nil)
+        #expect(try js.existingKeyValue(bucket: "state") != nil)
         #expect(try bucket.keys() == [])
         #expect(try bucket.get("device.1") == nil)
 
