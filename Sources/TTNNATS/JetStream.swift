@@ -295,9 +295,10 @@ public final class JetStream: Sendable {
         if let settings, settings.bucket != bucket {
             throw NATSError(.invalid, "Opening bucket \(bucket) failed: the settings are for bucket \(settings.bucket)")
         }
-        var store: OpaquePointer?
-        var status = js_KeyValue(&store, handle.raw, bucket)
-        if status == NATS_NOT_FOUND, let settings {
+        let opened: KeyValueBucket
+        if let existing = try existingKeyValue(bucket: bucket) {
+            opened = existing
+        } else if let settings {
             let strings = CStrings()
             defer { strings.free() }
             var config = kvConfig()
@@ -309,27 +310,19 @@ public final class JetStream: Sendable {
             config.History = UInt8(settings.history)
             config.Replicas = Int32(settings.replicas)
             config.StorageType = js_FileStorage
-            status = js_CreateKeyValue(&store, handle.raw, &config)
-            try NATSError.check(status, "Creating bucket \(bucket)")
+            var store: OpaquePointer?
+            try NATSError.check(js_CreateKeyValue(&store, handle.raw, &config), "Creating bucket \(bucket)")
+            guard let store else { throw NATSError(.other, "Creating bucket \(bucket) failed") }
+            opened = KeyValueBucket(jetStream: self, bucket: bucket, handle: KeyValueHandle(raw: store))
+        } else {
+            throw NATSError(.notFound, "Opening bucket \(bucket) failed: there is no such bucket")
         }
-        try NATSError.check(status, "Opening bucket \(bucket)")
-        guard var store else { throw NATSError(.other, "Opening bucket \(bucket) failed") }
-        var changed = false
-        do throws(NATSError) {
-            if settings?.readsFromLeader == true { changed = try turnOffDirectReads(stream: "KV_\(bucket)") }
-        } catch {
-            kvStore_Destroy(store)
-            throw error
+        guard settings?.readsFromLeader == true, try turnOffDirectReads(stream: "KV_\(bucket)") else { return opened }
+        // libnats decides between direct and leader reads when it opens the bucket.
+        guard let reopened = try existingKeyValue(bucket: bucket) else {
+            throw NATSError(.notFound, "Opening bucket \(bucket) failed: it was deleted while being opened")
         }
-        if changed {
-            // libnats decides between direct and leader reads when it opens the bucket.
-            kvStore_Destroy(store)
-            var reopened: OpaquePointer?
-            try NATSError.check(js_KeyValue(&reopened, handle.raw, bucket), "Opening bucket \(bucket)")
-            guard let reopened else { throw NATSError(.other, "Opening bucket \(bucket) failed") }
-            store = reopened
-        }
-        return KeyValueBucket(jetStream: self, bucket: bucket, handle: KeyValueHandle(raw: store))
+        return reopened
     }
 
     /// Opens the key-value bucket `bucket` when it exists; nil when the server says there is no such bucket. No
