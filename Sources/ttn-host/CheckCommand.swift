@@ -30,7 +30,7 @@ struct ScriptOptions: ParsableArguments {
     @Option(name: .customLong("app-id"), help: "Application id the downlink topics name. (TTN_APP_ID, default replay)")
     var appID: String?
 
-    var directory: String { scriptsOption ?? ProcessInfo.processInfo.environment["TTN_SCRIPTS"] ?? "" }
+    var directory: String { scriptsOption ?? processEnvironment["TTN_SCRIPTS"] ?? "" }
 
     func validate() throws {
         guard !directory.isEmpty else { throw ValidationError("Give the scripts directory with --scripts or TTN_SCRIPTS.") }
@@ -40,7 +40,7 @@ struct ScriptOptions: ParsableArguments {
     /// Loads the scripts with the host's default limits, reporting what they do to `output`; their state is in
     /// `stateDirectory`, or a throw-away directory when nil.
     func load(stateDirectory: String? = nil, output: @escaping @Sendable (String) -> Void) throws -> OfflineScripts {
-        let application = appID ?? ProcessInfo.processInfo.environment["TTN_APP_ID"] ?? "replay"
+        let application = appID ?? processEnvironment["TTN_APP_ID"] ?? "replay"
         return try OfflineScripts(
             directory: directory, applicationID: application, limits: LuaLimits(), stateDirectory: stateDirectory, output: output
         )

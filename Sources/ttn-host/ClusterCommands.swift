@@ -39,9 +39,11 @@ struct ClusterOptions: ParsableArguments {
     var maxDeliver: Int = 5
 
     /// The servers of `--nats` or `TTN_NATS`.
-    var servers: [String] {
-        (nats ?? processEnvironment["TTN_NATS"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-            .filter { !$0.isEmpty }
+    var servers: [String] { Self.servers(nats ?? processEnvironment["TTN_NATS"] ?? "") }
+
+    /// The servers of a comma-separated list, as `--nats` takes them.
+    static func servers(_ list: String) -> [String] {
+        list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
     }
 
     func validate() throws {

@@ -92,7 +92,7 @@ struct StateLocationOptions: ParsableArguments {
     }
 
     private func settings(servers: String, application: String) -> ClusterSettings {
-        ClusterSettings(servers: servers.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }, application: application)
+        ClusterSettings(servers: ClusterOptions.servers(servers), application: application)
     }
 }
 
@@ -103,7 +103,7 @@ struct StateOptions: ParsableArguments {
 
     /// The directory from an option's value, the environment, or the default.
     static func directory(_ option: String?) -> String {
-        option ?? ProcessInfo.processInfo.environment["TTN_STATE_DIR"] ?? "./ttn-host-state"
+        option ?? processEnvironment["TTN_STATE_DIR"] ?? "./ttn-host-state"
     }
 
     /// Opens the state of an existing directory; a usage error when there is none, or another process uses it.
