@@ -19,8 +19,9 @@ struct SinkMQTTTests {
     /// A topic prefix of this test's own, so that parallel tests never see each other's messages.
     private static func prefix() -> String { "v3/sinks-\(UUID().uuidString.prefix(8).lowercased())" }
 
+    /// `timeout` defaults to 10 s, stretched for the sanitizer runs (TTN_TEST_TIME_SCALE) as every wait here is.
     private static func configuration(
-        port: Int, prefix: String, password: String = Broker.networkPassword, timeout: Duration = .seconds(10)
+        port: Int, prefix: String, password: String = Broker.networkPassword, timeout: Duration = .seconds(10) * Broker.timeScale
     ) -> MQTTSinkConfiguration {
         MQTTSinkConfiguration(
             host: "127.0.0.1", port: port, topic: "\(prefix)/{app}/{device}/{script}", username: Broker.networkUser,
