@@ -159,7 +159,7 @@ struct NATSClientTests {
         #expect(connection.isConnected)
         #expect(connection.connectedURL == server.url)
         try connection.publish("core.subject", Self.bytes("hello"))
-        try await blocking { try connection.flush(timeout: .seconds(5)) }
+        try await blocking { try connection.flush(timeout: .seconds(5) * Broker.timeScale) }
 
         connection.close()
         connection.close()
@@ -233,7 +233,7 @@ struct NATSClientTests {
         for number in 1...3 { _ = try js.publish("work.job", Self.bytes("\(number)"), messageID: "job-\(number)") }
 
         let subscription = try js.pullSubscription(stream: "WORK", consumer: "worker", filterSubject: "work.>")
-        let first = try await blocking { try subscription.fetch(batch: 1, timeout: .seconds(5)) }
+        let first = try await blocking { try subscription.fetch(batch: 1, timeout: .seconds(5) * Broker.timeScale) }
         #expect(first.map(\.payload) == [Self.bytes("1")])
         #expect(first.first?.streamSequence == 1)
         #expect(first.first?.deliveryCount == 1)
@@ -248,11 +248,11 @@ struct NATSClientTests {
         #expect(blockedBatch.isEmpty)
 
         try await blocking { try first.first?.acknowledge() }
-        let second = try await blocking { try subscription.fetch(batch: 1, timeout: .seconds(5)) }
+        let second = try await blocking { try subscription.fetch(batch: 1, timeout: .seconds(5) * Broker.timeScale) }
         #expect(second.map(\.payload) == [Self.bytes("2")])
         #expect(second.first?.streamSequence == 2)
         try await blocking { try second.first?.acknowledge() }
-        let third = try await blocking { try subscription.fetch(batch: 1, timeout: .seconds(5)) }
+        let third = try await blocking { try subscription.fetch(batch: 1, timeout: .seconds(5) * Broker.timeScale) }
         #expect(third.map(\.payload) == [Self.bytes("3")])
         try await blocking { try third.first?.acknowledge() }
 
@@ -266,7 +266,7 @@ struct NATSClientTests {
         #expect(closedFetch?.kind == .invalid)
         _ = try js.publish("work.job", Self.bytes("4"), messageID: "job-4")
         let again = try js.pullSubscription(stream: "WORK", consumer: "worker", filterSubject: "work.>")
-        let fourth = try await blocking { try again.fetch(batch: 1, timeout: .seconds(5)) }
+        let fourth = try await blocking { try again.fetch(batch: 1, timeout: .seconds(5) * Broker.timeScale) }
         #expect(fourth.map(\.payload) == [Self.bytes("4")])
         try await blocking { try fourth.first?.acknowledge() }
 
@@ -286,17 +286,17 @@ struct NATSClientTests {
         _ = try js.publish("nak.job", Self.bytes("retry me"), messageID: nil)
         let subscription = try js.pullSubscription(stream: "NAK", consumer: "worker", filterSubject: "nak.>")
 
-        let first = try #require(try await blocking { try subscription.fetch(batch: 1, timeout: .seconds(5)) }.first)
+        let first = try #require(try await blocking { try subscription.fetch(batch: 1, timeout: .seconds(5) * Broker.timeScale) }.first)
         #expect(first.deliveryCount == 1)
         try first.reject(delay: nil)
 
-        let second = try #require(try await blocking { try subscription.fetch(batch: 1, timeout: .seconds(5)) }.first)
+        let second = try #require(try await blocking { try subscription.fetch(batch: 1, timeout: .seconds(5) * Broker.timeScale) }.first)
         #expect(second.streamSequence == first.streamSequence)
         #expect(second.payload == Self.bytes("retry me"))
         #expect(second.deliveryCount == 2)
         try second.reject(delay: .milliseconds(300))
 
-        let third = try #require(try await blocking { try subscription.fetch(batch: 1, timeout: .seconds(10)) }.first)
+        let third = try #require(try await blocking { try subscription.fetch(batch: 1, timeout: .seconds(10) * Broker.timeScale) }.first)
         #expect(third.streamSequence == first.streamSequence)
         #expect(third.deliveryCount == 3)
         try await blocking { try third.acknowledge() }
@@ -316,10 +316,10 @@ struct NATSClientTests {
         _ = try js.publish("slow.job", Self.bytes("forgotten"), messageID: nil)
         let subscription = try js.pullSubscription(stream: "SLOW", consumer: "worker", filterSubject: "slow.>")
 
-        let first = try #require(try await blocking { try subscription.fetch(batch: 1, timeout: .seconds(5)) }.first)
+        let first = try #require(try await blocking { try subscription.fetch(batch: 1, timeout: .seconds(5) * Broker.timeScale) }.first)
         #expect(first.deliveryCount == 1)
         // Not acknowledged: the server delivers it again once the ack wait passed.
-        let second = try #require(try await blocking { try subscription.fetch(batch: 1, timeout: .seconds(15)) }.first)
+        let second = try #require(try await blocking { try subscription.fetch(batch: 1, timeout: .seconds(15) * Broker.timeScale) }.first)
         #expect(second.streamSequence == first.streamSequence)
         #expect(second.payload == Self.bytes("forgotten"))
         #expect(second.deliveryCount == 2)

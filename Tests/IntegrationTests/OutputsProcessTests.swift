@@ -64,7 +64,7 @@ struct OutputsProcessTests {
     /// again for up to two seconds (as `withState` does).
     private func stateList(_ state: URL) async throws -> (status: Int32, output: String) {
         var result = try await command(["state", "list", "--state-dir", state.path])
-        let deadline = ContinuousClock.now + .seconds(2)
+        let deadline = ContinuousClock.now + .seconds(2) * Broker.timeScale
         while result.status != 0 && result.output.contains("is in use") && ContinuousClock.now < deadline {
             try await Task.sleep(for: .milliseconds(50))
             result = try await command(["state", "list", "--state-dir", state.path])
