@@ -66,7 +66,7 @@ struct DeliveryQueueTests {
         recorder.queue.enqueue(1)  // starts draining, and blocks in the handler
         for item in 2...10 { recorder.queue.enqueue(item, deferringWake: true) }
         for _ in 1...10 { gate.signal() }
-        #expect(recorder.queue.waitUntilIdle(timeout: .seconds(10)))
+        #expect(recorder.queue.waitUntilIdle(timeout: .seconds(60)))
         #expect(recorder.items == Array(1...10))
     }
 
@@ -77,7 +77,7 @@ struct DeliveryQueueTests {
         recorder.queue.wake()
         #expect(recorder.queue.count == 1)  // a paused queue counts as idle, so there is nothing to wait for
         recorder.queue.resume()
-        #expect(recorder.queue.waitUntilIdle(timeout: .seconds(10)))
+        #expect(recorder.queue.waitUntilIdle(timeout: .seconds(60)))
         #expect(recorder.items == [1])
     }
 
@@ -86,7 +86,7 @@ struct DeliveryQueueTests {
         let recorder = Recorder(limit: 10)
         for item in 1...25 { recorder.queue.enqueue(item, deferringWake: true) }
         recorder.queue.wake()
-        #expect(recorder.queue.waitUntilIdle(timeout: .seconds(10)))
+        #expect(recorder.queue.waitUntilIdle(timeout: .seconds(60)))
         #expect(recorder.items == Array(16...25))
         #expect(recorder.queue.droppedCount == 15)
     }
@@ -118,7 +118,7 @@ struct DeliveryQueueByteBudgetTests {
         #expect(dropped.withLock { $0 } == [3, 4, 2, 5], "one item over the budget alone is kept")
         #expect(queue.count == 1 && queue.byteCount == 50 && queue.droppedCount == 4)
         for _ in 0..<2 { gate.signal() }
-        #expect(queue.waitUntilIdle(timeout: .seconds(10)))
+        #expect(queue.waitUntilIdle(timeout: .seconds(60)))
         #expect(handled.withLock { $0 } == [1, 50])
         #expect(queue.byteCount == 0)
     }

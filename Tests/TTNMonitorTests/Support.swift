@@ -65,7 +65,7 @@ private let client = {
 func fetch(_ path: String, port: Int, head: Bool = false) async throws -> Answer {
     var request = HTTPClientRequest(url: "http://127.0.0.1:\(port)\(path)")
     request.method = head ? .HEAD : .GET
-    let response = try await client.execute(request, timeout: .seconds(10))
+    let response = try await client.execute(request, timeout: .seconds(60))
     let body = try await response.body.collect(upTo: 1 << 20)
     return Answer(
         status: Int(response.status.code), contentType: response.headers.first(name: "content-type"),
