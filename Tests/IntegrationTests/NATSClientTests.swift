@@ -131,7 +131,7 @@ fileprivate func natsError(_ work: @escaping @Sendable () throws -> Void) async 
     }
 }
 
-@Suite("NATS client (TTNNATS) against nats-server", .enabled(if: NATSTestServer.shouldRun), .timeLimit(.minutes(1)))
+@Suite("NATS client (TTNNATS) against nats-server", .enabled(if: NATSTestServer.shouldRun), .timeLimit(.minutes(3)))
 struct NATSClientTests {
     static func connect(
         _ server: NATSTestServer, _ configure: (inout NATSConfiguration) -> Void = { _ in }
@@ -309,24 +309,25 @@ struct NATSClientTests {
         defer { server.stop() }
         let js = try await Self.connect(server).jetStream()
         try js.ensureStream(StreamSettings(name: "SLOW", subjects: ["slow.>"], retention: .limits))
-        // 5 s, not less: the terminate below must reach the server within one ack wait of the second delivery, even on
-        // two cores shared with the rest of the suite under ThreadSanitizer, or the server rightly delivers the message
-        // a third time first (3 s was too short there once).
-        try js.ensureConsumer(stream: "SLOW", ConsumerSettings(durable: "worker", filterSubject: "slow.>", ackWait: .seconds(5)))
+        // The terminate below must reach the server within one ack wait of the second delivery, or the server rightly
+        // delivers the message a third time first: so the ack wait stretches with the sanitizers' stalls, in which two
+        // cores are shared by two dozen instrumented tests.
+        let ackWait = Duration.seconds(5) * Broker.timeScale
+        try js.ensureConsumer(stream: "SLOW", ConsumerSettings(durable: "worker", filterSubject: "slow.>", ackWait: ackWait))
         _ = try js.publish("slow.job", Self.bytes("forgotten"), messageID: nil)
         let subscription = try js.pullSubscription(stream: "SLOW", consumer: "worker", filterSubject: "slow.>")
 
         let first = try #require(try await blocking { try subscription.fetch(batch: 1, timeout: .seconds(5) * Broker.timeScale) }.first)
         #expect(first.deliveryCount == 1)
         // Not acknowledged: the server delivers it again once the ack wait passed.
-        let second = try #require(try await blocking { try subscription.fetch(batch: 1, timeout: .seconds(15) * Broker.timeScale) }.first)
+        let second = try #require(try await blocking { try subscription.fetch(batch: 1, timeout: ackWait * 3) }.first)
         #expect(second.streamSequence == first.streamSequence)
         #expect(second.payload == Self.bytes("forgotten"))
         #expect(second.deliveryCount == 2)
 
         try second.terminate()
         // Twice the ack wait: a message that was not terminated would have come again by then.
-        let after = try await blocking { try subscription.fetch(batch: 1, timeout: .seconds(10)) }
+        let after = try await blocking { try subscription.fetch(batch: 1, timeout: ackWait * 2) }
         #expect(after.isEmpty, "delivered again after terminate: deliveries \(after.map(\.deliveryCount))")
         // Settled: libnats sends nothing more for it.
         try second.reject(delay: nil)
