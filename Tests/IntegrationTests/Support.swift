@@ -70,7 +70,7 @@ final class NetworkSide: ConnectionObserver {
             password: Broker.networkPassword, tls: .disabled, legacyV2: false
         )
         let settings = MosquittoConnection.Settings(
-            keepAlive: 30, connectTimeout: .seconds(10), minimumReconnectDelay: .milliseconds(100),
+            keepAlive: 30, connectTimeout: .seconds(10) * Broker.timeScale, minimumReconnectDelay: .milliseconds(100),
             maximumReconnectDelay: .seconds(1), clientID: "\(name)-\(UUID().uuidString.prefix(8))"
         )
         return try MosquittoConnection(key: key, settings: settings, filters: filters, logger: .init(label: name))
