@@ -87,9 +87,9 @@ func withState<Result>(_ directory: URL, _ namespace: String, _ body: (ScriptSta
 
 /// Opens the state the host just closed. Its lock is a `flock`, held by an open file description, and a child
 /// process that another test spawns at that very moment holds a copy of it from its fork until its exec, where
-/// close-on-exec drops it: so a lock still held is asked again for up to two seconds.
+/// close-on-exec drops it: so a lock still held is asked again for up to two seconds, stretched by TTN_TEST_TIME_SCALE.
 private func openWhenReleased(_ directory: URL) throws -> StateDatabase {
-    let deadline = ContinuousClock.now + .seconds(2)
+    let deadline = ContinuousClock.now + .seconds(2) * Broker.timeScale
     var opened: StateDatabase?
     while opened == nil {
         do {

@@ -61,7 +61,7 @@ struct OutputsProcessTests {
 
     /// `ttn-host state list` on `state`, just after the host on it stopped. The host's lock is a `flock`, which a
     /// child process another test spawns at that moment holds from its fork until its exec: so an "in use" is asked
-    /// again for up to two seconds (as `withState` does).
+    /// again for up to two seconds, stretched by TTN_TEST_TIME_SCALE (as `withState` does).
     private func stateList(_ state: URL) async throws -> (status: Int32, output: String) {
         var result = try await command(["state", "list", "--state-dir", state.path])
         let deadline = ContinuousClock.now + .seconds(2) * Broker.timeScale
