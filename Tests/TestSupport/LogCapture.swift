@@ -3,7 +3,7 @@ import TTNSync
 
 /// A log handler that keeps every message with its level, for tests that assert what was logged.
 public final class LogCapture: LogHandler, @unchecked Sendable {
-    // @unchecked Sendable: the only mutable state, `entries`, sits behind a lock; the LogHandler properties are
+    // @unchecked Sendable: the only mutable state, `lines`, sits behind a lock; the LogHandler properties are
     // set once when the test builds its Logger.
     private let lines = Locked<[(level: Logger.Level, message: String)]>([])
     public var metadata: Logger.Metadata = [:]
