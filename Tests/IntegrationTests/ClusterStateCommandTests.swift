@@ -23,6 +23,8 @@ extension ClusterTests {
             }
         }
         #expect(await eventually(timeout: .seconds(30)) { downlinks.distinct >= 6 }, "every uplink answered: \(worker.tail())")
+        // Waits for the last commit: one landing after the forget below would bring the document back.
+        await run.expectStoreCounters(["dev-00": 3, "dev-01": 3])
 
         let bucket = ["--nats", run.urls, "--app-id", run.application]
         // Two keys, "dev-00" and "dev-01", each holding 3: 2 × (6 + 1) bytes.
@@ -41,16 +43,20 @@ extension ClusterTests {
         )
         #expect(await eventually(timeout: .seconds(30)) { downlinks.distinct >= 7 }, "\(worker.tail())")
         #expect(downlinks.answers(of: "dev-00").last.map { [$0.fCnt, $0.count] } == [3, 1], "\(downlinks.answers(of: "dev-00"))")
-        // The downlink goes out during the invocation, and its state is committed to the bucket after it.
-        #expect(
-            await eventually(timeout: .seconds(30)) { (try? run.storeCounters()) == ["dev-00": 1] },
-            "the bucket holds the new count: \(String(describing: try? run.storeCounters()))"
-        )
+        await run.expectStoreCounters(["dev-00": 1])
         #expect(await run.terminate([ingestor, worker]) == [0, 0])
     }
 }
 
 extension ClusterRun {
+    /// Expects ``storeCounters()`` to read `expected`, waiting for it: a worker sends an invocation's downlink while
+    /// the invocation runs and commits its state to the bucket after it, so a downlink seen does not mean its count
+    /// is in the bucket yet.
+    func expectStoreCounters(_ expected: [String: Int], sourceLocation: SourceLocation = #_sourceLocation) async {
+        let reached = await eventually(timeout: .seconds(30)) { (try? self.storeCounters()) == expected }
+        #expect(reached, "the bucket's counters: \(String(describing: try? storeCounters()))", sourceLocation: sourceLocation)
+    }
+
     /// Runs `ttn-host` with `arguments` to its end: its exit status and what it printed (standard output and error).
     func command(_ arguments: [String]) async throws -> (status: Int32, output: String) {
         let log = "\(directory)/command-\(UUID().uuidString.prefix(8)).log"
