@@ -49,12 +49,12 @@ extension ClusterTests {
 }
 
 extension ClusterRun {
-    /// Expects ``storeCounters()`` to read `expected`, waiting for it: a worker sends an invocation's downlink while
+    /// Expects the bucket's counters to read `expected`, waiting for it: a worker sends an invocation's downlink while
     /// the invocation runs and commits its state to the bucket after it, so a downlink seen does not mean its count
     /// is in the bucket yet.
     func expectStoreCounters(_ expected: [String: Int], sourceLocation: SourceLocation = #_sourceLocation) async {
-        let reached = await eventually(timeout: .seconds(30)) { (try? self.storeCounters()) == expected }
-        #expect(reached, "the bucket's counters: \(String(describing: try? storeCounters()))", sourceLocation: sourceLocation)
+        let reached = await eventually(timeout: .seconds(30)) { (try? self.committedStoreCounters()) == expected }
+        #expect(reached, "the bucket's counters: \(String(describing: try? committedStoreCounters()))", sourceLocation: sourceLocation)
     }
 
     /// Runs `ttn-host` with `arguments` to its end: its exit status and what it printed (standard output and error).

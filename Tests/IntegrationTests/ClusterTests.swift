@@ -98,7 +98,7 @@ struct ClusterTests {
         }
         let report = downlinks.check(devices: (0..<devices).map(Self.device), frames: perDevice, excusing: Set(excused.map(\.key)))
         let streams = await NATSCluster.streams()
-        let counters = try #require(try run.storeCounters(), "the script's state document is in the bucket")
+        let counters = try run.storeCounters()
         let miscounted = (0..<devices).map(Self.device).filter { counters[$0] != perDevice }
         let summary = """
             cluster run of \(run.application): published \(total) in \(publishTime) (\(stalls) stalls), \
@@ -154,7 +154,7 @@ struct ClusterTests {
         let completeTime = ContinuousClock.now - started
         try await Task.sleep(for: .seconds(2 * Self.ackWait))
         let report = downlinks.check(devices: (0..<devices).map(Self.device), frames: perDevice)
-        let counters = try #require(try run.storeCounters(), "the script's state document is in the bucket")
+        let counters = try run.storeCounters()
         #expect(
             (0..<devices).map(Self.device).allSatisfy { counters[$0] == perDevice },
             "each device's store counter counted each of its uplinks once: \(counters)"
@@ -302,9 +302,13 @@ final class ClusterRun: Sendable {
         return statuses
     }
 
-    /// The workers' counters: the store of answer.lua in the state bucket, read as the cluster has it now; nil while
-    /// the script's state document is not in the bucket.
-    func storeCounters() throws -> [String: Int]? {
+    /// The workers' counters: the store of answer.lua in the state bucket, read as the cluster has it now.
+    func storeCounters() throws -> [String: Int] {
+        try #require(try committedStoreCounters(), "the script's state document is in the bucket")
+    }
+
+    /// ``storeCounters()``, or nil while the script's state document is not in the bucket.
+    func committedStoreCounters() throws -> [String: Int]? {
         let connection = try NATSConnection(NATSConfiguration(servers: urls.split(separator: ",").map(String.init), name: "cluster test"))
         defer { connection.close() }
         let bucket = try connection.jetStream().keyValue(bucket: "ttn-\(application)-state", create: nil)

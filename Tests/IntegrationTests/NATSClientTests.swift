@@ -144,6 +144,9 @@ struct NATSClientTests {
 
     static func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
 
+    /// How long a fetch that expects a message waits for it: 5 s, stretched by TTN_TEST_TIME_SCALE.
+    static let messageWait = Duration.seconds(5) * Broker.timeScale
+
     @Test("a connection fails when no server answers, publishes with core NATS, and refuses work once closed")
     func connection() async throws {
         let unused = try freePort()
@@ -233,7 +236,7 @@ struct NATSClientTests {
         for number in 1...3 { _ = try js.publish("work.job", Self.bytes("\(number)"), messageID: "job-\(number)") }
 
         let subscription = try js.pullSubscription(stream: "WORK", consumer: "worker", filterSubject: "work.>")
-        let first = try await blocking { try subscription.fetch(batch: 1, timeout: .seconds(5) * Broker.timeScale) }
+        let first = try await blocking { try subscription.fetch(batch: 1, timeout: Self.messageWait) }
         #expect(first.map(\.payload) == [Self.bytes("1")])
         #expect(first.first?.streamSequence == 1)
         #expect(first.first?.deliveryCount == 1)
@@ -248,11 +251,11 @@ struct NATSClientTests {
         #expect(blockedBatch.isEmpty)
 
         try await blocking { try first.first?.acknowledge() }
-        let second = try await blocking { try subscription.fetch(batch: 1, timeout: .seconds(5) * Broker.timeScale) }
+        let second = try await blocking { try subscription.fetch(batch: 1, timeout: Self.messageWait) }
         #expect(second.map(\.payload) == [Self.bytes("2")])
         #expect(second.first?.streamSequence == 2)
         try await blocking { try second.first?.acknowledge() }
-        let third = try await blocking { try subscription.fetch(batch: 1, timeout: .seconds(5) * Broker.timeScale) }
+        let third = try await blocking { try subscription.fetch(batch: 1, timeout: Self.messageWait) }
         #expect(third.map(\.payload) == [Self.bytes("3")])
         try await blocking { try third.first?.acknowledge() }
 
@@ -266,7 +269,7 @@ struct NATSClientTests {
         #expect(closedFetch?.kind == .invalid)
         _ = try js.publish("work.job", Self.bytes("4"), messageID: "job-4")
         let again = try js.pullSubscription(stream: "WORK", consumer: "worker", filterSubject: "work.>")
-        let fourth = try await blocking { try again.fetch(batch: 1, timeout: .seconds(5) * Broker.timeScale) }
+        let fourth = try await blocking { try again.fetch(batch: 1, timeout: Self.messageWait) }
         #expect(fourth.map(\.payload) == [Self.bytes("4")])
         try await blocking { try fourth.first?.acknowledge() }
 
@@ -286,17 +289,17 @@ struct NATSClientTests {
         _ = try js.publish("nak.job", Self.bytes("retry me"), messageID: nil)
         let subscription = try js.pullSubscription(stream: "NAK", consumer: "worker", filterSubject: "nak.>")
 
-        let first = try #require(try await blocking { try subscription.fetch(batch: 1, timeout: .seconds(5) * Broker.timeScale) }.first)
+        let first = try #require(try await blocking { try subscription.fetch(batch: 1, timeout: Self.messageWait) }.first)
         #expect(first.deliveryCount == 1)
         try first.reject(delay: nil)
 
-        let second = try #require(try await blocking { try subscription.fetch(batch: 1, timeout: .seconds(5) * Broker.timeScale) }.first)
+        let second = try #require(try await blocking { try subscription.fetch(batch: 1, timeout: Self.messageWait) }.first)
         #expect(second.streamSequence == first.streamSequence)
         #expect(second.payload == Self.bytes("retry me"))
         #expect(second.deliveryCount == 2)
         try second.reject(delay: .milliseconds(300))
 
-        let third = try #require(try await blocking { try subscription.fetch(batch: 1, timeout: .seconds(10) * Broker.timeScale) }.first)
+        let third = try #require(try await blocking { try subscription.fetch(batch: 1, timeout: Self.messageWait * 2) }.first)
         #expect(third.streamSequence == first.streamSequence)
         #expect(third.deliveryCount == 3)
         try await blocking { try third.acknowledge() }
@@ -317,7 +320,7 @@ struct NATSClientTests {
         _ = try js.publish("slow.job", Self.bytes("forgotten"), messageID: nil)
         let subscription = try js.pullSubscription(stream: "SLOW", consumer: "worker", filterSubject: "slow.>")
 
-        let first = try #require(try await blocking { try subscription.fetch(batch: 1, timeout: .seconds(5) * Broker.timeScale) }.first)
+        let first = try #require(try await blocking { try subscription.fetch(batch: 1, timeout: Self.messageWait) }.first)
         #expect(first.deliveryCount == 1)
         // Not acknowledged: the server delivers it again once the ack wait passed.
         let second = try #require(try await blocking { try subscription.fetch(batch: 1, timeout: ackWait * 3) }.first)
