@@ -48,9 +48,11 @@ final class HandlerRunner: Sendable {
     ///   - application: the application id, for the duration metric's labels.
     ///   - repeatableDownlinkIDs: whether the downlinks of an invocation get ids made from what it handles
     ///     (``HandlerHost/Configuration/repeatableDownlinkIDs``).
+    ///   - memoryRelease: what returns memory to the system when the queue ran empty after a backlog.
     ///   - body: runs one invocation; returns how it ended (and has logged a failure).
     init(
         name: String, kind: String, application: String, queueBytes: Int, logger: Logger, repeatableDownlinkIDs: Bool = false,
+        memoryRelease: BacklogMemoryRelease = .system,
         onDroppedTick: @escaping @Sendable (_ timerID: Int) -> Void = { _ in },
         body: @escaping @Sendable (HandlerWork) -> InvocationOutcome
     ) {
@@ -70,6 +72,7 @@ final class HandlerRunner: Sendable {
                     )
                 }
             },
+            onEmptied: { mostBytes in memoryRelease.queueEmptied(mostBytesWaiting: mostBytes, handler: name, logger: logger) },
             handler: { work in
                 let start = ContinuousClock.now
                 let outcome = if repeatableDownlinkIDs, let names = RepeatableDownlinkIDs(for: work, handler: name) {

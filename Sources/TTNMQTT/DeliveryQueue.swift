@@ -19,6 +19,8 @@ package final class DeliveryQueue<Item: Sendable>: Sendable {
         var handled = 0
         /// The sum of the waiting items' sizes.
         var bytes = 0
+        /// The most `bytes` held at once since the queue was last empty.
+        var mostBytes = 0
     }
 
     private let state: Locked<State>
@@ -28,6 +30,7 @@ package final class DeliveryQueue<Item: Sendable>: Sendable {
     private let dispatchQueue: DispatchQueue
     private let handler: @Sendable (Item) -> Void
     private let onDrop: @Sendable (_ dropped: Item, _ totalDropped: Int) -> Void
+    private let onEmptied: (@Sendable (_ mostBytesWaiting: Int) -> Void)?
     private let idle = Locked<[DispatchSemaphore]>([])
 
     /// - Parameters:
@@ -36,10 +39,13 @@ package final class DeliveryQueue<Item: Sendable>: Sendable {
     ///     they fit, keeping at least the newest item.
     ///   - paused: when true nothing is handled until ``resume()``.
     ///   - onDrop: called (on the producer's thread) with the dropped item and the running total after each drop.
+    ///   - onEmptied: called on the handler's thread each time the last waiting item was handled, with the most
+    ///     bytes (as `size` counts them, when more than 0) that waited at once since the queue was last empty. The
+    ///     queue counts as idle only after it returned.
     package init(
         label: String, limit: Int, byteLimit: Int = .max, size: @escaping @Sendable (Item) -> Int = { _ in 0 },
         paused: Bool = false, onDrop: @escaping @Sendable (_ dropped: Item, _ totalDropped: Int) -> Void,
-        handler: @escaping @Sendable (Item) -> Void
+        onEmptied: (@Sendable (_ mostBytesWaiting: Int) -> Void)? = nil, handler: @escaping @Sendable (Item) -> Void
     ) {
         self.state = Locked(State(isPaused: paused))
         self.limit = max(1, limit)
@@ -48,6 +54,7 @@ package final class DeliveryQueue<Item: Sendable>: Sendable {
         self.dispatchQueue = DispatchQueue(label: label)
         self.handler = handler
         self.onDrop = onDrop
+        self.onEmptied = onEmptied
     }
 
     /// Appends `item`, dropping the oldest waiting item if the queue is over its limit.
@@ -66,6 +73,7 @@ package final class DeliveryQueue<Item: Sendable>: Sendable {
                 state.dropped += 1
                 dropped.append((oldest, state.dropped))
             }
+            state.mostBytes = max(state.mostBytes, state.bytes)
             guard !state.isDraining, !state.isPaused else { return (false, dropped) }
             if deferringWake {
                 state.isWakeDeferred = true
@@ -142,22 +150,42 @@ package final class DeliveryQueue<Item: Sendable>: Sendable {
         }
     }
 
+    /// What a drain does next.
+    private enum Step {
+        case handle(Item)
+        /// Report the backlog of the queue that ran empty (`onEmptied`), then look again.
+        case reportEmptied(mostBytes: Int)
+        case stop
+    }
+
     private func drain() {
         var handledOne = false
-        while true {
+        loop: while true {
             // One lock per item: counting the item just handled and taking the next.
-            let next = state.withLock { state -> Item? in
+            let step = state.withLock { state -> Step in
                 if handledOne { state.handled += 1 }
-                guard !state.isPaused, let item = state.items.popFirst() else {
-                    state.isDraining = false
-                    return nil
+                if !state.isPaused, let item = state.items.popFirst() {
+                    state.bytes -= size(item)
+                    return .handle(item)
                 }
-                state.bytes -= size(item)
-                return item
+                // Reported while still draining, so that whoever waits for the queue to be idle sees its effects.
+                if state.items.isEmpty, state.mostBytes > 0, onEmptied != nil {
+                    defer { state.mostBytes = 0 }
+                    return .reportEmptied(mostBytes: state.mostBytes)
+                }
+                state.isDraining = false
+                return .stop
             }
-            guard let item = next else { break }
-            handler(item)
-            handledOne = true
+            handledOne = false
+            switch step {
+            case .handle(let item):
+                handler(item)
+                handledOne = true
+            case .reportEmptied(let mostBytes):
+                onEmptied?(mostBytes)
+            case .stop:
+                break loop
+            }
         }
         let waiters = idle.withLock { waiters in
             defer { waiters.removeAll() }

@@ -4,7 +4,7 @@ import TTNHost
 /// Writes `yaml` to a new file in the temporary directory, loads it, and deletes it.
 func loadConfiguration(_ yaml: String, environment: [String: String] = [:]) async throws(ConfigurationFileError) -> ConfigurationFile {
     let path = FileManager.default.temporaryDirectory.appendingPathComponent("ttn-host-\(UUID().uuidString).yaml").path
-    FileManager.default.createFile(atPath: path, contents: Data(yaml.utf8))
+    precondition(FileManager.default.createFile(atPath: path, contents: Data(yaml.utf8)), "cannot write \(path)")
     defer { try? FileManager.default.removeItem(atPath: path) }
     return try await ConfigurationFile.load(path: path, environment: environment)
 }

@@ -122,4 +122,25 @@ struct DeliveryQueueByteBudgetTests {
         #expect(handled.withLock { $0 } == [1, 50])
         #expect(queue.byteCount == 0)
     }
+
+    @Test("each time the queue runs empty it reports the most bytes that waited at once since it was last empty")
+    func emptiedAfterBacklog() {
+        let reports = Locked<[Int]>([])
+        let reported = DispatchSemaphore(value: 0)
+        // Item n weighs n bytes.
+        let queue = DeliveryQueue<Int>(
+            label: "emptied", limit: .max, size: { $0 }, paused: true, onDrop: { _, _ in },
+            onEmptied: { mostBytes in
+                reports.withLock { $0.append(mostBytes) }
+                reported.signal()
+            }
+        ) { _ in }
+        for item in [3, 4, 2] { queue.enqueue(item) }
+        queue.resume()
+        #expect(reported.wait(timeout: .now() + 60) == .success)
+        #expect(reports.withLock { $0 } == [9], "one report for the backlog of 3 + 4 + 2 bytes")
+        queue.enqueue(5)
+        #expect(reported.wait(timeout: .now() + 60) == .success)
+        #expect(reports.withLock { $0 } == [9, 5], "the most is counted afresh after each time the queue ran empty")
+    }
 }
