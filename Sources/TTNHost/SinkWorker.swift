@@ -42,7 +42,15 @@ final class SinkWorker: Sendable {
         var failuresInARow = 0
         var drainDeadline: ContinuousClock.Instant?
         while true {
-            if drainDeadline == nil, signal.isStopping { drainDeadline = .now + drainTime }
+            if drainDeadline == nil, signal.isStopping {
+                drainDeadline = .now + drainTime
+                // The records of the last few milliseconds' invocations, not yet handed out, are part of the drain.
+                do {
+                    try outbox.commitOpenGroup()
+                } catch {
+                    logger.error("Cannot commit the last invocations' records before the drain", metadata: ["error": "\(error)"])
+                }
+            }
             if let drainDeadline, ContinuousClock.now >= drainDeadline { return }
             let records: [OutboxRecord]
             do {

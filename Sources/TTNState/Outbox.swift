@@ -31,14 +31,33 @@ public final class Outbox: Sendable {
         backing = .connection(Locked(connection))
     }
 
-    /// The first `limit` committed records of `sink`, in emit order.
+    /// The first `limit` committed records of `sink`, in emit order. In the host's database this leaves the open
+    /// group of commits open: the records of its invocations are handed out once it is committed
+    /// (``StateDatabase/observeEmits(_:)`` tells when).
     public func pending(sink: String, limit: Int) throws(StateError) -> [OutboxRecord] {
-        try withConnection { connection throws(StateError) in try OutboxTables.pending(sink: sink, limit: limit, connection) }
+        switch backing {
+        case .database(let database):
+            return try database.withStore { store throws(StateError) in try store.committedOutboxRecords(sink: sink, limit: limit) }
+        case .connection(let connection):
+            return try connection.withLock { connection throws(StateError) in try OutboxTables.pending(sink: sink, limit: limit, connection) }
+        }
     }
 
-    /// Removes delivered records.
+    /// Removes delivered records. In the host's database they leave with the open group of commits; a crash before it
+    /// is committed delivers them again, as the delivery guarantee allows.
     public func delivered(_ records: [OutboxRecord]) throws(StateError) {
-        try transaction { connection throws(StateError) in try OutboxTables.delete(records.map(\.sequence), connection) }
+        switch backing {
+        case .database(let database):
+            try database.withStore { store throws(StateError) in try store.deleteDelivered(records.map(\.sequence)) }
+        case .connection:
+            try transaction { connection throws(StateError) in try OutboxTables.delete(records.map(\.sequence), connection) }
+        }
+    }
+
+    /// Commits the host's open group of commits now, so that ``pending(sink:limit:)`` hands out its records at once:
+    /// for a last drain at shutdown.
+    public func commitOpenGroup() throws(StateError) {
+        if case .database(let database) = backing { try database.flush() }
     }
 
     /// Counts a failed delivery of `records`, keeping `error` as their last error.

@@ -14,20 +14,29 @@ enum OutboxTables {
 
     private static let columns = "seq, id, sink, app, script, device, time, value, created_at, attempts, last_error"
 
-    static func insert(_ emit: PendingEmit, _ connection: SQLiteConnection) throws(StateError) {
+    /// Inserts `emit`; returns its sequence number.
+    static func insert(_ emit: PendingEmit, _ connection: SQLiteConnection) throws(StateError) -> Int64 {
+        var sequence: Int64 = 0
         try connection.query(
-            "INSERT INTO outbox(id, sink, app, script, device, time, value, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            "INSERT INTO outbox(id, sink, app, script, device, time, value, created_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING seq",
             [
                 .text(emit.id), .text(emit.sink), .text(emit.application), .text(emit.script), emit.device.map(SQLValue.text) ?? .null,
                 .text(emit.time), .text(emit.value), .integer(emit.createdAt),
             ]
-        )
+        ) { row in
+            sequence = row.integer(0) ?? 0
+            return true
+        }
+        return sequence
     }
 
-    /// The first `limit` records of `sink`, in order.
-    static func pending(sink: String, limit: Int, _ connection: SQLiteConnection) throws(StateError) -> [OutboxRecord] {
+    /// The first `limit` records of `sink` before sequence number `end`, in order.
+    static func pending(sink: String, limit: Int, before end: Int64 = .max, _ connection: SQLiteConnection) throws(StateError) -> [OutboxRecord] {
         var records: [OutboxRecord] = []
-        try connection.query("SELECT \(columns) FROM outbox WHERE sink = ?1 ORDER BY seq LIMIT ?2", [.text(sink), .integer(Int64(limit))]) { row in
+        try connection.query(
+            "SELECT \(columns) FROM outbox WHERE sink = ?1 AND seq < ?3 ORDER BY seq LIMIT ?2",
+            [.text(sink), .integer(Int64(limit)), .integer(end)]
+        ) { row in
             records.append(record(row))
             return true
         }

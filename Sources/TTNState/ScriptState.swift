@@ -125,8 +125,9 @@ public final class ScriptState: HandlerState {
         invocation.withLock { invocation in invocation.order.map { (key: $0.string, json: invocation.writes[$0]?.json) } }
     }
 
-    /// Writes the open invocation's writes and emitted records in one SQLite transaction, making them visible and
-    /// durable together; without either it does not touch SQLite. On a failure (thrown as ``StateError/Kind/database`` with SQLite's
+    /// Writes the open invocation's writes and emitted records in one SQLite transaction, durable together with the
+    /// group of commits they join (``StateDatabase``); the records go to their sinks once it is written. Without
+    /// either it does not touch SQLite. On a failure (thrown as ``StateError/Kind/database`` with SQLite's
     /// message) the transaction is rolled back and the invocation's writes are discarded, as by ``rollback()``.
     public func commit() throws(StateError) {
         try invocation.withLock { invocation throws(StateError) in
@@ -138,7 +139,6 @@ public final class ScriptState: HandlerState {
             let emits = invocation.emits
             invocation = Invocation()
             try database.withStore { store throws(StateError) in try store.apply(name, writes, emits: emits) }
-            if !emits.isEmpty { database.emitted(to: Set(emits.map(\.sink))) }
         }
     }
 

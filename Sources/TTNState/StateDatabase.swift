@@ -15,7 +15,7 @@ public final class StateDatabase: Sendable {
     public let limits: StateLimits
     /// nil once closed.
     private let store: Locked<StateStore?>
-    /// Told the sinks of the records of each commit that emitted any.
+    /// Told the sinks of the records of each group of commits that emitted any.
     private let emitObserver = Locked<EmitObserver?>(nil)
 
     /// Opens (or creates) the state database of `directory`.
@@ -36,14 +36,16 @@ public final class StateDatabase: Sendable {
     /// The records of `ttn.emit` waiting for their sinks, and the dead letters.
     public var outbox: Outbox { Outbox(database: self) }
 
-    /// Sets what is told, after each commit of an invocation that emitted records, the names of their sinks
-    /// (from the committing thread: it must return quickly). The records are readable from ``outbox`` then.
+    /// Sets what is told, after each group of commits (``StateStore/groupWindow``) with emitted records, the names of
+    /// their sinks (from the committing thread: it must return quickly). The records are readable from ``outbox``
+    /// then, and not before: the outbox hands out only records whose invocations are durable.
     public func observeEmits(_ observer: @escaping @Sendable (Set<String>) -> Void) {
         emitObserver.withLock { $0 = EmitObserver(notify: observer) }
     }
 
-    /// Tells the observer of ``observeEmits(_:)`` about a commit's records.
-    func emitted(to sinks: Set<String>) {
+    /// Tells the observer of ``observeEmits(_:)`` about newly committed records, if there are any.
+    private func announce(_ sinks: Set<String>) {
+        guard !sinks.isEmpty else { return }
         emitObserver.withLock { $0 }?.notify(sinks)
     }
 
@@ -81,22 +83,29 @@ public final class StateDatabase: Sendable {
     }
 
     /// Runs `body` with the open store, under the database's lock. When `body` began a group of commits, the
-    /// group is ended ``StateStore/groupWindow`` later, unless a later commit ends it first.
+    /// group is ended ``StateStore/groupWindow`` later, unless a later commit ends it first. When a group with
+    /// emitted records was committed, the observer of ``observeEmits(_:)`` hears of it after the lock is released.
     func withStore<Result>(_ body: (StateStore) throws(StateError) -> sending Result) throws(StateError) -> sending Result {
-        let (result, groupBegan) = try store.withLock { store throws(StateError) -> sending (Result, Bool) in
+        let (result, groupBegan, newRecords) = try store.withLock { store throws(StateError) -> sending (Result, Bool, Set<String>) in
             guard let store else { throw StateError(.database, "store: the state database of \(directory) is closed") }
+            // When `body` fails after a group was committed, its sinks hear of it at the next call.
             let result = try body(store)
-            return (result, store.takeGroupTimerRequest())
+            return (result, store.takeGroupTimerRequest(), store.takeSinksWithNewRecords())
         }
         if groupBegan {
             DispatchQueue.global().asyncAfter(deadline: .now() + .milliseconds(5)) { [weak self] in self?.flushGroup() }
         }
+        announce(newRecords)
         return result
     }
 
     /// Commits the group of invocations that is open, if any. A failure is kept by the store and thrown by the
     /// next commit, so that the handler's log says what was lost.
     private func flushGroup() {
-        store.withLock { $0?.flushRecordingFailure() }
+        let newRecords = store.withLock { store -> Set<String> in
+            store?.flushRecordingFailure()
+            return store?.takeSinksWithNewRecords() ?? []
+        }
+        announce(newRecords)
     }
 }

@@ -33,6 +33,13 @@ final class StateStore {
     private var groupNeedsTimer = false
     /// Why the last group, ended by the database's timer, could not be committed; thrown by the next commit.
     private var groupFailure: StateError?
+    /// The sequence number of the first outbox record written in the open group: it and those after it are not
+    /// durable yet. Records of other processes (`ttn-host outbox resend`) are written between groups, below it.
+    private var openGroupFirstOutboxSequence: Int64?
+    /// The sinks of the records written in the open group.
+    private var groupSinks: Set<String> = []
+    /// The sinks of records committed since ``takeSinksWithNewRecords()`` was last asked.
+    private var sinksWithNewRecords: Set<String> = []
 
     /// Opens (creating if missing) `<directory>/state.sqlite` under an exclusive lock on `<directory>/state.lock`.
     init(directory: String) throws(StateError) {
@@ -164,8 +171,14 @@ final class StateStore {
                     try connection.query("DELETE FROM kv WHERE namespace = ?1 AND key = ?2", [.text(namespace), .text(write.key)])
                 }
             }
-            for emit in emits { try OutboxTables.insert(emit, connection) }
+            var firstSequence: Int64?
+            for emit in emits {
+                let sequence = try OutboxTables.insert(emit, connection)
+                if firstSequence == nil { firstSequence = sequence }
+            }
             try connection.execute("RELEASE invocation")
+            if openGroupFirstOutboxSequence == nil { openGroupFirstOutboxSequence = firstSequence }
+            for emit in emits { groupSinks.insert(emit.sink) }
         } catch {
             try? connection.execute("ROLLBACK TO invocation")
             try? connection.execute("RELEASE invocation")
@@ -183,17 +196,40 @@ final class StateStore {
 
     /// Writes `entries` to `device_progress` in the open group of commits (beginning one if none is open).
     func applyProgress(_ entries: [DeviceProgress], application: String) throws(StateError) {
+        try inGroup { () throws(StateError) in try DeviceProgressTable.save(entries, application: application, connection) }
+    }
+
+    /// Deletes delivered outbox records in the open group of commits (beginning one if none is open): they leave the
+    /// outbox with the group, and a crash before it is committed delivers them again.
+    func deleteDelivered(_ sequences: [Int64]) throws(StateError) {
+        try inGroup { () throws(StateError) in try OutboxTables.delete(sequences, connection) }
+    }
+
+    /// Runs `body` in a savepoint of the open group of commits (beginning one if none is open): all of its writes
+    /// or, when it throws, none.
+    private func inGroup(_ body: () throws(StateError) -> Void) throws(StateError) {
         try joinGroup()
-        try connection.execute("SAVEPOINT progress")
+        try connection.execute("SAVEPOINT part")
         do throws(StateError) {
-            try DeviceProgressTable.save(entries, application: application, connection)
-            try connection.execute("RELEASE progress")
+            try body()
+            try connection.execute("RELEASE part")
         } catch {
-            try? connection.execute("ROLLBACK TO progress")
-            try? connection.execute("RELEASE progress")
+            try? connection.execute("ROLLBACK TO part")
+            try? connection.execute("RELEASE part")
             throw error
         }
         try endGroupIfDue()
+    }
+
+    /// The first `limit` records of `sink` that are committed, in order: not those of the open group.
+    func committedOutboxRecords(sink: String, limit: Int) throws(StateError) -> [OutboxRecord] {
+        try OutboxTables.pending(sink: sink, limit: limit, before: openGroupFirstOutboxSequence ?? .max, connection)
+    }
+
+    /// The sinks that have records committed since the last call: the records are readable from the outbox now.
+    func takeSinksWithNewRecords() -> Set<String> {
+        defer { sinksWithNewRecords = [] }
+        return sinksWithNewRecords
     }
 
     /// Begins the SQLite transaction that groups commits, unless one is open.
@@ -230,6 +266,9 @@ final class StateStore {
     func flush() throws(StateError) {
         guard groupStarted != nil else { return }
         groupStarted = nil
+        let sinks = groupSinks
+        openGroupFirstOutboxSequence = nil
+        groupSinks = []
         do throws(StateError) {
             try connection.execute("COMMIT")
         } catch {
@@ -237,6 +276,7 @@ final class StateStore {
             tallies.removeAll()
             throw StateError(.database, "\(error.message) (the state written in the last \(Self.groupWindow) was lost)")
         }
+        sinksWithNewRecords.formUnion(sinks)
     }
 
     /// Deletes every expired row, keeping the tallies right; returns how many there were.

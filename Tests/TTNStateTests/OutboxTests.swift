@@ -1,8 +1,9 @@
 import CSQLite
 import Foundation
 import Synchronization
-import TTNState
 import Testing
+
+@testable import TTNState
 
 @Suite("Outbox")
 struct OutboxTests {
@@ -23,6 +24,7 @@ struct OutboxTests {
             let second = try state.emit(to: "warehouse", value: "{\"t\":3}", application: "app", script: "a.lua", device: nil)
             _ = try state.emit(to: "archive", value: "[]", application: "app", script: "a.lua", device: nil)
             try state.commit()
+            try database.flush()  // the group of commits, which the timer would commit within 5 ms
 
             let records = try database.outbox.pending(sink: "warehouse", limit: 10)
             #expect(records.map(\.id) == [first, second])
@@ -36,7 +38,7 @@ struct OutboxTests {
         }
     }
 
-    @Test("the commit tells the observer which sinks got records")
+    @Test("the commit of a group tells the observer which sinks got records")
     func observer() throws {
         try withStateDirectory { directory in
             let database = try StateDatabase(directory: directory)
@@ -48,7 +50,31 @@ struct OutboxTests {
             _ = try state.emit(to: "a", value: "1", application: "app", script: "s", device: nil)
             _ = try state.emit(to: "b", value: "1", application: "app", script: "s", device: nil)
             try state.commit()
+            try database.flush()
+            // The timer of the group may have committed it first, and tells the observer after it let go of the lock.
+            let deadline = ContinuousClock.now + .seconds(10)
+            while told.all.isEmpty && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.001) }
             #expect(told.all == [["a", "b"]])
+        }
+    }
+
+    @Test("records of the open group of commits are not handed out; once it is committed they are, and their sinks are told")
+    func openGroup() throws {
+        try withStateDirectory { directory in
+            let database = try StateDatabase(directory: directory)
+            let emit = PendingEmit(id: "r1", sink: "s", application: "a", script: "x", device: nil, time: "t", value: "1", createdAt: 0)
+            // One hold of the database's lock, so that its timer cannot commit the group in between.
+            let (whileOpen, announcedWhileOpen, afterCommit, announced) = try database.withStore { store throws(StateError) in
+                try store.apply("n", [], emits: [emit])
+                let whileOpen = try store.committedOutboxRecords(sink: "s", limit: 10)
+                let announcedWhileOpen = store.takeSinksWithNewRecords()
+                try store.flush()
+                return (whileOpen, announcedWhileOpen, try store.committedOutboxRecords(sink: "s", limit: 10), store.takeSinksWithNewRecords())
+            }
+            #expect(whileOpen.isEmpty)
+            #expect(announcedWhileOpen.isEmpty)
+            #expect(afterCommit.map(\.id) == ["r1"])
+            #expect(announced == ["s"])
         }
     }
 
@@ -141,6 +167,7 @@ struct OutboxTests {
             #expect(try state.get("kept") == "7")
             _ = try state.emit(to: "s", value: "1", application: "a", script: "x", device: nil)
             try state.commit()
+            try database.flush()
             #expect(try database.outbox.pending(sink: "s", limit: 5).count == 1)
         }
     }
