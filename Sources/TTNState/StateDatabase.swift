@@ -36,7 +36,7 @@ public final class StateDatabase: Sendable {
     /// The records of `ttn.emit` waiting for their sinks, and the dead letters.
     public var outbox: Outbox { Outbox(database: self) }
 
-    /// Sets what is told, after each group of commits (``StateStore/groupWindow``) with emitted records, the names of
+    /// Sets what is told, after each group of commits (5 ms of them, as above) with emitted records, the names of
     /// their sinks (from the committing thread: it must return quickly). The records are readable from ``outbox``
     /// then, and not before: the outbox hands out only records whose invocations are durable.
     public func observeEmits(_ observer: @escaping @Sendable (Set<String>) -> Void) {
