@@ -141,9 +141,33 @@ package final class JSONTape: @unchecked Sendable {
         }
     }
 
-    /// Whether the string element at `index` equals the ASCII literal `text` (a member name the client knows).
-    package func string(at index: Int, equalsLiteral text: StaticString) -> Bool {
-        string(at: index, equals: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount), "\(text)")
+    /// The value elements of the members named `names` (ASCII literals: member names the client knows) of the object
+    /// at `index`, in the order of `names`: for each the last one when the name repeats, as ``member(_:of:)`` reads
+    /// them, and nil when it is absent or the element is not an object. Each member's name is read once.
+    package func members<let count: Int>(_ names: InlineArray<count, StaticString>, of index: Int) -> InlineArray<count, Int?> {
+        var found = InlineArray<count, Int?>(repeating: nil)
+        forEachMember(of: index) { key, value in
+            if let name = string(at: key, equalsOneOf: names) { found[name] = value }
+        }
+        return found
+    }
+
+    /// Which of `names` the string element at `index` equals: its position in `names`, or nil for none. Only the
+    /// names of the element's length are compared.
+    private func string<let count: Int>(at index: Int, equalsOneOf names: InlineArray<count, StaticString>) -> Int? {
+        let element = elements[index]
+        guard element.isPlain else {
+            let text = string(at: index)
+            return names.indices.first { "\(names[$0])" == text }
+        }
+        let length = element.end - element.start
+        return bytes.withUnsafeBufferPointer { bytes in
+            names.indices.first { position in
+                let name = names[position]
+                return name.utf8CodeUnitCount == length
+                    && (length == 0 || memcmp(name.utf8Start, bytes.baseAddress! + element.start, length) == 0)
+            }
+        }
     }
 
     /// Whether the string element at `index` equals `text`, whose UTF-8 bytes are `wanted`.

@@ -204,30 +204,19 @@ public struct Uplink: Sendable, Hashable, Codable {
         package init() {}
 
         package init(_ tape: JSONTape) {
-            // The last of repeated names, as `JSONTape.member` reads them, and a null as absent.
+            // A null reads as absent.
             func present(_ index: Int?) -> Int? { index.flatMap { tape.elements[$0].kind == .null ? nil : $0 } }
-            var endDeviceIDs: Int?, uplinkMessage: Int?
-            tape.forEachMember(of: 0) { key, value in
-                if tape.string(at: key, equalsLiteral: "uplink_message") { uplinkMessage = value }
-                if tape.string(at: key, equalsLiteral: "end_device_ids") { endDeviceIDs = value }
-                if tape.string(at: key, equalsLiteral: "received_at") { receivedAt = value }
-                if tape.string(at: key, equalsLiteral: "correlation_ids") { correlationIDs = value }
+            let uplink = tape.members(["end_device_ids", "uplink_message", "received_at", "correlation_ids"], of: 0)
+            receivedAt = present(uplink[2])
+            correlationIDs = present(uplink[3])
+            if let endDeviceIDs = uplink[0] { deviceID = present(tape.member("device_id", of: endDeviceIDs)) }
+            if let uplinkMessage = uplink[1] {
+                let message = tape.members(["decoded_payload", "frm_payload", "f_cnt", "session_key_id"], of: uplinkMessage)
+                decodedPayload = present(message[0])
+                frmPayload = present(message[1])
+                fCnt = present(message[2])
+                sessionKeyID = present(message[3])
             }
-            if let endDeviceIDs { deviceID = present(tape.member("device_id", of: endDeviceIDs)) }
-            if let uplinkMessage {
-                tape.forEachMember(of: uplinkMessage) { key, value in
-                    if tape.string(at: key, equalsLiteral: "decoded_payload") { decodedPayload = value }
-                    if tape.string(at: key, equalsLiteral: "frm_payload") { frmPayload = value }
-                    if tape.string(at: key, equalsLiteral: "f_cnt") { fCnt = value }
-                    if tape.string(at: key, equalsLiteral: "session_key_id") { sessionKeyID = value }
-                }
-                decodedPayload = present(decodedPayload)
-                frmPayload = present(frmPayload)
-                fCnt = present(fCnt)
-                sessionKeyID = present(sessionKeyID)
-            }
-            receivedAt = present(receivedAt)
-            correlationIDs = present(correlationIDs)
         }
     }
 

@@ -73,6 +73,14 @@ struct JSONTapeTests {
         #expect(tape.member("ke", of: 0) == nil)
     }
 
+    @Test("several members found in one walk: by whole name, escaped or not, the last of a repeated one")
+    func severalMembers() throws {
+        let tape = try JSONTape(Array(#"{"f_cnt":1,"f_po\u0072t":2,"f_cn":3,"":4,"f_cnt2":5,"f_cnt":6}"#.utf8))
+        let found = tape.members(["f_port", "", "f_cnt", "absent"], of: 0)
+        #expect(found.indices.map { found[$0].flatMap(tape.integer(at:)) } == [2, 4, 6, nil])
+        #expect(tape.members(["f_cnt"], of: 2)[0] == nil, "not an object")
+    }
+
     @Test("integers: exact within 64 bits, nil beyond or with a fraction")
     func integers() throws {
         func integer(_ text: String) throws -> Int64? { try JSONTape(Array(text.utf8)).integer(at: 0) }
