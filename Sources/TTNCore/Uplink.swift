@@ -189,9 +189,10 @@ public struct Uplink: Sendable, Hashable, Codable {
         }
     }
 
-    /// Where `deviceID`, `payload` and `decodedPayload` are in a v3 uplink's tape (nil when absent or null),
-    /// found once on arrival. A handler reading them on another thread would otherwise walk the members from
-    /// the root, fetching each element it passes from the cache of the core that parsed them.
+    /// Where the members read without decoding are in a v3 uplink's tape (nil when absent or null): those of
+    /// `deviceID`, `payload` and `decodedPayload`, and of its `position`. Found once on arrival: a handler reading
+    /// them on another thread would otherwise walk the members from the root, fetching each element it passes from
+    /// the cache of the core that parsed them.
     private struct Landmarks: Sendable {
         package var deviceID: Int?
         package var frmPayload: Int?
