@@ -340,8 +340,7 @@ struct StateTests {
                 return sqlite3_step(statement) == SQLITE_ROW ? sqlite3_column_int(statement, 0) : -1
             }
             // The group's timer writes it with no further commit (generous bound: the window is 5 ms).
-            let deadline = ContinuousClock.now + .seconds(5)
-            while rows() != 3 && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.005) }
+            waitUntil(timeout: .seconds(5)) { rows() == 3 }
             #expect(rows() == 3)
         }
     }

@@ -34,3 +34,10 @@ func stateError(_ body: () throws -> Void, sourceLocation: SourceLocation = #_so
 func waitPast(_ ttl: Duration) {
     Thread.sleep(forTimeInterval: Double(ttl.components.seconds) + Double(ttl.components.attoseconds) / 1e18 + 0.1)
 }
+
+/// Waits until `condition` holds or `timeout` passed, looking every millisecond: for what the group of commits'
+/// timer does on its own thread. The caller then expects the condition.
+func waitUntil(timeout: Duration, _ condition: () -> Bool) {
+    let deadline = ContinuousClock.now + timeout
+    while !condition() && ContinuousClock.now < deadline { Thread.sleep(forTimeInterval: 0.001) }
+}
